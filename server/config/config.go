@@ -1,0 +1,152 @@
+// Package config reads wellknownd's one configuration file: it decodes YAML
+// strictly, fills defaults, and validates every value up front, so that each
+// problem is reported with its file, line and field before anything listens.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole configuration file. Every field is documented where it
+// is declared; Default holds every default value in one place.
+type Config struct {
+	// ServerName is the Matrix server name, the part after the colon in
+	// @alice:example.com. Its host is the "base domain" that publishes the
+	// /.well-known/matrix documents.
+	ServerName string `yaml:"server_name"`
+	// Delegation is what the discovery documents say.
+	Delegation Delegation `yaml:"delegation"`
+	// Hosts are the names this daemon answers for (Host header or SNI,
+	// without port, case-insensitive). A request for any other name gets 421
+	// Misdirected Request and is never proxied. The server_name's host must
+	// be among them.
+	Hosts []string `yaml:"hosts"`
+	// BaseDomain says what the server_name's host answers outside
+	// /.well-known/matrix/. With neither redirect nor proxy it answers 404.
+	BaseDomain BaseDomain `yaml:"base_domain"`
+	// Listen holds the listening addresses; "" turns a listener off.
+	Listen Listen `yaml:"listen"`
+	// TLS says where certificates come from.
+	TLS TLS `yaml:"tls"`
+	// Upstream is the homeserver behind this edge.
+	Upstream Upstream `yaml:"upstream"`
+	// ShutdownTimeout bounds how long a stopping daemon waits for in-flight
+	// requests (long-polls included) before it closes them.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// Delegation is the content of /.well-known/matrix/{server,client,support}.
+type Delegation struct {
+	// Server is m.server: host[:port] that federation traffic goes to, no
+	// scheme, no path. Without a port, peers use 8448.
+	Server string `yaml:"server"`
+	// ClientBaseURL is m.homeserver.base_url: the absolute https URL that
+	// clients append /_matrix/client/... to.
+	ClientBaseURL string `yaml:"client_base_url"`
+	// IdentityServer is m.identity_server.base_url; empty leaves it out.
+	IdentityServer string `yaml:"identity_server"`
+	// ClientExtra are further keys merged into the client document, such as
+	// org.matrix.msc3575.proxy or org.matrix.msc4143.rtc_foci. They may not
+	// set m.homeserver or m.identity_server.
+	ClientExtra map[string]any `yaml:"client_extra"`
+	// Support is /.well-known/matrix/support; absent serves 404 there.
+	Support *Support `yaml:"support"`
+	// MaxAge is the Cache-Control max-age of the documents. Remote servers
+	// cache m.server for this long (the spec caps it at 48h), so a shorter
+	// value lets a move take effect sooner.
+	MaxAge Duration `yaml:"max_age"`
+}
+
+// Support is the support document (MSC1929, in the spec since v1.10).
+type Support struct {
+	// Contacts are people to reach; each needs matrix_id or email_address,
+	// and a role (m.role.admin, m.role.security, or a namespaced role).
+	Contacts []Contact `yaml:"contacts"`
+	// SupportPage is a web page with support information.
+	SupportPage string `yaml:"support_page"`
+}
+
+// Contact is one support contact.
+type Contact struct {
+	MatrixID     string `yaml:"matrix_id"`
+	EmailAddress string `yaml:"email_address"`
+	Role         string `yaml:"role"`
+}
+
+// BaseDomain is what the server_name's host serves besides its well-known
+// documents: usually the project's web site.
+type BaseDomain struct {
+	// Redirect sends every other request there (308), with the request's
+	// path and query appended to the URL's path.
+	Redirect string `yaml:"redirect"`
+	// Proxy forwards every other request to this web server.
+	Proxy string `yaml:"proxy"`
+}
+
+// Listen holds the addresses to listen on, host:port; "" turns one off.
+type Listen struct {
+	// HTTP serves plain HTTP: everything when tls.mode is off.
+	HTTP string `yaml:"http"`
+	// HTTPS serves the documents and the client API over TLS.
+	HTTPS string `yaml:"https"`
+	// Federation serves the federation API over TLS, traditionally :8448.
+	Federation string `yaml:"federation"`
+	// Admin serves health and metrics; keep it on loopback.
+	Admin string `yaml:"admin"`
+}
+
+// TLS says where certificates come from.
+type TLS struct {
+	// Mode is "off": plain HTTP on listen.http for everything; the HTTPS and
+	// federation listeners are not started.
+	Mode string `yaml:"mode"`
+}
+
+// Upstream is the homeserver this edge fronts.
+type Upstream struct {
+	// URL is Dendrite's HTTP listener, e.g. http://127.0.0.1:8008.
+	URL string `yaml:"url"`
+}
+
+// TLS modes.
+const (
+	TLSOff = "off"
+)
+
+// Default returns the configuration a file is decoded onto: every default
+// value lives here. Hosts has no default value of its own: when a file
+// leaves it out, it becomes the server name's host and the delegated host.
+func Default() Config {
+	return Config{
+		Delegation: Delegation{
+			MaxAge: Duration(4 * time.Hour),
+		},
+		Listen: Listen{
+			HTTP:       ":80",
+			HTTPS:      ":443",
+			Federation: ":8448",
+			Admin:      "127.0.0.1:9090",
+		},
+		TLS:             TLS{Mode: TLSOff},
+		Upstream:        Upstream{URL: "http://127.0.0.1:8008"},
+		ShutdownTimeout: Duration(10 * time.Second),
+	}
+}
+
+// BuiltIn is the configuration used when no file is given and there is no
+// ./wellknownd.yaml: it serves server name localhost on http://127.0.0.1:8080
+// (admin on 127.0.0.1:9090), for a local try-out with nothing to edit.
+const BuiltIn = `# wellknownd's built-in configuration, for a local try-out.
+server_name: localhost
+delegation:
+  server: localhost:8448
+  client_base_url: http://localhost:8008
+hosts: [localhost, 127.0.0.1]
+listen:
+  http: 127.0.0.1:8080
+  https: ""
+  federation: ""
+  admin: 127.0.0.1:9090
+tls:
+  mode: "off"
+`

@@ -1,0 +1,271 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/wellknownd/wellknownd/delegation"
+)
+
+// Load reads the file at path and returns its configuration with every
+// problem found. The configuration is usable only when problems holds no
+// errors (problems.Errors() is empty); warnings are for the log.
+func Load(path string) (*Config, Problems, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading config: %w", err)
+	}
+	cfg, problems := Parse(path, data)
+	return cfg, problems, nil
+}
+
+// Parse decodes and validates data, read from file (named in problems).
+func Parse(file string, data []byte) (*Config, Problems) {
+	d := &decoder{file: file, lines: map[string]int{}}
+	cfg := Default()
+	if !d.decodeFile(data, &cfg) {
+		return &cfg, d.problems
+	}
+	if _, set := d.lines["hosts"]; !set {
+		cfg.Hosts = defaultHosts(cfg)
+	}
+	v := validator{decoder: d, cfg: &cfg}
+	v.validate()
+	return &cfg, d.problems
+}
+
+// Spec is the delegation the configuration describes.
+func (c *Config) Spec() delegation.Spec {
+	s := delegation.Spec{
+		ServerName:     c.ServerName,
+		Server:         c.Delegation.Server,
+		ClientBaseURL:  c.Delegation.ClientBaseURL,
+		IdentityServer: c.Delegation.IdentityServer,
+		ClientExtra:    c.Delegation.ClientExtra,
+	}
+	if sp := c.Delegation.Support; sp != nil {
+		s.Support = &delegation.Support{SupportPage: sp.SupportPage}
+		for _, ct := range sp.Contacts {
+			s.Support.Contacts = append(s.Support.Contacts, delegation.Contact(ct))
+		}
+	}
+	return s
+}
+
+// BaseHost is the server name's host, lower-cased: the base domain.
+func (c *Config) BaseHost() string {
+	n, err := delegation.ParseServerName(c.ServerName)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(n.Host)
+}
+
+// DelegatedHost is m.server's host, lower-cased.
+func (c *Config) DelegatedHost() string {
+	n, err := delegation.ParseServerName(c.Delegation.Server)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(n.Host)
+}
+
+func defaultHosts(c Config) []string {
+	var hosts []string
+	for _, h := range []string{c.BaseHost(), c.DelegatedHost()} {
+		if h != "" && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+type validator struct {
+	*decoder
+	cfg *Config
+}
+
+func (v *validator) errf(field, format string, args ...any) {
+	if v.undecoded(field) {
+		return
+	}
+	v.problems = append(v.problems, Problem{File: v.file, Line: v.line(field), Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// undecoded reports whether field, or a field above it, failed to decode:
+// its value is the default, and validating that would report noise.
+func (v *validator) undecoded(field string) bool {
+	for _, p := range v.problems {
+		if !p.Warning && p.Field != "" && (field == p.Field || strings.HasPrefix(field, p.Field+".") || strings.HasPrefix(field, p.Field+"[")) {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) warnf(field, format string, args ...any) {
+	if v.undecoded(field) {
+		return
+	}
+	v.problems = append(v.problems, Problem{File: v.file, Line: v.line(field), Field: field, Msg: fmt.Sprintf(format, args...), Warning: true})
+}
+
+// specFields maps the delegation package's document paths to config fields.
+var specFields = []struct{ doc, cfg string }{
+	{"server_name", "server_name"},
+	{"m.server", "delegation.server"},
+	{"m.homeserver.base_url", "delegation.client_base_url"},
+	{"m.identity_server.base_url", "delegation.identity_server"},
+	{"extra", "delegation.client_extra"},
+	{"support", "delegation.support"},
+}
+
+func specField(doc string) string {
+	for _, m := range specFields {
+		if doc == m.doc {
+			return m.cfg
+		}
+		if rest, ok := strings.CutPrefix(doc, m.doc); ok && (rest[0] == '.' || rest[0] == '[') {
+			return m.cfg + rest
+		}
+	}
+	return doc
+}
+
+func (v *validator) validate() {
+	c := v.cfg
+	for _, fe := range c.Spec().Check() {
+		field := specField(fe.Field)
+		if fe.Warning {
+			v.warnf(field, "%s", fe.Err)
+		} else {
+			v.errf(field, "%s", fe.Err)
+		}
+	}
+	if c.Delegation.MaxAge < 0 {
+		v.errf("delegation.max_age", "must not be negative")
+	} else if c.Delegation.MaxAge.D().Hours() > 48 {
+		v.warnf("delegation.max_age", "is %s, but servers cap the well-known cache at 48h", c.Delegation.MaxAge.D())
+	}
+	v.validateHosts()
+	v.validateBaseDomain()
+	v.validateListen()
+	switch c.TLS.Mode {
+	case TLSOff:
+	default:
+		v.errf("tls.mode", "%q is not a TLS mode; valid: %s", c.TLS.Mode, TLSOff)
+	}
+	if err := delegation.CheckHTTPURL(c.Upstream.URL); err != nil {
+		v.errf("upstream.url", "%s", err)
+	}
+	if c.ShutdownTimeout <= 0 {
+		v.errf("shutdown_timeout", "must be more than 0, e.g. 10s")
+	}
+}
+
+func (v *validator) validateHosts() {
+	c := v.cfg
+	if len(c.Hosts) == 0 {
+		v.errf("hosts", "is empty; list at least the server name's host")
+		return
+	}
+	seen := map[string]int{}
+	valid := true
+	for i, h := range c.Hosts {
+		field := "hosts[" + strconv.Itoa(i) + "]"
+		if _, err := delegation.ParseHostname(h); err != nil {
+			v.errf(field, "%q %s", h, err)
+			valid = false
+			continue
+		}
+		key := strings.ToLower(h)
+		if j, dup := seen[key]; dup {
+			v.errf(field, "%q is listed twice (also hosts[%d])", h, j)
+		}
+		seen[key] = i
+	}
+	if !valid {
+		// Whether a name is missing cannot be told from a list with broken
+		// entries; those errors come first.
+		return
+	}
+	if base := c.BaseHost(); base != "" {
+		if _, ok := seen[base]; !ok {
+			v.errf("hosts", "does not include %q, the server name's host; the well-known documents would never be served there", base)
+		}
+	}
+	if dh := c.DelegatedHost(); dh != "" {
+		if _, ok := seen[dh]; !ok {
+			v.warnf("delegation.server", "names host %q, which is not in hosts; this daemon will not answer for it (fine if another server does)", dh)
+		}
+	}
+}
+
+func (v *validator) validateBaseDomain() {
+	b := v.cfg.BaseDomain
+	if b.Redirect != "" && b.Proxy != "" {
+		v.errf("base_domain", "has both redirect and proxy; choose one")
+	}
+	if b.Redirect != "" {
+		if err := delegation.CheckHTTPURL(b.Redirect); err != nil {
+			v.errf("base_domain.redirect", "%s", err)
+		}
+	}
+	if b.Proxy != "" {
+		if err := delegation.CheckHTTPURL(b.Proxy); err != nil {
+			v.errf("base_domain.proxy", "%s", err)
+		}
+	}
+}
+
+func (v *validator) validateListen() {
+	l := v.cfg.Listen
+	addrs := []struct{ field, addr string }{
+		{"listen.http", l.HTTP}, {"listen.https", l.HTTPS}, {"listen.federation", l.Federation}, {"listen.admin", l.Admin},
+	}
+	used := map[string]string{}
+	for _, a := range addrs {
+		if a.addr == "" {
+			continue
+		}
+		if err := checkListenAddr(a.addr); err != nil {
+			v.errf(a.field, "%q %s", a.addr, err)
+			continue
+		}
+		if other, dup := used[a.addr]; dup && !strings.HasSuffix(a.addr, ":0") {
+			v.errf(a.field, "%q is also %s; each listener needs its own address", a.addr, other)
+		}
+		used[a.addr] = a.field
+	}
+	if v.cfg.TLS.Mode == TLSOff {
+		for _, a := range addrs[1:3] { // https, federation
+			if _, set := v.lines[a.field]; set && a.addr != "" {
+				v.warnf(a.field, "is not started: tls.mode is off, so everything is served on listen.http")
+			}
+		}
+		if l.HTTP == "" {
+			v.errf("listen.http", "is off, but tls.mode off serves everything there; nothing would be served")
+		}
+	}
+}
+
+// checkListenAddr accepts host:port with a numeric port (0 picks a free one)
+// and a host that is empty (all addresses), an IP, or a name.
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("is not host:port (e.g. :443 or 127.0.0.1:9090)")
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("has port %q; a port is a number from 0 to 65535", port)
+	}
+	if host != "" && strings.ContainsAny(host, " /") {
+		return fmt.Errorf("has host %q, which is neither an IP address nor a name", host)
+	}
+	return nil
+}

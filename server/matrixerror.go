@@ -1,0 +1,34 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// Matrix error codes this edge answers with.
+const (
+	errNotFound     = "M_NOT_FOUND"
+	errUnrecognized = "M_UNRECOGNIZED"
+	errForbidden    = "M_FORBIDDEN"
+	errUnknown      = "M_UNKNOWN"
+	errTooLarge     = "M_TOO_LARGE"
+)
+
+// writeMatrixError answers with the JSON error body Matrix clients parse,
+// {"errcode": ..., "error": ...}, and CORS headers: without them a browser
+// client sees a network error instead of the status.
+func writeMatrixError(w http.ResponseWriter, cors corsMethods, status int, errcode, msg string) {
+	body, _ := json.Marshal(struct {
+		Errcode string `json:"errcode"`
+		Error   string `json:"error"`
+	}{errcode, msg})
+	h := w.Header()
+	setCORS(h, cors)
+	h["Content-Type"] = headerJSON
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["Cache-Control"] = headerNoStore
+	h["X-Content-Type-Options"] = headerNoSniff
+	w.WriteHeader(status)
+	w.Write(body)
+}

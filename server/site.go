@@ -1,0 +1,140 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/wellknownd/wellknownd/server/config"
+)
+
+// site is everything one configuration makes of the request path: which
+// hosts are answered, the rendered documents, and each host's routes. It is
+// immutable once built; a reload builds a new one and swaps it in.
+type site struct {
+	hosts map[string]*hostRoute
+	wk    *wellKnown
+}
+
+// hostRoute is how one name in hosts is served.
+type hostRoute struct {
+	// cors is the Access-Control-Allow-Methods this host advertises.
+	cors corsMethods
+	// next serves everything outside /.well-known/matrix/.
+	next http.Handler
+}
+
+// newSite builds the site for a validated configuration.
+func newSite(cfg *config.Config, tr http.RoundTripper, log *slog.Logger) (*site, error) {
+	docs, err := cfg.Spec().Render()
+	if err != nil {
+		return nil, err
+	}
+	s := &site{
+		hosts: make(map[string]*hostRoute, len(cfg.Hosts)),
+		wk:    newWellKnown(docs, cfg.Delegation.MaxAge.D()),
+	}
+	base := cfg.BaseHost()
+	for _, h := range cfg.Hosts {
+		h = strings.ToLower(h)
+		hr := &hostRoute{cors: corsReadOnly}
+		r := chi.NewRouter()
+		if h == base {
+			fallback, err := baseDomainHandler(cfg.BaseDomain, tr, log)
+			if err != nil {
+				return nil, err
+			}
+			r.NotFound(fallback.ServeHTTP)
+			r.MethodNotAllowed(fallback.ServeHTTP)
+		} else {
+			r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+				writeMatrixError(w, hr.cors, http.StatusNotFound, errUnrecognized, "Unrecognized request")
+			})
+		}
+		hr.next = r
+		s.hosts[h] = hr
+	}
+	return s, nil
+}
+
+// ServeHTTP routes by Host. The discovery documents are served before any
+// router runs: they are the hottest path and the same on every host.
+func (s *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hr := s.hosts[hostOnly(r.Host)]
+	if hr == nil {
+		// Never guess: answering (or proxying) for a name that is not ours
+		// would let anyone point their domain at this server.
+		writeMatrixError(w, corsReadOnly, http.StatusMisdirectedRequest, errUnrecognized, "This server does not serve that host name")
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, wellKnownPrefix) {
+		s.wk.serve(w, r, hr.cors)
+		return
+	}
+	hr.next.ServeHTTP(w, r)
+}
+
+// hostOnly returns the Host header's name without port or trailing dot, in
+// lower case. It allocates only when the name has upper-case letters.
+func hostOnly(hostport string) string {
+	h := hostport
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			h = h[1:i]
+		}
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h, ':') == i {
+		h = h[:i]
+	}
+	h = strings.TrimSuffix(h, ".")
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(h)
+		}
+	}
+	return h
+}
+
+// baseDomainHandler serves the base domain outside /.well-known/matrix/:
+// a redirect, a proxy to the project's web site, or 404.
+func baseDomainHandler(b config.BaseDomain, tr http.RoundTripper, log *slog.Logger) (http.Handler, error) {
+	switch {
+	case b.Redirect != "":
+		target, err := url.Parse(b.Redirect)
+		if err != nil {
+			return nil, fmt.Errorf("base_domain.redirect: %w", err)
+		}
+		return redirectHandler(target), nil
+	case b.Proxy != "":
+		target, err := url.Parse(b.Proxy)
+		if err != nil {
+			return nil, fmt.Errorf("base_domain.proxy: %w", err)
+		}
+		return newWebProxy(target, tr, log), nil
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeMatrixError(w, corsReadOnly, http.StatusNotFound, errNotFound, "Not found")
+	}), nil
+}
+
+// redirectHandler sends every request to target, with the request's path
+// appended to target's path and its query kept: the nginx idiom
+// "return 308 https://www.example.com$request_uri".
+func redirectHandler(target *url.URL) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u := *target
+		if r.URL.Path != "/" || u.Path == "" {
+			u.Path = path.Join("/", u.Path, r.URL.Path)
+			if strings.HasSuffix(r.URL.Path, "/") && !strings.HasSuffix(u.Path, "/") {
+				u.Path += "/"
+			}
+		}
+		u.RawPath = ""
+		u.RawQuery = r.URL.RawQuery
+		http.Redirect(w, r, u.String(), http.StatusPermanentRedirect)
+	})
+}
