@@ -16,9 +16,9 @@ import (
 
 // Server is the running edge: its listeners and the site they serve.
 type Server struct {
-	log       *slog.Logger
-	cfg       *config.Config
-	transport *http.Transport
+	log *slog.Logger
+	cfg *config.Config
+	up  upstreamDeps
 	// site is swapped whole on reload; requests load it once each.
 	site atomic.Pointer[site]
 }
@@ -26,8 +26,8 @@ type Server struct {
 // New builds a server for a validated configuration. It renders the
 // documents and builds the routes, but does not listen yet.
 func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
-	s := &Server{log: log, cfg: cfg, transport: newTransport()}
-	st, err := newSite(cfg, s.transport, log)
+	s := &Server{log: log, cfg: cfg, up: newUpstreamDeps(log)}
+	st, err := newSite(cfg, s.up)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,7 @@ func (s *Server) shutdown(lns []listener) {
 		})
 	}
 	wg.Wait()
-	s.transport.CloseIdleConnections()
+	s.up.transport.CloseIdleConnections()
 }
 
 // listen opens every configured listener, or none: a half-started daemon

@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"path"
@@ -30,8 +29,12 @@ type hostRoute struct {
 }
 
 // newSite builds the site for a validated configuration.
-func newSite(cfg *config.Config, tr http.RoundTripper, log *slog.Logger) (*site, error) {
+func newSite(cfg *config.Config, up upstreamDeps) (*site, error) {
 	docs, err := cfg.Spec().Render()
+	if err != nil {
+		return nil, err
+	}
+	mr, err := newMatrixRoutes(cfg.Upstream, up)
 	if err != nil {
 		return nil, err
 	}
@@ -40,12 +43,19 @@ func newSite(cfg *config.Config, tr http.RoundTripper, log *slog.Logger) (*site,
 		wk:    newWellKnown(docs, cfg.Delegation.MaxAge.D()),
 	}
 	base := cfg.BaseHost()
+	// The base domain carries the Matrix APIs too when a client or server
+	// is pointed at it: m.server or base_url names it.
+	baseServesMatrix := base == cfg.DelegatedHost() || base == urlHost(cfg.Delegation.ClientBaseURL)
 	for _, h := range cfg.Hosts {
 		h = strings.ToLower(h)
 		hr := &hostRoute{cors: corsReadOnly}
 		r := chi.NewRouter()
+		if h != base || baseServesMatrix {
+			hr.cors = corsClientAPI
+			mr.mount(r)
+		}
 		if h == base {
-			fallback, err := baseDomainHandler(cfg.BaseDomain, tr, log)
+			fallback, err := baseDomainHandler(cfg.BaseDomain, up)
 			if err != nil {
 				return nil, err
 			}
@@ -60,6 +70,51 @@ func newSite(cfg *config.Config, tr http.RoundTripper, log *slog.Logger) (*site,
 		s.hosts[h] = hr
 	}
 	return s, nil
+}
+
+func newMatrixRoutes(u config.Upstream, up upstreamDeps) (*matrixRoutes, error) {
+	parseList := func(field string, cidrs []string) (netList, error) {
+		var l netList
+		for _, c := range cidrs {
+			p, err := config.ParsePrefix(c)
+			if err != nil {
+				return nil, fmt.Errorf("upstream.%s: %w", field, err)
+			}
+			l = append(l, p)
+		}
+		return l, nil
+	}
+	m := &matrixRoutes{maxBody: int64(u.MaxBody)}
+	var err error
+	if m.trusted, err = parseList("trusted_proxies", u.TrustedProxies); err != nil {
+		return nil, err
+	}
+	if m.exposeAdmin, err = parseList("expose_admin", u.ExposeAdmin); err != nil {
+		return nil, err
+	}
+	target, err := url.Parse(u.URL)
+	if err != nil {
+		return nil, fmt.Errorf("upstream.url: %w", err)
+	}
+	m.client = newMatrixProxy(target, up, m.trusted)
+	m.federation = m.client
+	if u.FederationURL != "" {
+		ft, err := url.Parse(u.FederationURL)
+		if err != nil {
+			return nil, fmt.Errorf("upstream.federation_url: %w", err)
+		}
+		m.federation = newMatrixProxy(ft, up, m.trusted)
+	}
+	return m, nil
+}
+
+// urlHost is the lower-cased host of a URL, or "".
+func urlHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(u.Hostname())
 }
 
 // ServeHTTP routes by Host. The discovery documents are served before any
@@ -101,7 +156,7 @@ func hostOnly(hostport string) string {
 
 // baseDomainHandler serves the base domain outside /.well-known/matrix/:
 // a redirect, a proxy to the project's web site, or 404.
-func baseDomainHandler(b config.BaseDomain, tr http.RoundTripper, log *slog.Logger) (http.Handler, error) {
+func baseDomainHandler(b config.BaseDomain, up upstreamDeps) (http.Handler, error) {
 	switch {
 	case b.Redirect != "":
 		target, err := url.Parse(b.Redirect)
@@ -114,7 +169,7 @@ func baseDomainHandler(b config.BaseDomain, tr http.RoundTripper, log *slog.Logg
 		if err != nil {
 			return nil, fmt.Errorf("base_domain.proxy: %w", err)
 		}
-		return newWebProxy(target, tr, log), nil
+		return newWebProxy(target, up), nil
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeMatrixError(w, corsReadOnly, http.StatusNotFound, errNotFound, "Not found")

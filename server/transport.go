@@ -1,10 +1,25 @@
 package server
 
 import (
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
 )
+
+// upstreamDeps are what every proxy of a server shares, across reloads:
+// connections to upstreams are kept when the configuration changes.
+type upstreamDeps struct {
+	transport *http.Transport
+	// buffers are the body copy buffers; without them ReverseProxy
+	// allocates (and the GC clears) 32 KiB for every response.
+	buffers *bufferPool
+	log     *slog.Logger
+}
+
+func newUpstreamDeps(log *slog.Logger) upstreamDeps {
+	return upstreamDeps{transport: newTransport(), buffers: newBufferPool(32 << 10), log: log}
+}
 
 // newTransport returns the transport for every upstream this edge proxies
 // to. It differs from http.DefaultTransport where a proxy needs it to:

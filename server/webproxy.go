@@ -9,16 +9,17 @@ import (
 
 // newWebProxy forwards the base domain's web traffic (the project's site) to
 // target, keeping the Host the visitor asked for.
-func newWebProxy(target *url.URL, tr http.RoundTripper, log *slog.Logger) http.Handler {
+func newWebProxy(target *url.URL, up upstreamDeps) http.Handler {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 		},
-		Transport: tr,
+		Transport:  up.transport,
+		BufferPool: up.buffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			log.LogAttrs(r.Context(), slog.LevelWarn, "base domain proxy failed", slog.String("upstream", target.Redacted()), slog.Any("err", err))
+			up.log.LogAttrs(r.Context(), slog.LevelWarn, "base domain proxy failed", slog.String("upstream", target.Redacted()), slog.Any("err", err))
 			writeMatrixError(w, corsReadOnly, http.StatusBadGateway, errUnknown, "The web site behind this domain is not reachable")
 		},
 	}

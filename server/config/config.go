@@ -104,8 +104,23 @@ type TLS struct {
 
 // Upstream is the homeserver this edge fronts.
 type Upstream struct {
-	// URL is Dendrite's HTTP listener, e.g. http://127.0.0.1:8008.
+	// URL is Dendrite's HTTP listener, e.g. http://127.0.0.1:8008. The
+	// client API (/_matrix, /_synapse/client) is proxied there, and the
+	// federation API too unless FederationURL is set.
 	URL string `yaml:"url"`
+	// FederationURL, when set, receives /_matrix/federation and /_matrix/key
+	// instead of URL.
+	FederationURL string `yaml:"federation_url"`
+	// MaxBody caps a request body (media uploads); a larger one gets 413
+	// M_TOO_LARGE. Match Dendrite's media_api.max_file_size_bytes.
+	MaxBody Size `yaml:"max_body"`
+	// TrustedProxies are CIDRs (or single addresses) of peers whose
+	// X-Forwarded-For/-Proto/-Host are believed: a CDN or load balancer in
+	// front of this daemon. From anyone else they are dropped.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ExposeAdmin are CIDRs (or single addresses) of clients allowed to
+	// reach /_synapse/admin and /_dendrite/admin; everyone else gets 403.
+	ExposeAdmin []string `yaml:"expose_admin"`
 }
 
 // TLS modes.
@@ -128,7 +143,7 @@ func Default() Config {
 			Admin:      "127.0.0.1:9090",
 		},
 		TLS:             TLS{Mode: TLSOff},
-		Upstream:        Upstream{URL: "http://127.0.0.1:8008"},
+		Upstream:        Upstream{URL: "http://127.0.0.1:8008", MaxBody: 100 << 20},
 		ShutdownTimeout: Duration(10 * time.Second),
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -159,9 +160,7 @@ func (v *validator) validate() {
 	default:
 		v.errf("tls.mode", "%q is not a TLS mode; valid: %s", c.TLS.Mode, TLSOff)
 	}
-	if err := delegation.CheckHTTPURL(c.Upstream.URL); err != nil {
-		v.errf("upstream.url", "%s", err)
-	}
+	v.validateUpstream()
 	if c.ShutdownTimeout <= 0 {
 		v.errf("shutdown_timeout", "must be more than 0, e.g. 10s")
 	}
@@ -268,4 +267,50 @@ func checkListenAddr(addr string) error {
 		return fmt.Errorf("has host %q, which is neither an IP address nor a name", host)
 	}
 	return nil
+}
+
+func (v *validator) validateUpstream() {
+	u := v.cfg.Upstream
+	if err := delegation.CheckHTTPURL(u.URL); err != nil {
+		v.errf("upstream.url", "%s", err)
+	}
+	if u.FederationURL != "" {
+		if err := delegation.CheckHTTPURL(u.FederationURL); err != nil {
+			v.errf("upstream.federation_url", "%s", err)
+		}
+	}
+	if u.MaxBody <= 0 {
+		v.errf("upstream.max_body", "must be more than 0, e.g. 100MiB")
+	}
+	for _, list := range []struct {
+		field string
+		cidrs []string
+	}{{"upstream.trusted_proxies", u.TrustedProxies}, {"upstream.expose_admin", u.ExposeAdmin}} {
+		for i, c := range list.cidrs {
+			if _, err := ParsePrefix(c); err != nil {
+				v.errf(list.field+"["+strconv.Itoa(i)+"]", "%s", err)
+			}
+		}
+	}
+}
+
+// ParsePrefix parses a CIDR such as 10.0.0.0/8, or a single address as the
+// prefix that holds only it.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32", s)
+		}
+		if p != p.Masked() {
+			return netip.Prefix{}, fmt.Errorf("%q has bits set past its prefix length; did you mean %s?", s, p.Masked())
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither an IP address nor a CIDR such as 10.0.0.0/8", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }

@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"syscall"
+)
+
+// matrixProxy forwards Matrix API requests to one upstream (Dendrite).
+type matrixProxy struct {
+	rp      *httputil.ReverseProxy
+	target  *url.URL
+	trusted netList
+	log     *slog.Logger
+}
+
+func newMatrixProxy(target *url.URL, up upstreamDeps, trusted netList) *matrixProxy {
+	p := &matrixProxy{target: target, trusted: trusted, log: up.log}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:   p.rewrite,
+		Transport: up.transport,
+		// No periodic flushing: ReverseProxy already flushes every write of
+		// a response without Content-Length (a stream) or of type
+		// text/event-stream, and one with a length goes out as fast as the
+		// socket takes it, a buffer at a time. A /sync long-poll sends
+		// nothing until its answer is ready. FlushInterval -1 would instead
+		// flush the headers from a timer goroutine and cost every response
+		// an extra write: a third of the proxy's throughput, measured.
+		FlushInterval:  0,
+		BufferPool:     up.buffers,
+		ModifyResponse: modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       slog.NewLogLogger(up.log.Handler(), slog.LevelDebug),
+	}
+	return p
+}
+
+func (p *matrixProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.rp.ServeHTTP(w, r) }
+
+// rewrite keeps the request as the client sent it: the same Host, and the
+// same bytes of path and query, since event and room IDs travel
+// percent-encoded in paths and signatures cover them.
+func (p *matrixProxy) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetURL(p.target)
+	pr.Out.Host = pr.In.Host
+	// ReverseProxy re-encodes a query it finds unusual (';', a bad escape)
+	// before Rewrite runs; the edge never reads the query, so the upstream
+	// gets it exactly as sent.
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	// Inbound X-Forwarded-* are already gone: add back only what a trusted
+	// proxy said, then append the peer.
+	if p.trusted.contains(peerAddr(pr.In)) {
+		if v := pr.In.Header["X-Forwarded-For"]; v != nil {
+			pr.Out.Header["X-Forwarded-For"] = v
+		}
+		pr.SetXForwarded()
+		for _, k := range []string{"X-Forwarded-Proto", "X-Forwarded-Host"} {
+			if v := pr.In.Header[k]; v != nil {
+				pr.Out.Header[k] = v
+			}
+		}
+		return
+	}
+	pr.Out.Header.Del("X-Real-Ip")
+	pr.SetXForwarded()
+}
+
+// modifyResponse puts the client API's CORS headers on every answer,
+// replacing what the upstream sent, so that they are right even when
+// Dendrite errs before its own CORS middleware runs.
+func modifyResponse(resp *http.Response) error {
+	setCORS(resp.Header, corsClientAPI)
+	return nil
+}
+
+// errorHandler answers for an upstream that could not be reached, in JSON a
+// Matrix client understands. The cause goes to the log, never to the
+// client: addresses and Go errors are nobody's business outside.
+func (p *matrixProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, errTooLarge, "Request body too large")
+		return
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody is left to answer.
+		p.log.Debug("client closed the request", "path", r.URL.Path)
+		w.WriteHeader(499)
+		return
+	}
+	status, msg := http.StatusBadGateway, "The homeserver is not reachable"
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		status, msg = http.StatusGatewayTimeout, "The homeserver did not answer in time"
+	}
+	p.log.Warn("proxy error", "upstream", p.target.Redacted(), "method", r.Method, "path", r.URL.Path, "status", status, "err", err, "refused", errors.Is(err, syscall.ECONNREFUSED))
+	writeMatrixError(w, corsClientAPI, status, errUnknown, msg)
+}
