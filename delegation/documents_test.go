@@ -32,8 +32,8 @@ func TestRenderMatchesWorkerBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"server": `{"m.server":"matrix.example.com:443"}`,
-		"client": `{"io.element.e2ee":{"default":false,"secure_backup_required":true},"m.homeserver":{"base_url":"https://matrix.example.com"},"m.identity_server":{"base_url":"https://vector.im"},"m.tile_server":{"map_style_url":"https://tiles.example.com/style.json"},"org.matrix.msc3575.proxy":{"url":"https://sync.example.com/?a=1&b=<2>"},"org.matrix.msc4143.rtc_foci":[{"livekit_service_url":"https://rtc.example.com","type":"livekit"}],"x.number":3}`,
+		"server":  `{"m.server":"matrix.example.com:443"}`,
+		"client":  `{"io.element.e2ee":{"default":false,"secure_backup_required":true},"m.homeserver":{"base_url":"https://matrix.example.com"},"m.identity_server":{"base_url":"https://vector.im"},"m.tile_server":{"map_style_url":"https://tiles.example.com/style.json"},"org.matrix.msc3575.proxy":{"url":"https://sync.example.com/?a=1&b=<2>"},"org.matrix.msc4143.rtc_foci":[{"livekit_service_url":"https://rtc.example.com","type":"livekit"}],"x.number":3}`,
 		"support": `{"contacts":[{"matrix_id":"@admin:example.com","email_address":"admin@example.com","role":"m.role.admin"},{"email_address":"sec@example.com","role":"m.role.security"}],"support_page":"https://example.com/support"}`,
 	}
 	got := map[string]Document{"server": docs.Server, "client": docs.Client, "support": docs.Support}
@@ -95,19 +95,29 @@ func TestSpecCheck(t *testing.T) {
 		{"identity server http", func(s *Spec) { s.IdentityServer = "http://vector.im" }, "m.identity_server.base_url", "is plain http", false},
 		{"extra overrides homeserver", func(s *Spec) { s.ClientExtra = map[string]any{"m.homeserver": map[string]any{"base_url": "https://x"}} }, "extra.m.homeserver", "is written from delegation.client_base_url; set it there, not in client_extra", false},
 		{"extra overrides identity", func(s *Spec) { s.ClientExtra = map[string]any{"m.identity_server": "x"} }, "extra.m.identity_server", "is written from delegation.identity_server", false},
-		{"extra sliding sync no url", func(s *Spec) { s.ClientExtra = map[string]any{"org.matrix.msc3575.proxy": map[string]any{"uri": "https://x"}} }, "extra.org.matrix.msc3575.proxy.url", "is empty", false},
+		{"extra sliding sync no url", func(s *Spec) {
+			s.ClientExtra = map[string]any{"org.matrix.msc3575.proxy": map[string]any{"uri": "https://x"}}
+		}, "extra.org.matrix.msc3575.proxy.url", "is empty", false},
 		{"extra sliding sync not object", func(s *Spec) { s.ClientExtra = map[string]any{"org.matrix.msc3575.proxy": "https://x"} }, "extra.org.matrix.msc3575.proxy", `must be an object with "url"`, false},
 		{"extra non-string keys", func(s *Spec) { s.ClientExtra = map[string]any{"x.y": map[any]any{1: 2}} }, "extra.x.y", "which JSON cannot hold", false},
 		{"extra nested bad value", func(s *Spec) { s.ClientExtra = map[string]any{"x.y": []any{1, map[any]any{1: 2}}} }, "extra.x.y[1]", "which JSON cannot hold", false},
 		{"support empty", func(s *Spec) { s.Support = &Support{} }, "support", "has neither contacts nor a support_page; the spec requires at least one", false},
 		{"support contact without address", func(s *Spec) { s.Support = &Support{Contacts: []Contact{{Role: RoleAdmin}}} }, "support.contacts[0]", "has neither matrix_id nor email_address", false},
 		{"support bad role", func(s *Spec) { s.Support = &Support{Contacts: []Contact{{EmailAddress: "a@b.c", Role: "admin"}}} }, "support.contacts[0].role", `"admin" is neither m.role.admin, m.role.security nor namespaced`, false},
-		{"support unknown m. role", func(s *Spec) { s.Support = &Support{Contacts: []Contact{{EmailAddress: "a@b.c", Role: "m.role.owner"}}} }, "support.contacts[0].role", `"m.role.owner" is not a role the spec defines`, false},
+		{"support unknown m. role", func(s *Spec) {
+			s.Support = &Support{Contacts: []Contact{{EmailAddress: "a@b.c", Role: "m.role.owner"}}}
+		}, "support.contacts[0].role", `"m.role.owner" is not a role the spec defines`, false},
 		{"support no role", func(s *Spec) { s.Support = &Support{Contacts: []Contact{{EmailAddress: "a@b.c"}}} }, "support.contacts[0].role", "is empty; use m.role.admin", false},
-		{"support bad matrix id", func(s *Spec) { s.Support = &Support{Contacts: []Contact{{MatrixID: "admin:example.com", Role: RoleAdmin}}} }, "support.contacts[0].matrix_id", `must start with '@'`, false},
+		{"support bad matrix id", func(s *Spec) {
+			s.Support = &Support{Contacts: []Contact{{MatrixID: "admin:example.com", Role: RoleAdmin}}}
+		}, "support.contacts[0].matrix_id", `must start with '@'`, false},
 		{"support matrix id no server", func(s *Spec) { s.Support = &Support{Contacts: []Contact{{MatrixID: "@admin", Role: RoleAdmin}}} }, "support.contacts[0].matrix_id", `has no ':server_name'`, false},
-		{"support matrix id bad server", func(s *Spec) { s.Support = &Support{Contacts: []Contact{{MatrixID: "@admin:https://x", Role: RoleAdmin}}} }, "support.contacts[0].matrix_id", `server name has a scheme`, false},
-		{"support bad email", func(s *Spec) { s.Support = &Support{Contacts: []Contact{{EmailAddress: "Admin <a@b.c>", Role: RoleAdmin}}} }, "support.contacts[0].email_address", "is not a bare e-mail address", false},
+		{"support matrix id bad server", func(s *Spec) {
+			s.Support = &Support{Contacts: []Contact{{MatrixID: "@admin:https://x", Role: RoleAdmin}}}
+		}, "support.contacts[0].matrix_id", `server name has a scheme`, false},
+		{"support bad email", func(s *Spec) {
+			s.Support = &Support{Contacts: []Contact{{EmailAddress: "Admin <a@b.c>", Role: RoleAdmin}}}
+		}, "support.contacts[0].email_address", "is not a bare e-mail address", false},
 		{"support bad page", func(s *Spec) { s.Support = &Support{SupportPage: "example.com/support"} }, "support.support_page", "must start with http:// or https://", false},
 	}
 	for _, tc := range cases {

@@ -304,4 +304,3 @@ func RegistrationMAC(secret, nonce, user, password string, admin bool) string {
 	io.WriteString(m, nonce+"\x00"+user+"\x00"+password+"\x00"+kind)
 	return hex.EncodeToString(m.Sum(nil))
 }
-
