@@ -7,26 +7,56 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/certmagic"
+
+	"github.com/wellknownd/wellknownd/server/certs"
 	"github.com/wellknownd/wellknownd/server/config"
 )
 
 // Server is the running edge: its listeners and the site they serve.
 type Server struct {
-	log *slog.Logger
-	cfg *config.Config
-	up  upstreamDeps
+	log  *slog.Logger
+	cfg  *config.Config
+	up   upstreamDeps
+	opts options
 	// site is swapped whole on reload; requests load it once each.
 	site atomic.Pointer[site]
+	// certs is the certificate source while Run runs; nil with tls off.
+	certs atomic.Pointer[certs.Source]
+	// httpsPort is the bound port of listen.https, for redirects.
+	httpsPort atomic.Int32
+}
+
+// Option changes how a Server is built; tests use them.
+type Option func(*options)
+
+type options struct {
+	dnsProvider  certmagic.DNSProvider
+	pollInterval time.Duration
+}
+
+// WithDNSProvider makes dns-01 use p instead of the configured provider.
+func WithDNSProvider(p certmagic.DNSProvider) Option {
+	return func(o *options) { o.dnsProvider = p }
+}
+
+// WithFilePollInterval sets how often tls.mode files checks its files.
+func WithFilePollInterval(d time.Duration) Option {
+	return func(o *options) { o.pollInterval = d }
 }
 
 // New builds a server for a validated configuration. It renders the
 // documents and builds the routes, but does not listen yet.
-func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	s := &Server{log: log, cfg: cfg, up: newUpstreamDeps(log)}
+	for _, o := range opts {
+		o(&s.opts)
+	}
 	st, err := newSite(cfg, s.up)
 	if err != nil {
 		return nil, err
@@ -40,11 +70,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.site.Load().ServeHTTP(w, r)
 }
 
+// Certificates is the certificate source while Run runs, else nil.
+func (s *Server) Certificates() certs.Source {
+	if p := s.certs.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // listener is one configured listening socket and what it serves.
 type listener struct {
 	name string
 	ln   net.Listener
 	srv  *http.Server
+	tls  bool
 }
 
 // Run listens on every configured address and serves until ctx is done,
@@ -55,24 +94,130 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	src, err := s.newCertificates(lns)
+	if err != nil {
+		closeAll(lns)
+		return err
+	}
+	s.configure(lns, src)
 	errc := make(chan error, len(lns))
 	var wg sync.WaitGroup
 	for _, l := range lns {
-		s.log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String())
+		s.log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String(), "tls", l.tls)
 		wg.Go(func() {
-			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if l.tls {
+				err = l.srv.ServeTLS(l.ln, "", "")
+			} else {
+				err = l.srv.Serve(l.ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("listener %s on %s: %w", l.name, l.ln.Addr(), err)
 			}
 		})
 	}
 	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
+	if src != nil {
+		// The listeners accept now: ACME challenges can be answered.
+		if runErr = src.Start(ctx); runErr != nil {
+			s.log.Error("certificates", "err", runErr)
+		}
+	}
+	if runErr == nil {
+		select {
+		case <-ctx.Done():
+		case runErr = <-errc:
+		}
 	}
 	s.shutdown(lns)
 	wg.Wait()
+	if src != nil {
+		src.Stop()
+		s.certs.Store(nil)
+	}
 	return runErr
+}
+
+func (s *Server) newCertificates(lns []listener) (certs.Source, error) {
+	if s.cfg.TLS.Mode == config.TLSOff {
+		return nil, nil
+	}
+	opts := certs.Options{
+		TLS: s.cfg.TLS, Hosts: s.cfg.Hosts, Log: s.log.With("component", "certs"),
+		DNSProvider: s.opts.dnsProvider, PollInterval: s.opts.pollInterval,
+	}
+	for _, l := range lns {
+		switch l.name {
+		case "http":
+			opts.HTTPAddr = l.ln.Addr().String()
+		case "https":
+			opts.TLSAddr = l.ln.Addr().String()
+		}
+	}
+	src, err := certs.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	s.certs.Store(&src)
+	return src, nil
+}
+
+// configure gives each listener its server: the handler for what it
+// serves and, for TLS listeners, the certificate source.
+func (s *Server) configure(lns []listener, src certs.Source) {
+	for i := range lns {
+		l := &lns[i]
+		var h http.Handler
+		switch l.name {
+		case "admin":
+			h = s.adminHandler()
+		case "http":
+			h = s
+			if src != nil {
+				h = src.HTTPHandler(http.HandlerFunc(s.serveHTTPRedirect))
+			}
+		case "https":
+			h = s
+			s.httpsPort.Store(int32(l.ln.Addr().(*net.TCPAddr).Port))
+		case "federation":
+			h = http.HandlerFunc(s.serveFederation)
+		}
+		l.srv = s.httpServer(h)
+		if l.name == "https" || l.name == "federation" {
+			l.tls = true
+			l.srv.TLSConfig = src.TLSConfig()
+		}
+	}
+}
+
+// serveHTTPRedirect is the plain-HTTP listener when TLS is on: the
+// discovery documents are served as they are (a peer that asks over http
+// gets an answer), everything else is sent to https.
+func (s *Server) serveHTTPRedirect(w http.ResponseWriter, r *http.Request) {
+	st := s.site.Load()
+	hr := st.route(w, r)
+	if hr == nil {
+		return
+	}
+	if st.serveWellKnown(w, r, hr) {
+		return
+	}
+	host := hostOnly(r.Host)
+	if p := s.httpsPort.Load(); p != 0 && p != 443 {
+		host = net.JoinHostPort(host, strconv.Itoa(int(p)))
+	} else if net.ParseIP(host) != nil && net.ParseIP(host).To4() == nil {
+		host = "[" + host + "]"
+	}
+	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+}
+
+// serveFederation is listen.federation: the federation API only.
+func (s *Server) serveFederation(w http.ResponseWriter, r *http.Request) {
+	st := s.site.Load()
+	if st.route(w, r) == nil {
+		return
+	}
+	st.federation.ServeHTTP(w, r)
 }
 
 func (s *Server) shutdown(lns []listener) {
@@ -96,12 +241,11 @@ func (s *Server) shutdown(lns []listener) {
 // listen opens every configured listener, or none: a half-started daemon
 // that holds :80 but not :443 helps nobody.
 func (s *Server) listen() ([]listener, error) {
-	type want struct {
-		name, addr string
-		h          http.Handler
-	}
 	l := s.cfg.Listen
-	wants := []want{{"http", l.HTTP, s}, {"admin", l.Admin, s.adminHandler()}}
+	wants := []struct{ name, addr string }{{"http", l.HTTP}, {"admin", l.Admin}}
+	if s.cfg.TLS.Mode != config.TLSOff {
+		wants = append(wants, struct{ name, addr string }{"https", l.HTTPS}, struct{ name, addr string }{"federation", l.Federation})
+	}
 	var lns []listener
 	for _, w := range wants {
 		if w.addr == "" {
@@ -109,14 +253,18 @@ func (s *Server) listen() ([]listener, error) {
 		}
 		ln, err := net.Listen("tcp", w.addr)
 		if err != nil {
-			for _, o := range lns {
-				o.ln.Close()
-			}
+			closeAll(lns)
 			return nil, fmt.Errorf("listen.%s: %w", w.name, err)
 		}
-		lns = append(lns, listener{name: w.name, ln: ln, srv: s.httpServer(w.h)})
+		lns = append(lns, listener{name: w.name, ln: ln})
 	}
 	return lns, nil
+}
+
+func closeAll(lns []listener) {
+	for _, l := range lns {
+		l.ln.Close()
+	}
 }
 
 // httpServer sets the timeouts an Internet-facing server needs. There is no

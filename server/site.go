@@ -18,6 +18,8 @@ import (
 type site struct {
 	hosts map[string]*hostRoute
 	wk    *wellKnown
+	// federation serves listen.federation: the federation API only.
+	federation http.Handler
 }
 
 // hostRoute is how one name in hosts is served.
@@ -42,6 +44,12 @@ func newSite(cfg *config.Config, up upstreamDeps) (*site, error) {
 		hosts: make(map[string]*hostRoute, len(cfg.Hosts)),
 		wk:    newWellKnown(docs, cfg.Delegation.MaxAge.D()),
 	}
+	fed := chi.NewRouter()
+	mr.mountFederation(fed)
+	fed.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeMatrixError(w, corsClientAPI, http.StatusNotFound, errUnrecognized, "Only the federation API is served on this port")
+	})
+	s.federation = fed
 	base := cfg.BaseHost()
 	// The base domain carries the Matrix APIs too when a client or server
 	// is pointed at it: m.server or base_url names it.
@@ -120,18 +128,31 @@ func urlHost(raw string) string {
 // ServeHTTP routes by Host. The discovery documents are served before any
 // router runs: they are the hottest path and the same on every host.
 func (s *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hr := s.route(w, r)
+	if hr == nil || s.serveWellKnown(w, r, hr) {
+		return
+	}
+	hr.next.ServeHTTP(w, r)
+}
+
+// route finds the request's host, or answers 421 and returns nil.
+func (s *site) route(w http.ResponseWriter, r *http.Request) *hostRoute {
 	hr := s.hosts[hostOnly(r.Host)]
 	if hr == nil {
 		// Never guess: answering (or proxying) for a name that is not ours
 		// would let anyone point their domain at this server.
 		writeMatrixError(w, corsReadOnly, http.StatusMisdirectedRequest, errUnrecognized, "This server does not serve that host name")
-		return
 	}
-	if strings.HasPrefix(r.URL.Path, wellKnownPrefix) {
-		s.wk.serve(w, r, hr.cors)
-		return
+	return hr
+}
+
+// serveWellKnown serves the request if it is for a discovery document.
+func (s *site) serveWellKnown(w http.ResponseWriter, r *http.Request, hr *hostRoute) bool {
+	if !strings.HasPrefix(r.URL.Path, wellKnownPrefix) {
+		return false
 	}
-	hr.next.ServeHTTP(w, r)
+	s.wk.serve(w, r, hr.cors)
+	return true
 }
 
 // hostOnly returns the Host header's name without port or trailing dot, in

@@ -97,9 +97,56 @@ type Listen struct {
 
 // TLS says where certificates come from.
 type TLS struct {
-	// Mode is "off": plain HTTP on listen.http for everything; the HTTPS and
-	// federation listeners are not started.
+	// Mode is one of:
+	//   acme:     certificates from an ACME CA (Let's Encrypt by default) for
+	//             exactly the names in hosts, renewed and swapped in by
+	//             themselves;
+	//   files:    a certificate and key from disk (cert_file, key_file),
+	//             reloaded when they change;
+	//   internal: a local CA, created once under storage, issues for hosts;
+	//             for trying things out without a public domain;
+	//   off:      plain HTTP on listen.http for everything.
 	Mode string `yaml:"mode"`
+	// Email is the ACME account's contact; the CA writes to it before a
+	// certificate expires unrenewed. Giving it agrees to the CA's terms.
+	Email string `yaml:"email"`
+	// Agree accepts the CA's subscriber agreement without an email.
+	Agree bool `yaml:"agree"`
+	// CA is letsencrypt, letsencrypt-staging, zerossl, or an ACME directory
+	// URL. With letsencrypt and a zerossl_api_key_file, ZeroSSL is the
+	// fallback when Let's Encrypt fails.
+	CA string `yaml:"ca"`
+	// CARoot is a PEM file of roots to trust for the ACME server's own HTTPS
+	// (a private CA; tests). It does not change which roots clients trust.
+	CARoot string `yaml:"ca_root"`
+	// ZeroSSLAPIKeyFile holds a ZeroSSL API key; needed for ca: zerossl.
+	ZeroSSLAPIKeyFile string `yaml:"zerossl_api_key_file"`
+	// Storage holds certificates, keys and the ACME account. Default:
+	// $STATE_DIRECTORY (systemd), else $XDG_DATA_HOME/wellknownd, else
+	// ~/.local/share/wellknownd.
+	Storage string `yaml:"storage"`
+	// Challenges are the ACME challenge types to use: http-01 (needs
+	// listen.http reachable on port 80), tls-alpn-01 (needs listen.https
+	// reachable on 443), dns-01 (needs dns).
+	Challenges []string `yaml:"challenges"`
+	// DNS is the DNS provider for dns-01.
+	DNS DNS `yaml:"dns"`
+	// CertFile and KeyFile are the PEM chain and key for mode files, e.g.
+	// an existing acme.sh setup's fullchain.cer and domain.key.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// DNS configures the DNS provider for the dns-01 challenge.
+type DNS struct {
+	// Provider names the DNS API: cloudflare.
+	Provider string `yaml:"provider"`
+	// APITokenFile holds the provider's API token (for Cloudflare, a token
+	// with Zone.DNS edit permission), kept out of the config file.
+	APITokenFile string `yaml:"api_token_file"`
+	// Resolvers are DNS servers (host:port) asked to find the zone and to
+	// see the challenge record propagate; default: the system's.
+	Resolvers []string `yaml:"resolvers"`
 }
 
 // Upstream is the homeserver this edge fronts.
@@ -125,7 +172,17 @@ type Upstream struct {
 
 // TLS modes.
 const (
-	TLSOff = "off"
+	TLSACME     = "acme"
+	TLSFiles    = "files"
+	TLSInternal = "internal"
+	TLSOff      = "off"
+)
+
+// ACME challenge types.
+const (
+	ChallengeHTTP01    = "http-01"
+	ChallengeTLSALPN01 = "tls-alpn-01"
+	ChallengeDNS01     = "dns-01"
 )
 
 // Default returns the configuration a file is decoded onto: every default
@@ -142,26 +199,32 @@ func Default() Config {
 			Federation: ":8448",
 			Admin:      "127.0.0.1:9090",
 		},
-		TLS:             TLS{Mode: TLSOff},
+		TLS: TLS{
+			Mode:       TLSACME,
+			CA:         "letsencrypt",
+			Challenges: []string{ChallengeHTTP01, ChallengeTLSALPN01},
+		},
 		Upstream:        Upstream{URL: "http://127.0.0.1:8008", MaxBody: 100 << 20},
 		ShutdownTimeout: Duration(10 * time.Second),
 	}
 }
 
 // BuiltIn is the configuration used when no file is given and there is no
-// ./wellknownd.yaml: it serves server name localhost on http://127.0.0.1:8080
-// (admin on 127.0.0.1:9090), for a local try-out with nothing to edit.
+// ./wellknownd.yaml: server name localhost, HTTPS on https://localhost:8443
+// with a certificate from a local CA (its root's path is logged), plain HTTP
+// on 127.0.0.1:8080 and admin on 127.0.0.1:9090, for a local try-out with
+// nothing to edit.
 const BuiltIn = `# wellknownd's built-in configuration, for a local try-out.
 server_name: localhost
 delegation:
-  server: localhost:8448
-  client_base_url: http://localhost:8008
+  server: localhost:8443
+  client_base_url: https://localhost:8443
 hosts: [localhost, 127.0.0.1]
 listen:
   http: 127.0.0.1:8080
-  https: ""
+  https: 127.0.0.1:8443
   federation: ""
   admin: 127.0.0.1:9090
 tls:
-  mode: "off"
+  mode: internal
 `

@@ -51,14 +51,14 @@ func TestParseValid(t *testing.T) {
 }
 
 func TestDefaultsFilled(t *testing.T) {
-	cfg, problems := Parse("min.yaml", []byte("server_name: example.com\ndelegation:\n  server: matrix.example.com\n  client_base_url: https://matrix.example.com\n"))
+	cfg, problems := Parse("min.yaml", []byte("server_name: example.com\ndelegation:\n  server: matrix.example.com\n  client_base_url: https://matrix.example.com\ntls:\n  email: admin@example.com\n"))
 	if len(problems.Errors()) != 0 {
 		t.Fatalf("problems: %v", problems)
 	}
 	if strings.Join(cfg.Hosts, ",") != "example.com,matrix.example.com" {
 		t.Errorf("default hosts = %v", cfg.Hosts)
 	}
-	if cfg.Listen.HTTP != ":80" || cfg.Listen.HTTPS != ":443" || cfg.Listen.Federation != ":8448" || cfg.TLS.Mode != TLSOff || cfg.Delegation.MaxAge.D() != 4*time.Hour {
+	if cfg.Listen.HTTP != ":80" || cfg.Listen.HTTPS != ":443" || cfg.Listen.Federation != ":8448" || cfg.TLS.Mode != TLSACME || cfg.TLS.CA != "letsencrypt" || strings.Join(cfg.TLS.Challenges, ",") != "http-01,tls-alpn-01" || cfg.Delegation.MaxAge.D() != 4*time.Hour {
 		t.Errorf("defaults not filled: %+v", cfg)
 	}
 	// Default listeners are not warned about: the user did not set them.
@@ -189,7 +189,7 @@ func TestProblems(t *testing.T) {
 			`f.yaml:17: listen.http: is off, but tls.mode off serves everything there; nothing would be served`,
 		}},
 		{"bad tls mode", `mode: "off"`, `mode: "sometimes"`, []string{
-			`f.yaml:22: tls.mode: "sometimes" is not a TLS mode; valid: off`,
+			`f.yaml:22: tls.mode: "sometimes" is not a TLS mode; valid: acme, files, internal, off`,
 		}},
 		{"bad upstream", "url: http://127.0.0.1:8008", "url: 127.0.0.1:8008", []string{
 			`f.yaml:24: upstream.url: "127.0.0.1:8008" must start with http:// or https://`,

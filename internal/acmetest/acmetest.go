@@ -1,0 +1,218 @@
+// Package acmetest runs Let's Encrypt's test CA, Pebble, in-process for
+// tests, with a DNS server the test controls (challtestsrv): every name
+// resolves to 127.0.0.1, and TXT records are what the test puts there.
+// Certificates are really issued: challenges are really validated against
+// the listeners under test.
+package acmetest
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/letsencrypt/challtestsrv"
+	"github.com/letsencrypt/pebble/v2/ca"
+	"github.com/letsencrypt/pebble/v2/db"
+	"github.com/letsencrypt/pebble/v2/va"
+	"github.com/letsencrypt/pebble/v2/wfe"
+	"github.com/libdns/libdns"
+)
+
+// CA is a running Pebble.
+type CA struct {
+	// DirectoryURL is the ACME directory, for tls.ca.
+	DirectoryURL string
+	// APIRootFile is a PEM file of the root that signed Pebble's own HTTPS
+	// certificate, for tls.ca_root.
+	APIRootFile string
+	// DNS is the DNS server Pebble's validation authority asks.
+	DNS *challtestsrv.ChallSrv
+	// ResolverAddr is the DNS server for the ACME client (tls.dns.resolvers):
+	// authoritative for every zone, with the TXT records written to DNS.
+	ResolverAddr string
+
+	ca  *ca.CAImpl
+	srv *httptest.Server
+	mu  sync.Mutex
+}
+
+// Start runs Pebble. Its validation authority connects to 127.0.0.1 at
+// httpPort for HTTP-01 and tlsPort for TLS-ALPN-01: the ports of the
+// listeners under test.
+func Start(t testing.TB, httpPort, tlsPort int) *CA {
+	t.Helper()
+	// Read by the constructors: no random validation sleeps, no bad-nonce
+	// injection, and no authorization reuse, so a renewal re-validates.
+	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
+	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
+	t.Setenv("PEBBLE_AUTHZREUSE", "0")
+	logger := log.New(io.Discard, "", 0)
+	if testing.Verbose() {
+		logger = log.New(os.Stderr, "pebble ", log.LstdFlags)
+	}
+
+	dnsAddr := freeAddr(t)
+	dns, err := challtestsrv.New(challtestsrv.Config{DNSAddrs: []string{dnsAddr}, Log: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns.SetDefaultDNSIPv4("127.0.0.1")
+	dns.SetDefaultDNSIPv6("")
+	dns.Run()
+	t.Cleanup(dns.Shutdown)
+	waitTCP(t, dnsAddr)
+
+	store := db.NewMemoryStore()
+	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
+	validator := va.New(logger, httpPort, tlsPort, false, dnsAddr, store)
+	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 3, 5)
+
+	apiCert, apiRootPEM := apiCertificate(t)
+	rootFile := filepath.Join(t.TempDir(), "pebble-api-root.pem")
+	if err := os.WriteFile(rootFile, apiRootPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(front.Handler())
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{apiCert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	c := &CA{DirectoryURL: srv.URL + wfe.DirectoryPath, APIRootFile: rootFile, DNS: dns, ca: authority, srv: srv}
+	c.ResolverAddr = c.startZoneServer(t)
+	return c
+}
+
+// Stop switches the CA off: its address refuses connections from now on.
+func (c *CA) Stop() {
+	c.srv.CloseClientConnections()
+	c.srv.Close()
+}
+
+// Roots is a pool holding only the root that issues Pebble's certificates:
+// what a client that trusts this CA, and nothing else, trusts.
+func (c *CA) Roots() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(c.ca.GetRootCert(0).Cert)
+	return p
+}
+
+// Provider is a libdns provider backed by the test's DNS server: the same
+// interface certmagic drives Cloudflare's through.
+func (c *CA) Provider() *Provider { return &Provider{dns: c.DNS} }
+
+// Provider implements libdns.RecordAppender and libdns.RecordDeleter.
+type Provider struct {
+	dns *challtestsrv.ChallSrv
+	mu  sync.Mutex
+	// Appended counts TXT records written, so a test can tell dns-01 was used.
+	Appended int
+}
+
+func (p *Provider) AppendRecords(_ context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range recs {
+		rr := r.RR()
+		p.dns.AddDNSTXTRecord(libdns.AbsoluteName(rr.Name, zone), rr.Data)
+		p.Appended++
+	}
+	return recs, nil
+}
+
+func (p *Provider) DeleteRecords(_ context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
+	for _, r := range recs {
+		p.dns.DeleteDNSTXTRecord(libdns.AbsoluteName(r.RR().Name, zone))
+	}
+	return recs, nil
+}
+
+// TXTWrites is how many TXT records the provider wrote.
+func (p *Provider) TXTWrites() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.Appended
+}
+
+// apiCertificate makes a throwaway root and a leaf for 127.0.0.1 and
+// localhost: Pebble's bundled test certificate expires in 2027.
+func apiCertificate(t testing.TB) (tls.Certificate, []byte) {
+	t.Helper()
+	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rootTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "acmetest API root"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := x509.ParseCertificate(rootDER)
+	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, root, leafKey.Public(), rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey},
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER})
+}
+
+func freeAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// FreePort returns a loopback port nothing listens on now.
+func FreePort(t testing.TB) int {
+	return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(freeAddr(t))).Port
+}
+
+func waitTCP(t testing.TB, addr string) {
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never accepted", addr)
+}
+
+// Client returns an HTTP client that trusts only roots and connects every
+// request to addr, whatever the URL's host: what a remote peer does once
+// DNS points at this machine.
+func Client(roots *x509.CertPool, addr string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+}
+

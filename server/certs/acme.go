@@ -1,0 +1,114 @@
+package certs
+
+import (
+	"crypto/x509"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/libdns/cloudflare"
+
+	"github.com/wellknownd/wellknownd/server/config"
+)
+
+// caURLs are the directories of the CAs the config may name.
+var caURLs = map[string]string{
+	"letsencrypt":         certmagic.LetsEncryptProductionCA,
+	"letsencrypt-staging": certmagic.LetsEncryptStagingCA,
+	"zerossl":             certmagic.ZeroSSLProductionCA,
+}
+
+func newACME(opts Options) (Source, error) {
+	t := opts.TLS
+	dir, err := StorageDir(t.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkWritable(dir); err != nil {
+		return nil, err
+	}
+	m := newManaged(opts, dir)
+	m.async = true
+	tmpl := certmagic.ACMEIssuer{
+		Email:                   t.Email,
+		Agreed:                  true, // config validation requires email or tls.agree
+		DisableHTTPChallenge:    !slices.Contains(t.Challenges, config.ChallengeHTTP01),
+		DisableTLSALPNChallenge: !slices.Contains(t.Challenges, config.ChallengeTLSALPN01),
+		Logger:                  zapToSlog(opts.Log),
+	}
+	// Point certmagic at the ports the listeners hold, so that its solvers
+	// find them taken and trust the listeners to answer.
+	httpHost, httpPort := addrPort(opts.HTTPAddr)
+	tlsHost, tlsPort := addrPort(opts.TLSAddr)
+	tmpl.AltHTTPPort, tmpl.AltTLSALPNPort = httpPort, tlsPort
+	tmpl.ListenHost = httpHost
+	if tmpl.ListenHost == "" {
+		tmpl.ListenHost = tlsHost
+	}
+	if t.CARoot != "" {
+		pem, err := os.ReadFile(t.CARoot)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca_root: %w", err)
+		}
+		tmpl.TrustedRoots = x509.NewCertPool()
+		if !tmpl.TrustedRoots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_root %s holds no PEM certificate", t.CARoot)
+		}
+	}
+	if slices.Contains(t.Challenges, config.ChallengeDNS01) {
+		p := opts.DNSProvider
+		if p == nil {
+			if p, err = dnsProvider(t.DNS); err != nil {
+				return nil, err
+			}
+		}
+		tmpl.DNS01Solver = &certmagic.DNS01Solver{DNSManager: certmagic.DNSManager{DNSProvider: p, Resolvers: t.DNS.Resolvers, Logger: zapToSlog(opts.Log)}}
+	}
+	if t.CA == "zerossl" {
+		zs, err := zeroSSL(m, t)
+		if err != nil {
+			return nil, err
+		}
+		m.magic.Issuers = []certmagic.Issuer{zs}
+		return m, nil
+	}
+	tmpl.CA = t.CA
+	if u, ok := caURLs[t.CA]; ok {
+		tmpl.CA = u
+	}
+	m.acme = certmagic.NewACMEIssuer(m.magic, tmpl)
+	m.magic.Issuers = []certmagic.Issuer{m.acme}
+	if t.CA == "letsencrypt" && t.ZeroSSLAPIKeyFile != "" {
+		// When Let's Encrypt fails (an outage, a rate limit), certmagic
+		// tries the next issuer.
+		zs, err := zeroSSL(m, t)
+		if err != nil {
+			return nil, err
+		}
+		m.magic.Issuers = append(m.magic.Issuers, zs)
+	}
+	return m, nil
+}
+
+func zeroSSL(m *managed, t config.TLS) (*certmagic.ZeroSSLIssuer, error) {
+	key, err := os.ReadFile(t.ZeroSSLAPIKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.zerossl_api_key_file: %w", err)
+	}
+	return &certmagic.ZeroSSLIssuer{APIKey: strings.TrimSpace(string(key)), Storage: m.magic.Storage, Logger: zapToSlog(m.log)}, nil
+}
+
+// dnsProvider builds the libdns provider the config names.
+func dnsProvider(d config.DNS) (certmagic.DNSProvider, error) {
+	token, err := os.ReadFile(d.APITokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.dns.api_token_file: %w", err)
+	}
+	switch d.Provider {
+	case "cloudflare":
+		return &cloudflare.Provider{APIToken: strings.TrimSpace(string(token))}, nil
+	}
+	return nil, fmt.Errorf("tls.dns.provider %q is not supported", d.Provider)
+}

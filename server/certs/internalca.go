@@ -1,0 +1,171 @@
+package certs
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+)
+
+// localCA is a certificate authority on this machine: a root created once
+// and kept under storage, which issues short-lived leaves for hosts. It is
+// a certmagic Issuer, so storage, renewal and hot-swap work as for ACME.
+type localCA struct {
+	root     *x509.Certificate
+	key      crypto.Signer
+	rootPath string
+}
+
+// Lifetimes: the root outlives any try-out; leaves live a month and
+// certmagic renews them when a third is left.
+const (
+	rootLifetime = 10 * 365 * 24 * time.Hour
+	leafLifetime = 30 * 24 * time.Hour
+)
+
+func newInternal(opts Options) (Source, error) {
+	dir, err := StorageDir(opts.TLS.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkWritable(dir); err != nil {
+		return nil, err
+	}
+	ca, err := loadOrCreateCA(filepath.Join(dir, "internal-ca"))
+	if err != nil {
+		return nil, err
+	}
+	opts.Log.Info("internal CA: trust this root to verify the certificates", "root", ca.rootPath,
+		"example", "curl --cacert "+ca.rootPath+" https://"+opts.Hosts[0]+"/.well-known/matrix/client")
+	m := newManaged(opts, dir)
+	m.magic.Issuers = []certmagic.Issuer{ca}
+	return m, nil
+}
+
+// loadOrCreateCA reads root.crt and root.key from dir, or creates them.
+func loadOrCreateCA(dir string) (*localCA, error) {
+	certPath, keyPath := filepath.Join(dir, "root.crt"), filepath.Join(dir, "root.key")
+	ca := &localCA{rootPath: certPath}
+	certPEM, certErr := os.ReadFile(certPath)
+	keyPEM, keyErr := os.ReadFile(keyPath)
+	if certErr == nil && keyErr == nil {
+		if err := ca.parse(certPEM, keyPEM); err != nil {
+			return nil, fmt.Errorf("internal CA in %s: %w", dir, err)
+		}
+		return ca, nil
+	}
+	if !errors.Is(certErr, os.ErrNotExist) || !errors.Is(keyErr, os.ErrNotExist) {
+		return nil, fmt.Errorf("internal CA in %s is incomplete (root.crt: %v; root.key: %v); remove both to create a new one", dir, certErr, keyErr)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	tmpl := &x509.Certificate{
+		SerialNumber:          randomSerial(),
+		Subject:               pkix.Name{CommonName: "wellknownd local CA (" + host + ")", Organization: []string{"wellknownd"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(rootLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return nil, err
+	}
+	ca.key = key
+	ca.root, err = x509.ParseCertificate(der)
+	return ca, err
+}
+
+func (ca *localCA) parse(certPEM, keyPEM []byte) error {
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return errors.New("root.crt or root.key is not PEM")
+	}
+	root, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return err
+	}
+	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return errors.New("root.key is not a signing key")
+	}
+	ca.root, ca.key = root, signer
+	return nil
+}
+
+// Issue signs a leaf for the CSR's names. It implements certmagic.Issuer.
+func (ca *localCA) Issue(_ context.Context, csr *x509.CertificateRequest) (*certmagic.IssuedCertificate, error) {
+	if err := csr.CheckSignature(); err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: randomSerial(),
+		Subject:      pkix.Name{CommonName: firstName(csr)},
+		DNSNames:     csr.DNSNames,
+		IPAddresses:  csr.IPAddresses,
+		NotBefore:    time.Now().Add(-5 * time.Minute),
+		NotAfter:     time.Now().Add(leafLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.root, csr.PublicKey, ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("internal CA: signing: %w", err)
+	}
+	return &certmagic.IssuedCertificate{Certificate: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+}
+
+// IssuerKey implements certmagic.Issuer: certificates of this CA are
+// stored apart from ACME ones.
+func (ca *localCA) IssuerKey() string { return "wellknownd-internal" }
+
+func firstName(csr *x509.CertificateRequest) string {
+	if len(csr.DNSNames) > 0 {
+		return csr.DNSNames[0]
+	}
+	if len(csr.IPAddresses) > 0 {
+		return net.IP(csr.IPAddresses[0]).String()
+	}
+	return csr.Subject.CommonName
+}
+
+func randomSerial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	return n
+}

@@ -1,0 +1,190 @@
+package certs
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3"
+)
+
+// managed is a Source whose certificates certmagic obtains, stores, renews
+// and swaps in: from an ACME CA (mode acme) or the local CA (internal).
+type managed struct {
+	cache *certmagic.Cache
+	magic *certmagic.Config
+	// acme is the ACME issuer whose HTTP-01 challenges the HTTP listener
+	// answers; nil for the local CA.
+	acme  *certmagic.ACMEIssuer
+	names []string
+	log   *slog.Logger
+	// async: an ACME CA may be slow or down, and the listeners must serve
+	// meanwhile (they answer its challenges); the local CA is instant.
+	async bool
+}
+
+// newManaged sets up certmagic with storage under dir. Issuers are added by
+// the caller.
+func newManaged(opts Options, dir string) *managed {
+	m := &managed{log: opts.Log, names: lowerAll(opts.Hosts)}
+	zl := zapToSlog(opts.Log)
+	m.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
+		Logger:           zl,
+	})
+	m.magic = certmagic.New(m.cache, certmagic.Config{
+		Storage: &certmagic.FileStorage{Path: dir},
+		OnEvent: m.onEvent,
+		Logger:  zl,
+	})
+	return m
+}
+
+func lowerAll(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = strings.ToLower(n)
+	}
+	return out
+}
+
+func (m *managed) TLSConfig() *tls.Config {
+	c := baseTLSConfig()
+	c.GetCertificate = m.magic.GetCertificate
+	// acme-tls/1 stays last: a TLS-ALPN-01 validation offers only it, and
+	// certmagic's GetCertificate answers it with the challenge certificate.
+	c.NextProtos = append(c.NextProtos, acmez.ACMETLS1Protocol)
+	return c
+}
+
+func (m *managed) HTTPHandler(next http.Handler) http.Handler {
+	if m.acme == nil {
+		return next
+	}
+	return m.acme.HTTPChallengeHandler(next)
+}
+
+func (m *managed) Start(ctx context.Context) error {
+	var err error
+	if m.async {
+		err = m.magic.ManageAsync(ctx, m.names)
+	} else {
+		err = m.magic.ManageSync(ctx, m.names)
+	}
+	if err != nil {
+		return fmt.Errorf("managing certificates for %s: %w", strings.Join(m.names, ", "), err)
+	}
+	go m.watchExpiry(ctx)
+	return nil
+}
+
+// Renew renews every name now and swaps the new certificates in: new
+// handshakes get them at once, connections already open keep theirs.
+func (m *managed) Renew(ctx context.Context) error {
+	var errs []error
+	for _, n := range m.names {
+		if err := m.renew(ctx, n); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *managed) renew(ctx context.Context, name string) error {
+	old := m.cache.AllMatchingCertificates(name)
+	// RenewCertSync only writes the new certificate to storage; certmagic's
+	// own maintenance would load it at its next check. Load it now and
+	// retire the old one from the in-memory cache.
+	if err := m.magic.RenewCertSync(ctx, name, true); err != nil {
+		return err
+	}
+	fresh, err := m.magic.CacheManagedCertificate(ctx, name)
+	if err != nil {
+		return err
+	}
+	var stale []string
+	for _, c := range old {
+		if c.Hash() != fresh.Hash() {
+			stale = append(stale, c.Hash())
+		}
+	}
+	m.cache.Remove(stale)
+	return nil
+}
+
+func (m *managed) Status() []Status {
+	out := make([]Status, 0, len(m.names))
+	for _, n := range m.names {
+		st := Status{Name: n}
+		for _, c := range m.cache.AllMatchingCertificates(n) {
+			if c.Leaf != nil && c.Leaf.NotAfter.After(st.NotAfter) {
+				st.NotAfter, st.Issuer = c.Leaf.NotAfter, c.Leaf.Issuer.CommonName
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func (m *managed) Stop() { m.cache.Stop() }
+
+// onEvent logs what certmagic does. It runs synchronously inside
+// certmagic, so it only logs.
+func (m *managed) onEvent(ctx context.Context, name string, data map[string]any) error {
+	id, _ := data["identifier"].(string)
+	switch name {
+	case "cert_obtaining":
+		m.log.Info("certificate: obtaining", "name", id, "renewal", data["renewal"])
+	case "cert_obtained":
+		msg := "certificate: obtained"
+		if r, _ := data["renewal"].(bool); r {
+			msg = "certificate: renewed"
+		}
+		m.log.Info(msg, "name", id, "issuer", data["issuer"], "storage_path", data["certificate_path"])
+	case "cert_failed":
+		m.log.Error("certificate: obtaining failed", "name", id, "renewal", data["renewal"], "remaining", data["remaining"], "err", data["error"])
+	case "cached_managed_cert":
+		m.log.Info("certificate: in service", "names", data["sans"])
+	}
+	return nil
+}
+
+// watchExpiry warns once a day about certificates that will expire within
+// a week: renewal should have happened long before.
+func (m *managed) watchExpiry(ctx context.Context) {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		for _, st := range m.Status() {
+			if left := time.Until(st.NotAfter); !st.NotAfter.IsZero() && left < 7*24*time.Hour {
+				m.log.Warn("certificate: expiring", "name", st.Name, "not_after", st.NotAfter, "left", left.Round(time.Minute))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// addrPort splits a bound address into host and port for certmagic.
+func addrPort(addr string) (string, int) {
+	if addr == "" {
+		return "", 0
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0
+	}
+	p, _ := strconv.Atoi(port)
+	return host, p
+}

@@ -1,0 +1,44 @@
+package certs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// StorageDir is where certificates, keys and the ACME account live: the
+// configured directory, else systemd's $STATE_DIRECTORY, else the user's
+// data directory.
+func StorageDir(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		// systemd may pass several, colon-separated; the first is ours.
+		return filepath.SplitList(d)[0], nil
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "wellknownd"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", errors.New("tls.storage is not set, and there is neither $STATE_DIRECTORY, $XDG_DATA_HOME nor a home directory to default to")
+	}
+	return filepath.Join(home, ".local", "share", "wellknownd"), nil
+}
+
+// checkWritable creates dir if needed and proves it can be written: a
+// daemon that finds out at renewal time, 60 days later, finds out too late.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("tls.storage %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".write-test-*")
+	if err != nil {
+		return fmt.Errorf("tls.storage %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}

@@ -1,0 +1,86 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const tlsBase = `server_name: example.com
+delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
+hosts: [example.com, matrix.example.com]
+listen: {http: ":80", https: ":443", federation: ":8448", admin: "127.0.0.1:9090"}
+tls:
+`
+
+func TestTLSProblems(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.pem")
+	garbage := filepath.Join(dir, "garbage.pem")
+	os.WriteFile(garbage, []byte("not pem"), 0o600)
+	cases := []struct {
+		name, tls string
+		want      []string
+	}{
+		{"acme without email or agreement", "  mode: acme\n", []string{
+			"f.yaml:5: tls.email: is required with tls.mode acme (the CA warns there before a certificate expires); or set tls.agree: true to accept the CA's terms without one",
+		}},
+		{"acme with agreement", "  mode: acme\n  agree: true\n", nil},
+		{"acme bad email", "  mode: acme\n  email: admin\n", []string{
+			`f.yaml:7: tls.email: "admin" is not a bare e-mail address such as admin@example.com`,
+		}},
+		{"acme bad ca", "  mode: acme\n  email: a@example.com\n  ca: letsencrpyt\n", []string{
+			`f.yaml:8: tls.ca: "letsencrpyt" is neither letsencrypt, letsencrypt-staging, zerossl nor an ACME directory URL (https://...)`,
+		}},
+		{"zerossl without key", "  mode: acme\n  email: a@example.com\n  ca: zerossl\n", []string{
+			"f.yaml:5: tls.zerossl_api_key_file: is required with ca: zerossl",
+		}},
+		{"unreadable ca_root", "  mode: acme\n  email: a@example.com\n  ca_root: " + missing + "\n", []string{
+			"f.yaml:8: tls.ca_root: cannot be read: " + missing + ": no such file or directory",
+		}},
+		{"unknown challenge", "  mode: acme\n  email: a@example.com\n  challenges: [http-01, dns01]\n", []string{
+			`f.yaml:8: tls.challenges[1]: "dns01" is not a challenge type; valid: http-01, tls-alpn-01, dns-01`,
+		}},
+		{"dns-01 without provider", "  mode: acme\n  email: a@example.com\n  challenges: [dns-01]\n", []string{
+			"f.yaml:5: tls.dns.provider: is required for dns-01; valid: cloudflare",
+		}},
+		{"unknown dns provider", "  mode: acme\n  email: a@example.com\n  challenges: [dns-01]\n  dns: {provider: route53, api_token_file: " + garbage + "}\n", []string{
+			`f.yaml:9: tls.dns.provider: "route53" is not a supported DNS provider; valid: cloudflare`,
+		}},
+		{"public CA for localhost", "  mode: acme\n  email: a@example.com\n", []string{
+			`f.yaml:3: hosts[0]: "localhost" cannot get a certificate from a public CA; use tls.mode internal (or files) for local and private names`,
+		}},
+		{"files without files", "  mode: files\n", []string{
+			"f.yaml:5: tls.cert_file: is required with tls.mode files (a PEM chain, leaf first)",
+			"f.yaml:5: tls.key_file: is required with tls.mode files (the PEM private key)",
+		}},
+		{"files missing", "  mode: files\n  cert_file: " + missing + "\n  key_file: " + missing + "\n", []string{
+			"f.yaml:7: tls.cert_file: " + missing + " and " + missing + ": " + missing + ": no such file or directory",
+		}},
+		{"files garbage", "  mode: files\n  cert_file: " + garbage + "\n  key_file: " + garbage + "\n", []string{
+			"f.yaml:7: tls.cert_file: " + garbage + " and " + garbage + ": tls: failed to find any PEM data in certificate input",
+		}},
+		{"tls without https listeners", "  mode: internal\n", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			file := tlsBase + tc.tls
+			if tc.name == "public CA for localhost" {
+				file = strings.Replace(file, "hosts: [example.com, matrix.example.com]", "hosts: [localhost, example.com, matrix.example.com]", 1)
+			}
+			if tc.name == "tls without https listeners" {
+				file = strings.Replace(file, `https: ":443", federation: ":8448"`, `https: "", federation: ""`, 1)
+				tc.want = []string{"f.yaml:6: tls.mode: is internal, but listen.https and listen.federation are both off; nothing would use a certificate"}
+			}
+			_, problems := Parse("f.yaml", []byte(file))
+			var got []string
+			for _, p := range problems {
+				got = append(got, p.String())
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
