@@ -215,4 +215,3 @@ func Client(roots *x509.CertPool, addr string) *http.Client {
 		},
 	}}
 }
-
