@@ -75,15 +75,23 @@ func TestDendriteThroughTheEdge(t *testing.T) {
 			}
 			sent = append(sent, resp.EventID)
 		}
-		msgs, err := alice.Messages(ctx, room.RoomID, "", "", mautrix.DirectionBackward, nil, 10)
-		if err != nil {
-			t.Fatalf("messages: %v", err)
-		}
+		// Dendrite's sync API learns of events asynchronously from its
+		// roomserver: read until all three are there.
 		var texts []string
-		for _, ev := range msgs.Chunk {
-			if ev.Type == event.EventMessage {
-				ev.Content.ParseRaw(ev.Type)
-				texts = append(texts, ev.Content.AsMessage().Body)
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			msgs, err := alice.Messages(ctx, room.RoomID, "", "", mautrix.DirectionBackward, nil, 10)
+			if err != nil {
+				t.Fatalf("messages: %v", err)
+			}
+			texts = texts[:0]
+			for _, ev := range msgs.Chunk {
+				if ev.Type == event.EventMessage {
+					ev.Content.ParseRaw(ev.Type)
+					texts = append(texts, ev.Content.AsMessage().Body)
+				}
+			}
+			if len(texts) == 3 || time.Now().After(deadline) {
+				break
 			}
 		}
 		if strings.Join(texts, ",") != "hello 2,hello 1,hello 0" {
