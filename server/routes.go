@@ -2,13 +2,17 @@ package server
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 )
 
 // matrixRoutes are the Matrix API paths an edge host forwards upstream.
 type matrixRoutes struct {
-	client, federation http.Handler
+	// client and federation are the upstream proxies; edgeClient and
+	// edgeFederation wrap them with what the edge answers itself.
+	client, federation         http.Handler
+	edgeClient, edgeFederation http.Handler
 	// maxBody caps request bodies, in bytes.
 	maxBody int64
 	// trusted proxies' X-Forwarded-For is believed when deciding who the
@@ -16,25 +20,32 @@ type matrixRoutes struct {
 	trusted, exposeAdmin netList
 }
 
-// mount adds the Matrix routes to r. Federation paths may go to their own
-// upstream; admin paths are refused unless the client is in expose_admin.
-func (m *matrixRoutes) mount(r chi.Router) {
-	client, federation := m.edge(m.client), m.edge(m.federation)
-	r.Handle("/_matrix/federation/*", federation)
-	r.Handle("/_matrix/key/*", federation)
-	r.Handle("/_matrix/*", client)
-	r.Handle("/_synapse/client/*", client)
-	admin := m.adminOnly(client)
-	r.Handle("/_synapse/admin/*", admin)
-	r.Handle("/_dendrite/admin/*", admin)
+func (m *matrixRoutes) init() {
+	m.edgeClient, m.edgeFederation = m.edge(m.client), m.edge(m.federation)
 }
 
-// mountFederation adds only the federation paths: what listen.federation
-// (8448) serves.
-func (m *matrixRoutes) mountFederation(r chi.Router) {
-	federation := m.edge(m.federation)
-	r.Handle("/_matrix/federation/*", federation)
-	r.Handle("/_matrix/key/*", federation)
+// serveMatrix forwards /_matrix/... without a router: it is the busiest
+// path after the documents, and a prefix test is all it needs. Federation
+// paths may go to their own upstream.
+func (m *matrixRoutes) serveMatrix(w http.ResponseWriter, r *http.Request) {
+	if isFederationPath(r.URL.Path) {
+		m.edgeFederation.ServeHTTP(w, r)
+		return
+	}
+	m.edgeClient.ServeHTTP(w, r)
+}
+
+func isFederationPath(p string) bool {
+	return strings.HasPrefix(p, "/_matrix/federation/") || strings.HasPrefix(p, "/_matrix/key/")
+}
+
+// mount adds the routes outside /_matrix/ to r; admin paths are refused
+// unless the client is in expose_admin.
+func (m *matrixRoutes) mount(r chi.Router) {
+	r.Handle("/_synapse/client/*", m.edgeClient)
+	admin := m.adminOnly(m.edgeClient)
+	r.Handle("/_synapse/admin/*", admin)
+	r.Handle("/_dendrite/admin/*", admin)
 }
 
 // edge answers what the edge can answer itself (CORS preflights, bodies

@@ -26,7 +26,10 @@ type site struct {
 type hostRoute struct {
 	// cors is the Access-Control-Allow-Methods this host advertises.
 	cors corsMethods
-	// next serves everything outside /.well-known/matrix/.
+	// matrix forwards /_matrix/ upstream; nil on a host that does not
+	// serve the Matrix APIs.
+	matrix *matrixRoutes
+	// next serves everything else.
 	next http.Handler
 }
 
@@ -44,12 +47,13 @@ func newSite(cfg *config.Config, up upstreamDeps) (*site, error) {
 		hosts: make(map[string]*hostRoute, len(cfg.Hosts)),
 		wk:    newWellKnown(docs, cfg.Delegation.MaxAge.D()),
 	}
-	fed := chi.NewRouter()
-	mr.mountFederation(fed)
-	fed.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeMatrixError(w, corsClientAPI, http.StatusNotFound, errUnrecognized, "Only the federation API is served on this port")
+	s.federation = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isFederationPath(r.URL.Path) {
+			writeMatrixError(w, corsClientAPI, http.StatusNotFound, errUnrecognized, "Only the federation API is served on this port")
+			return
+		}
+		mr.edgeFederation.ServeHTTP(w, r)
 	})
-	s.federation = fed
 	base := cfg.BaseHost()
 	// The base domain carries the Matrix APIs too when a client or server
 	// is pointed at it: m.server or base_url names it.
@@ -60,6 +64,7 @@ func newSite(cfg *config.Config, up upstreamDeps) (*site, error) {
 		r := chi.NewRouter()
 		if h != base || baseServesMatrix {
 			hr.cors = corsClientAPI
+			hr.matrix = mr
 			mr.mount(r)
 		}
 		if h == base {
@@ -113,6 +118,7 @@ func newMatrixRoutes(u config.Upstream, up upstreamDeps) (*matrixRoutes, error) 
 		}
 		m.federation = newMatrixProxy(ft, up, m.trusted)
 	}
+	m.init()
 	return m, nil
 }
 
@@ -130,6 +136,10 @@ func urlHost(raw string) string {
 func (s *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hr := s.route(w, r)
 	if hr == nil || s.serveWellKnown(w, r, hr) {
+		return
+	}
+	if hr.matrix != nil && strings.HasPrefix(r.URL.Path, "/_matrix/") {
+		hr.matrix.serveMatrix(w, r)
 		return
 	}
 	hr.next.ServeHTTP(w, r)
