@@ -17,10 +17,13 @@ type matrixProxy struct {
 	target  *url.URL
 	trusted netList
 	log     *slog.Logger
+	// supervised: the upstream is a process this daemon restarts, so a
+	// refused connection means "restarting", not "broken".
+	supervised bool
 }
 
 func newMatrixProxy(target *url.URL, up upstreamDeps, trusted netList) *matrixProxy {
-	p := &matrixProxy{target: target, trusted: trusted, log: up.log}
+	p := &matrixProxy{target: target, trusted: trusted, log: up.log, supervised: up.ready != nil}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
 		Transport: up.transport,
@@ -95,8 +98,14 @@ func (p *matrixProxy) errorHandler(w http.ResponseWriter, r *http.Request, err e
 	}
 	status, msg := http.StatusBadGateway, "The homeserver is not reachable"
 	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		status, msg = http.StatusGatewayTimeout, "The homeserver did not answer in time"
+	case p.supervised && errors.Is(err, syscall.ECONNREFUSED):
+		// The process died an instant ago and the supervisor has not seen
+		// it yet: nothing reached it, so a retry is safe and will work.
+		w.Header()["Retry-After"] = retryAfter
+		status, msg = http.StatusServiceUnavailable, "The homeserver is starting; try again shortly"
 	}
 	p.log.Warn("proxy error", "upstream", p.target.Redacted(), "method", r.Method, "path", r.URL.Path, "status", status, "err", err, "refused", errors.Is(err, syscall.ECONNREFUSED))
 	writeMatrixError(w, corsClientAPI, status, errUnknown, msg)

@@ -18,7 +18,12 @@ type matrixRoutes struct {
 	// trusted proxies' X-Forwarded-For is believed when deciding who the
 	// client is; exposeAdmin lists who may reach admin paths.
 	trusted, exposeAdmin netList
+	// ready reports whether the supervised upstream can answer; nil: always.
+	ready func() bool
 }
+
+// retryAfter is the Retry-After of a 503 while the homeserver starts.
+var retryAfter = []string{"5"}
 
 func (m *matrixRoutes) init() {
 	m.edgeClient, m.edgeFederation = m.edge(m.client), m.edge(m.federation)
@@ -57,6 +62,13 @@ func (m *matrixRoutes) edge(next http.Handler) http.Handler {
 			// answer never depends on the homeserver, so it is not asked.
 			setCORS(w.Header(), corsClientAPI)
 			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if m.ready != nil && !m.ready() {
+			// Answer at once: dialling a homeserver that is restarting
+			// would hang the client until the dial times out.
+			w.Header()["Retry-After"] = retryAfter
+			writeMatrixError(w, corsClientAPI, http.StatusServiceUnavailable, errUnknown, "The homeserver is starting; try again shortly")
 			return
 		}
 		if r.ContentLength > m.maxBody {

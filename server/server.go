@@ -16,6 +16,7 @@ import (
 
 	"github.com/wellknownd/wellknownd/server/certs"
 	"github.com/wellknownd/wellknownd/server/config"
+	"github.com/wellknownd/wellknownd/server/supervise"
 )
 
 // Server is the running edge: its listeners and the site they serve.
@@ -30,6 +31,9 @@ type Server struct {
 	certs atomic.Pointer[certs.Source]
 	// httpsPort is the bound port of listen.https, for redirects.
 	httpsPort atomic.Int32
+	// sup runs and watches the stack behind the edge; nil without
+	// supervise entries.
+	sup *supervise.Supervisor
 }
 
 // Option changes how a Server is built; tests use them.
@@ -38,11 +42,17 @@ type Option func(*options)
 type options struct {
 	dnsProvider  certmagic.DNSProvider
 	pollInterval time.Duration
+	policy       supervise.Policy
 }
 
 // WithDNSProvider makes dns-01 use p instead of the configured provider.
 func WithDNSProvider(p certmagic.DNSProvider) Option {
 	return func(o *options) { o.dnsProvider = p }
+}
+
+// WithSupervisePolicy replaces supervise.DefaultPolicy.
+func WithSupervisePolicy(p supervise.Policy) Option {
+	return func(o *options) { o.policy = p }
 }
 
 // WithFilePollInterval sets how often tls.mode files checks its files.
@@ -53,9 +63,13 @@ func WithFilePollInterval(d time.Duration) Option {
 // New builds a server for a validated configuration. It renders the
 // documents and builds the routes, but does not listen yet.
 func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
-	s := &Server{log: log, cfg: cfg, up: newUpstreamDeps(log)}
+	s := &Server{log: log, cfg: cfg, up: newUpstreamDeps(log), opts: options{policy: supervise.DefaultPolicy}}
 	for _, o := range opts {
 		o(&s.opts)
+	}
+	if len(cfg.Supervise) > 0 {
+		s.sup = supervise.New(supervisedSpecs(cfg.Supervise), log, s.opts.policy)
+		s.up.ready = s.sup.Ready
 	}
 	st, err := newSite(cfg, s.up)
 	if err != nil {
@@ -123,6 +137,10 @@ func (s *Server) Run(ctx context.Context) error {
 			s.log.Error("certificates", "err", runErr)
 		}
 	}
+	if s.sup != nil {
+		// Not ctx: the stack is stopped only after the listeners drain.
+		s.sup.Start(context.Background())
+	}
 	if runErr == nil {
 		select {
 		case <-ctx.Done():
@@ -131,6 +149,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.shutdown(lns)
 	wg.Wait()
+	if s.sup != nil {
+		// In reverse start order, each process group gone before the next.
+		s.sup.Stop()
+	}
 	if src != nil {
 		src.Stop()
 		s.certs.Store(nil)
@@ -278,4 +300,19 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+}
+
+// Supervisor is the supervisor of the stack behind the edge, or nil.
+func (s *Server) Supervisor() *supervise.Supervisor { return s.sup }
+
+func supervisedSpecs(entries []config.Supervised) []supervise.Spec {
+	specs := make([]supervise.Spec, 0, len(entries))
+	for _, e := range entries {
+		specs = append(specs, supervise.Spec{
+			Name: e.Name, Command: e.Command, Dir: e.Dir, Env: e.Env, After: e.After,
+			Ready:      supervise.Probe{HTTP: e.Ready.HTTP, TCP: e.Ready.TCP},
+			StopSignal: config.Signals[e.StopSignal], StopTimeout: e.StopTimeout.D(),
+		})
+	}
+	return specs
 }

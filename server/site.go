@@ -97,7 +97,7 @@ func newMatrixRoutes(u config.Upstream, up upstreamDeps) (*matrixRoutes, error) 
 		}
 		return l, nil
 	}
-	m := &matrixRoutes{maxBody: int64(u.MaxBody)}
+	m := &matrixRoutes{maxBody: int64(u.MaxBody), ready: up.ready}
 	var err error
 	if m.trusted, err = parseList("trusted_proxies", u.TrustedProxies); err != nil {
 		return nil, err

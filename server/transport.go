@@ -15,6 +15,9 @@ type upstreamDeps struct {
 	// allocates (and the GC clears) 32 KiB for every response.
 	buffers *bufferPool
 	log     *slog.Logger
+	// ready reports whether the supervised stack can answer; nil when
+	// nothing is supervised (the proxy then always tries).
+	ready func() bool
 }
 
 func newUpstreamDeps(log *slog.Logger) upstreamDeps {

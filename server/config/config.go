@@ -33,6 +33,51 @@ type Config struct {
 	// ShutdownTimeout bounds how long a stopping daemon waits for in-flight
 	// requests (long-polls included) before it closes them.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// Supervise lists the processes this daemon runs (Dendrite, perhaps
+	// PostgreSQL) and the services it only watches. While any entry is not
+	// ready, the proxy answers 503 at once instead of dialling.
+	Supervise []Supervised `yaml:"supervise"`
+}
+
+// Supervised is one entry of supervise.
+type Supervised struct {
+	// Name identifies the entry in logs, /status and after lists.
+	Name string `yaml:"name"`
+	// Command is the program and its arguments; without one, the entry is
+	// probe-only: a service run by something else (a container, systemd).
+	Command []string `yaml:"command"`
+	// Dir is the working directory; default wellknownd's own.
+	Dir string `yaml:"dir"`
+	// Env is added to wellknownd's environment for the process.
+	Env map[string]string `yaml:"env"`
+	// After names entries that must be ready before this one starts; they
+	// are stopped after it.
+	After []string `yaml:"after"`
+	// Ready is the readiness probe: http (a URL that must answer 2xx) or
+	// tcp (host:port that must accept). Required for probe-only entries.
+	Ready Ready `yaml:"ready"`
+	// StopSignal asks the process group to stop: SIGTERM (default),
+	// SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2.
+	StopSignal string `yaml:"stop_signal"`
+	// StopTimeout is how long it may take to stop before its process group
+	// is killed; default 30s.
+	StopTimeout Duration `yaml:"stop_timeout"`
+}
+
+// Ready is a readiness probe.
+type Ready struct {
+	HTTP string `yaml:"http"`
+	TCP  string `yaml:"tcp"`
+}
+
+// supervisedDefaults fills the defaults of a supervise entry.
+func supervisedDefaults(s *Supervised) {
+	if s.StopSignal == "" {
+		s.StopSignal = "SIGTERM"
+	}
+	if s.StopTimeout == 0 {
+		s.StopTimeout = Duration(30 * time.Second)
+	}
 }
 
 // Delegation is the content of /.well-known/matrix/{server,client,support}.

@@ -1,0 +1,125 @@
+package supervise
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+// launcher starts processes; tests replace it to drive the state machine
+// in fake time.
+type launcher interface {
+	start(spec Spec, log *slog.Logger) (process, error)
+}
+
+type process interface {
+	pid() int
+	// wait blocks until the process has exited and returns how.
+	wait() Exit
+	signal(sig syscall.Signal)
+	kill()
+}
+
+type execLauncher struct{ log *slog.Logger }
+
+type execProcess struct {
+	cmd *exec.Cmd
+	// pumps finish when every writer of the output pipes is gone.
+	pumps chan struct{}
+}
+
+func (execLauncher) start(spec Spec, log *slog.Logger) (process, error) {
+	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
+	cmd.Dir = spec.Dir
+	cmd.Env = os.Environ()
+	for k, v := range spec.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	// Its own process group, so that stopping reaches its children too;
+	// and killed by the kernel if wellknownd dies without stopping it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	err = cmd.Start()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return nil, err
+	}
+	p := &execProcess{cmd: cmd, pumps: make(chan struct{})}
+	go func() {
+		done := make(chan struct{}, 2)
+		go func() { pump(outR, log, "stdout"); done <- struct{}{} }()
+		go func() { pump(errR, log, "stderr"); done <- struct{}{} }()
+		<-done
+		<-done
+		close(p.pumps)
+	}()
+	return p, nil
+}
+
+func (p *execProcess) pid() int { return p.cmd.Process.Pid }
+
+func (p *execProcess) wait() Exit {
+	err := p.cmd.Wait()
+	// Whatever of the group is left (a daemonised grandchild) goes too:
+	// nothing supervised outlives its entry.
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.pumps
+	ex := Exit{Code: p.cmd.ProcessState.ExitCode()}
+	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		ex.Signal = ws.Signal().String()
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		ex.Err = err.Error()
+	}
+	ex.At = time.Now()
+	return ex
+}
+
+func (p *execProcess) signal(sig syscall.Signal) { syscall.Kill(-p.cmd.Process.Pid, sig) }
+func (p *execProcess) kill()                     { syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
+
+// maxLine is the longest output line logged as one record; longer lines
+// are logged in pieces. Reading never stops for a long line or binary
+// output: a child whose pipe fills up blocks.
+const maxLine = 16 << 10
+
+// pump logs r's lines as records of log until r ends.
+func pump(r io.ReadCloser, log *slog.Logger, stream string) {
+	defer r.Close()
+	br := bufio.NewReaderSize(r, maxLine)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			text := string(bytes.TrimRight(line, "\r\n"))
+			if !utf8.ValidString(text) {
+				text = strings.ToValidUTF8(text, "\uFFFD")
+			}
+			log.Info(text, "stream", stream)
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
