@@ -97,8 +97,8 @@ func TestSuperviseDendrite(t *testing.T) {
 
 	// Load while Dendrite is killed and restarted.
 	var (
-		stop                      atomic.Bool
-		wg                        sync.WaitGroup
+		stop                       atomic.Bool
+		wg                         sync.WaitGroup
 		wkFail, ok200, got503, bad atomic.Int64
 		slowest                    atomic.Int64
 		badMu                      sync.Mutex
