@@ -94,6 +94,8 @@ type Options struct {
 	MaxFileSize int64
 	// Addr is the HTTP listen address; default a free loopback port.
 	Addr string
+	// Database is a PostgreSQL connection string; default SQLite files.
+	Database string
 }
 
 // Dendrite is a running Dendrite.
@@ -139,7 +141,11 @@ func Setup(t testing.TB, o Options) *Dendrite {
 		return out
 	}
 	run("generate-keys", "-private-key", filepath.Join(dir, "matrix_key.pem"))
-	raw := run("generate-config", "-dir", dir, "-server", o.ServerName)
+	args := []string{"-dir", dir, "-server", o.ServerName}
+	if o.Database != "" {
+		args = append(args, "-db", o.Database)
+	}
+	raw := run("generate-config", args...)
 	var cfg map[string]any
 	if err := yaml.Unmarshal(raw, &cfg); err != nil {
 		t.Fatalf("parsing generated dendrite.yaml: %v", err)
@@ -303,4 +309,16 @@ func RegistrationMAC(secret, nonce, user, password string, admin bool) string {
 	}
 	io.WriteString(m, nonce+"\x00"+user+"\x00"+password+"\x00"+kind)
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// PostgresBin is the directory of Debian's PostgreSQL server binaries
+// (/usr/lib/postgresql/N/bin). ./test installs the package; without it the
+// test fails.
+func PostgresBin(t testing.TB) string {
+	t.Helper()
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	if len(matches) == 0 {
+		t.Fatal("PostgreSQL is not installed (Debian package postgresql); ./test installs it")
+	}
+	return filepath.Dir(matches[len(matches)-1])
 }
