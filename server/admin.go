@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 
@@ -13,20 +14,33 @@ import (
 // never be reachable from the public listeners.
 func (s *Server) adminHandler() http.Handler {
 	r := chi.NewRouter()
-	// /healthz answers while the process serves requests at all.
+	// /healthz answers while the process serves requests at all: a
+	// liveness probe, which must not fail because Dendrite is restarting.
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
+	// /readyz says whether traffic can be sent here: listeners up, a
+	// certificate for every host, the upstream ready.
+	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if why := s.notReady(); len(why) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not ready: " + strings.Join(why, "; ") + "\n"))
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	r.Handle("/metrics", s.m.handler())
 	// /status is the supervised stack's state; read-only, and only here:
 	// nothing about supervision is reachable from the public listeners.
 	r.Get("/status", func(w http.ResponseWriter, r *http.Request) {
 		doc := struct {
 			UpstreamReady bool               `json:"upstream_ready"`
 			Supervised    []supervise.Status `json:"supervised"`
-		}{UpstreamReady: true, Supervised: []supervise.Status{}}
+		}{UpstreamReady: s.upstreamReady(), Supervised: []supervise.Status{}}
 		if s.sup != nil {
-			doc.UpstreamReady, doc.Supervised = s.sup.Ready(), s.sup.Status()
+			doc.Supervised = s.sup.Status()
 		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
@@ -34,4 +48,33 @@ func (s *Server) adminHandler() http.Handler {
 		enc.Encode(doc)
 	})
 	return r
+}
+
+// upstreamReady: every supervised entry ready or, with nothing
+// supervised, the proxy's last connection to the upstream succeeded.
+func (s *Server) upstreamReady() bool {
+	if s.sup != nil {
+		return s.sup.Ready()
+	}
+	return s.m.upstreamUp.Load()
+}
+
+// notReady lists why the daemon should not get traffic; empty when it
+// should.
+func (s *Server) notReady() []string {
+	var why []string
+	if !s.serving.Load() {
+		why = append(why, "listeners are not serving")
+	}
+	if src := s.Certificates(); src != nil {
+		for _, st := range src.Status() {
+			if st.NotAfter.IsZero() {
+				why = append(why, "no certificate yet for "+st.Name)
+			}
+		}
+	}
+	if !s.upstreamReady() {
+		why = append(why, "the homeserver is not ready")
+	}
+	return why
 }

@@ -20,10 +20,11 @@ type matrixProxy struct {
 	// supervised: the upstream is a process this daemon restarts, so a
 	// refused connection means "restarting", not "broken".
 	supervised bool
+	metrics    *metrics
 }
 
 func newMatrixProxy(target *url.URL, up upstreamDeps, trusted netList) *matrixProxy {
-	p := &matrixProxy{target: target, trusted: trusted, log: up.log, supervised: up.ready != nil}
+	p := &matrixProxy{target: target, trusted: trusted, log: up.log, supervised: up.ready != nil, metrics: up.metrics}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
 		Transport: up.transport,
@@ -36,7 +37,7 @@ func newMatrixProxy(target *url.URL, up upstreamDeps, trusted netList) *matrixPr
 		// an extra write: a third of the proxy's throughput, measured.
 		FlushInterval:  0,
 		BufferPool:     up.buffers,
-		ModifyResponse: modifyResponse,
+		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		ErrorLog:       slog.NewLogLogger(up.log.Handler(), slog.LevelDebug),
 	}
@@ -76,8 +77,11 @@ func (p *matrixProxy) rewrite(pr *httputil.ProxyRequest) {
 // modifyResponse puts the client API's CORS headers on every answer,
 // replacing what the upstream sent, so that they are right even when
 // Dendrite errs before its own CORS middleware runs.
-func modifyResponse(resp *http.Response) error {
+func (p *matrixProxy) modifyResponse(resp *http.Response) error {
 	setCORS(resp.Header, corsClientAPI)
+	if !p.metrics.upstreamUp.Load() {
+		p.metrics.upstreamUp.Store(true)
+	}
 	return nil
 }
 
@@ -88,25 +92,33 @@ func (p *matrixProxy) errorHandler(w http.ResponseWriter, r *http.Request, err e
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
+		p.metrics.proxyErrors.WithLabelValues("too_large").Inc()
 		writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, errTooLarge, "Request body too large")
 		return
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer.
+		p.metrics.proxyErrors.WithLabelValues("canceled").Inc()
 		p.log.Debug("client closed the request", "path", r.URL.Path)
 		w.WriteHeader(499)
 		return
 	}
-	status, msg := http.StatusBadGateway, "The homeserver is not reachable"
+	status, msg, kind := http.StatusBadGateway, "The homeserver is not reachable", "other"
 	var ne net.Error
+	refused := errors.Is(err, syscall.ECONNREFUSED)
+	if refused {
+		kind = "refused"
+		p.metrics.upstreamUp.Store(false)
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
-		status, msg = http.StatusGatewayTimeout, "The homeserver did not answer in time"
-	case p.supervised && errors.Is(err, syscall.ECONNREFUSED):
+		status, msg, kind = http.StatusGatewayTimeout, "The homeserver did not answer in time", "timeout"
+	case p.supervised && refused:
 		// The process died an instant ago and the supervisor has not seen
 		// it yet: nothing reached it, so a retry is safe and will work.
 		w.Header()["Retry-After"] = retryAfter
 		status, msg = http.StatusServiceUnavailable, "The homeserver is starting; try again shortly"
 	}
-	p.log.Warn("proxy error", "upstream", p.target.Redacted(), "method", r.Method, "path", r.URL.Path, "status", status, "err", err, "refused", errors.Is(err, syscall.ECONNREFUSED))
+	p.metrics.proxyErrors.WithLabelValues(kind).Inc()
+	p.log.Warn("proxy error", "upstream", p.target.Redacted(), "method", r.Method, "path", r.URL.Path, "status", status, "kind", kind, "err", err)
 	writeMatrixError(w, corsClientAPI, status, errUnknown, msg)
 }

@@ -34,6 +34,12 @@ type Server struct {
 	// sup runs and watches the stack behind the edge; nil without
 	// supervise entries.
 	sup *supervise.Supervisor
+	m   *metrics
+	// serving is true while the listeners accept.
+	serving atomic.Bool
+	// main, redirect and federation are the listeners' instrumented
+	// handlers, made once.
+	main, redirect, federation http.Handler
 }
 
 // Option changes how a Server is built; tests use them.
@@ -43,6 +49,18 @@ type options struct {
 	dnsProvider  certmagic.DNSProvider
 	pollInterval time.Duration
 	policy       supervise.Policy
+	version      string
+	logRequests  bool
+}
+
+// WithVersion sets the version wellknownd_build_info reports.
+func WithVersion(v string) Option {
+	return func(o *options) { o.version = v }
+}
+
+// WithRequestLog logs every request at info level.
+func WithRequestLog(on bool) Option {
+	return func(o *options) { o.logRequests = on }
 }
 
 // WithDNSProvider makes dns-01 use p instead of the configured provider.
@@ -71,17 +89,57 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		s.sup = supervise.New(supervisedSpecs(cfg.Supervise), log, s.opts.policy)
 		s.up.ready = s.sup.Ready
 	}
-	st, err := newSite(cfg, s.up)
+	s.m = newMetrics(s.opts.version)
+	s.m.reg.MustRegister(newStateCollector(s))
+	s.up.metrics = s.m
+	st, err := newSite(cfg, s.up, s.m)
 	if err != nil {
 		return nil, err
 	}
 	s.site.Store(st)
+	s.main = s.instrumented((*site).serve)
+	s.redirect = s.instrumented(s.serveHTTPRedirect)
+	s.federation = s.instrumented(serveFederation)
 	return s, nil
 }
 
-// ServeHTTP serves the current site.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.site.Load().ServeHTTP(w, r)
+// ServeHTTP serves the current site as the main listeners do.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.main.ServeHTTP(w, r) }
+
+// instrumented wraps a listener's routing with what every request gets:
+// the site loaded once, metrics, and the optional request log.
+func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Request, *hostRoute)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		st := s.site.Load()
+		hr := st.lookup(r.Host)
+		hm := st.unknown
+		if hr != nil {
+			hm = hr.metrics
+		}
+		rec := recorders.Get().(*statusRecorder)
+		*rec = statusRecorder{ResponseWriter: w}
+		s.m.inflight.Inc()
+		defer func() {
+			// Deferred: a proxy whose client vanished mid-body panics with
+			// http.ErrAbortHandler, and that request still counts.
+			s.m.inflight.Dec()
+			took := time.Since(start)
+			status := rec.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			hm.observe(classOf(r.URL.Path), status, took)
+			if s.opts.logRequests {
+				s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("host", r.Host),
+					slog.String("path", r.URL.Path), slog.Int("status", status), slog.Int64("bytes", rec.bytes),
+					slog.Duration("took", took), slog.String("peer", r.RemoteAddr))
+			}
+			*rec = statusRecorder{}
+			recorders.Put(rec)
+		}()
+		serve(st, rec, r, hr)
+	})
 }
 
 // Certificates is the certificate source while Run runs, else nil.
@@ -130,6 +188,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		})
 	}
+	s.serving.Store(true)
 	var runErr error
 	if src != nil {
 		// The listeners accept now: ACME challenges can be answered.
@@ -147,6 +206,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case runErr = <-errc:
 		}
 	}
+	s.serving.Store(false)
 	s.shutdown(lns)
 	wg.Wait()
 	if s.sup != nil {
@@ -167,6 +227,7 @@ func (s *Server) newCertificates(lns []listener) (certs.Source, error) {
 	opts := certs.Options{
 		TLS: s.cfg.TLS, Hosts: s.cfg.Hosts, Log: s.log.With("component", "certs"),
 		DNSProvider: s.opts.dnsProvider, PollInterval: s.opts.pollInterval,
+		OnEvent: func(event string) { s.m.certEvents.WithLabelValues(event).Inc() },
 	}
 	for _, l := range lns {
 		switch l.name {
@@ -194,15 +255,15 @@ func (s *Server) configure(lns []listener, src certs.Source) {
 		case "admin":
 			h = s.adminHandler()
 		case "http":
-			h = s
+			h = s.main
 			if src != nil {
-				h = src.HTTPHandler(http.HandlerFunc(s.serveHTTPRedirect))
+				h = src.HTTPHandler(s.redirect)
 			}
 		case "https":
-			h = s
+			h = s.main
 			s.httpsPort.Store(int32(l.ln.Addr().(*net.TCPAddr).Port))
 		case "federation":
-			h = http.HandlerFunc(s.serveFederation)
+			h = s.federation
 		}
 		l.srv = s.httpServer(h)
 		if l.name == "https" || l.name == "federation" {
@@ -215,10 +276,9 @@ func (s *Server) configure(lns []listener, src certs.Source) {
 // serveHTTPRedirect is the plain-HTTP listener when TLS is on: the
 // discovery documents are served as they are (a peer that asks over http
 // gets an answer), everything else is sent to https.
-func (s *Server) serveHTTPRedirect(w http.ResponseWriter, r *http.Request) {
-	st := s.site.Load()
-	hr := st.route(w, r)
+func (s *Server) serveHTTPRedirect(st *site, w http.ResponseWriter, r *http.Request, hr *hostRoute) {
 	if hr == nil {
+		misdirected(w)
 		return
 	}
 	if st.serveWellKnown(w, r, hr) {
@@ -234,9 +294,9 @@ func (s *Server) serveHTTPRedirect(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveFederation is listen.federation: the federation API only.
-func (s *Server) serveFederation(w http.ResponseWriter, r *http.Request) {
-	st := s.site.Load()
-	if st.route(w, r) == nil {
+func serveFederation(st *site, w http.ResponseWriter, r *http.Request, hr *hostRoute) {
+	if hr == nil {
+		misdirected(w)
 		return
 	}
 	st.federation.ServeHTTP(w, r)

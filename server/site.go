@@ -17,13 +17,16 @@ import (
 // immutable once built; a reload builds a new one and swaps it in.
 type site struct {
 	hosts map[string]*hostRoute
-	wk    *wellKnown
+	// unknown are the metrics of requests for names not in hosts.
+	unknown *hostMetrics
+	wk      *wellKnown
 	// federation serves listen.federation: the federation API only.
 	federation http.Handler
 }
 
 // hostRoute is how one name in hosts is served.
 type hostRoute struct {
+	metrics *hostMetrics
 	// cors is the Access-Control-Allow-Methods this host advertises.
 	cors corsMethods
 	// matrix forwards /_matrix/ upstream; nil on a host that does not
@@ -34,7 +37,7 @@ type hostRoute struct {
 }
 
 // newSite builds the site for a validated configuration.
-func newSite(cfg *config.Config, up upstreamDeps) (*site, error) {
+func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
 	docs, err := cfg.Spec().Render()
 	if err != nil {
 		return nil, err
@@ -44,8 +47,9 @@ func newSite(cfg *config.Config, up upstreamDeps) (*site, error) {
 		return nil, err
 	}
 	s := &site{
-		hosts: make(map[string]*hostRoute, len(cfg.Hosts)),
-		wk:    newWellKnown(docs, cfg.Delegation.MaxAge.D()),
+		unknown: m.forHost(hostUnknown),
+		hosts:   make(map[string]*hostRoute, len(cfg.Hosts)),
+		wk:      newWellKnown(docs, cfg.Delegation.MaxAge.D()),
 	}
 	s.federation = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isFederationPath(r.URL.Path) {
@@ -60,7 +64,7 @@ func newSite(cfg *config.Config, up upstreamDeps) (*site, error) {
 	baseServesMatrix := base == cfg.DelegatedHost() || base == urlHost(cfg.Delegation.ClientBaseURL)
 	for _, h := range cfg.Hosts {
 		h = strings.ToLower(h)
-		hr := &hostRoute{cors: corsReadOnly}
+		hr := &hostRoute{cors: corsReadOnly, metrics: m.forHost(h)}
 		r := chi.NewRouter()
 		if h != base || baseServesMatrix {
 			hr.cors = corsClientAPI
@@ -131,11 +135,18 @@ func urlHost(raw string) string {
 	return strings.ToLower(u.Hostname())
 }
 
-// ServeHTTP routes by Host. The discovery documents are served before any
-// router runs: they are the hottest path and the same on every host.
-func (s *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hr := s.route(w, r)
-	if hr == nil || s.serveWellKnown(w, r, hr) {
+// lookup finds the route of a Host header, or nil for a name not in hosts.
+func (s *site) lookup(host string) *hostRoute { return s.hosts[hostOnly(host)] }
+
+// serve answers a request on the main listeners (http with tls off, and
+// https). The discovery documents are served before any router runs: they
+// are the hottest path and the same on every host; /_matrix/ next.
+func (s *site) serve(w http.ResponseWriter, r *http.Request, hr *hostRoute) {
+	if hr == nil {
+		misdirected(w)
+		return
+	}
+	if s.serveWellKnown(w, r, hr) {
 		return
 	}
 	if hr.matrix != nil && strings.HasPrefix(r.URL.Path, "/_matrix/") {
@@ -145,15 +156,11 @@ func (s *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hr.next.ServeHTTP(w, r)
 }
 
-// route finds the request's host, or answers 421 and returns nil.
-func (s *site) route(w http.ResponseWriter, r *http.Request) *hostRoute {
-	hr := s.hosts[hostOnly(r.Host)]
-	if hr == nil {
-		// Never guess: answering (or proxying) for a name that is not ours
-		// would let anyone point their domain at this server.
-		writeMatrixError(w, corsReadOnly, http.StatusMisdirectedRequest, errUnrecognized, "This server does not serve that host name")
-	}
-	return hr
+// misdirected answers a request for a name not in hosts. Never guess:
+// answering (or proxying) for a name that is not ours would let anyone
+// point their domain at this server.
+func misdirected(w http.ResponseWriter) {
+	writeMatrixError(w, corsReadOnly, http.StatusMisdirectedRequest, errUnrecognized, "This server does not serve that host name")
 }
 
 // serveWellKnown serves the request if it is for a discovery document.

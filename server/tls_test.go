@@ -200,6 +200,7 @@ func TestACMERenewRestartAndOutage(t *testing.T) {
 	cfg := acmeConfig(ca, httpPort, tlsPort, storage, "http-01, tls-alpn-01")
 	srv, stop := runEdge(t, cfg)
 	tlsAddr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
+	waitCert(t, tlsAddr, "example.com", ca.Roots())
 	first := waitCert(t, tlsAddr, "matrix.example.com", ca.Roots())
 
 	// A keep-alive connection opened before the renewal.

@@ -17,7 +17,8 @@ type upstreamDeps struct {
 	log     *slog.Logger
 	// ready reports whether the supervised stack can answer; nil when
 	// nothing is supervised (the proxy then always tries).
-	ready func() bool
+	ready   func() bool
+	metrics *metrics
 }
 
 func newUpstreamDeps(log *slog.Logger) upstreamDeps {

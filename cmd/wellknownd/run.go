@@ -141,7 +141,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		return fmt.Errorf("%s: %d %s; nothing started", file, len(errs), plural(len(errs), "error"))
 	}
-	srv, err := server.New(cfg, log)
+	srv, err := server.New(cfg, log, server.WithVersion(versionNumber()))
 	if err != nil {
 		return err
 	}
@@ -180,13 +180,17 @@ func plural(n int, word string) string {
 // otherwise the module version go install recorded is used.
 var version = ""
 
-func versionString() string {
-	v := version
-	if v == "" {
-		v = "(devel)"
-		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-			v = bi.Main.Version
-		}
+// versionNumber is the version alone, e.g. v1.2.3 or (devel).
+func versionNumber() string {
+	if version != "" {
+		return version
 	}
-	return fmt.Sprintf("wellknownd %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+func versionString() string {
+	return fmt.Sprintf("wellknownd %s %s %s/%s", versionNumber(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

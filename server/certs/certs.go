@@ -61,6 +61,9 @@ type Options struct {
 	DNSProvider certmagic.DNSProvider
 	// PollInterval is how often mode files checks its files; default 5s.
 	PollInterval time.Duration
+	// OnEvent, when set, is told of each certificate obtained, renewed or
+	// failed ("obtained", "renewed", "failed"), for metrics.
+	OnEvent func(event string)
 }
 
 // New builds the Source for opts.TLS.Mode. It fails fast on what can be

@@ -19,8 +19,9 @@ import (
 // managed is a Source whose certificates certmagic obtains, stores, renews
 // and swaps in: from an ACME CA (mode acme) or the local CA (internal).
 type managed struct {
-	cache *certmagic.Cache
-	magic *certmagic.Config
+	notify func(event string)
+	cache  *certmagic.Cache
+	magic  *certmagic.Config
 	// acme is the ACME issuer whose HTTP-01 challenges the HTTP listener
 	// answers; nil for the local CA.
 	acme  *certmagic.ACMEIssuer
@@ -34,7 +35,10 @@ type managed struct {
 // newManaged sets up certmagic with storage under dir. Issuers are added by
 // the caller.
 func newManaged(opts Options, dir string) *managed {
-	m := &managed{log: opts.Log, names: lowerAll(opts.Hosts)}
+	m := &managed{log: opts.Log, names: lowerAll(opts.Hosts), notify: opts.OnEvent}
+	if m.notify == nil {
+		m.notify = func(string) {}
+	}
 	zl := zapToSlog(opts.Log)
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
@@ -144,12 +148,14 @@ func (m *managed) onEvent(ctx context.Context, name string, data map[string]any)
 	case "cert_obtaining":
 		m.log.Info("certificate: obtaining", "name", id, "renewal", data["renewal"])
 	case "cert_obtained":
-		msg := "certificate: obtained"
+		msg, event := "certificate: obtained", "obtained"
 		if r, _ := data["renewal"].(bool); r {
-			msg = "certificate: renewed"
+			msg, event = "certificate: renewed", "renewed"
 		}
+		m.notify(event)
 		m.log.Info(msg, "name", id, "issuer", data["issuer"], "storage_path", data["certificate_path"])
 	case "cert_failed":
+		m.notify("failed")
 		m.log.Error("certificate: obtaining failed", "name", id, "renewal", data["renewal"], "remaining", data["remaining"], "err", data["error"])
 	case "cached_managed_cert":
 		m.log.Info("certificate: in service", "names", data["sans"])

@@ -1,0 +1,166 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Route classes, the route label of request metrics.
+const (
+	classWellKnown  = "wellknown"
+	classClient     = "client"
+	classFederation = "federation"
+	classOther      = "other"
+)
+
+var routeClasses = []string{classWellKnown, classClient, classFederation, classOther}
+
+// hostUnknown is the host label of requests for names not in hosts: the
+// label never carries a raw Host header, which anyone can fill.
+const hostUnknown = "unknown"
+
+// metrics are the daemon's Prometheus metrics, on a registry of its own
+// (no package globals: several servers may live in one test process).
+type metrics struct {
+	reg         *prometheus.Registry
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	inflight    prometheus.Gauge
+	proxyErrors *prometheus.CounterVec
+	certEvents  *prometheus.CounterVec
+	// upstreamUp is the last thing the proxy saw of the upstream when
+	// nothing is supervised: a response (up) or a failed connection (down).
+	upstreamUp atomic.Bool
+}
+
+func newMetrics(version string) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wellknownd_http_requests_total",
+		Help: "HTTP requests answered, by host (a name from hosts, or unknown), route class and status code.",
+	}, []string{"host", "route", "code"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "wellknownd_http_request_duration_seconds",
+		Help: "Time from request to the handler's return, by host and route class; long-polls included.",
+		// From a cached document (~50µs) to a /sync long-poll (30-90 s).
+		Buckets: []float64{0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120},
+	}, []string{"host", "route"})
+	m.inflight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "wellknownd_http_requests_in_flight",
+		Help: "Requests being answered now.",
+	})
+	m.proxyErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wellknownd_proxy_errors_total",
+		Help: "Proxied requests that failed at the edge, by kind: refused, timeout, too_large, canceled, other.",
+	}, []string{"kind"})
+	m.certEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wellknownd_certificate_events_total",
+		Help: "Certificate operations, by event: obtained, renewed, failed.",
+	}, []string{"event"})
+	for _, k := range []string{"refused", "timeout", "too_large", "canceled", "other"} {
+		m.proxyErrors.WithLabelValues(k)
+	}
+	for _, e := range []string{"obtained", "renewed", "failed"} {
+		m.certEvents.WithLabelValues(e)
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "wellknownd_build_info",
+		Help: "Always 1; the labels say which build runs.",
+	}, []string{"version"})
+	buildInfo.WithLabelValues(version).Set(1)
+	m.upstreamUp.Store(true)
+	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.proxyErrors, m.certEvents, buildInfo,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// hostMetrics are a host's metrics with the host label already bound, so
+// that a request costs one label lookup (its status code), not three.
+type hostMetrics struct {
+	requests [4]*prometheus.CounterVec // by route class, curried with host
+	duration [4]prometheus.Observer
+}
+
+func (m *metrics) forHost(host string) *hostMetrics {
+	hm := &hostMetrics{}
+	for i, c := range routeClasses {
+		hm.requests[i] = m.requests.MustCurryWith(prometheus.Labels{"host": host, "route": c})
+		hm.duration[i] = m.duration.WithLabelValues(host, c)
+	}
+	return hm
+}
+
+// classOf is the route class of a path, as an index into routeClasses.
+func classOf(path string) int {
+	switch {
+	case strings.HasPrefix(path, wellKnownPrefix):
+		return 0
+	case isFederationPath(path):
+		return 2
+	case strings.HasPrefix(path, "/_matrix/") || strings.HasPrefix(path, "/_synapse/client/"):
+		return 1
+	}
+	return 3
+}
+
+// codes are status codes as label values, made once.
+var codes = func() (c [600]string) {
+	for i := range c {
+		c[i] = strconv.Itoa(i)
+	}
+	return
+}()
+
+func codeLabel(status int) string {
+	if status >= 0 && status < len(codes) {
+		return codes[status]
+	}
+	return strconv.Itoa(status)
+}
+
+// statusRecorder remembers the status a handler wrote. It unwraps to the
+// real writer, so http.ResponseController (used by the proxy to flush and
+// to hijack for upgrades) reaches through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+var recorders = sync.Pool{New: func() any { return new(statusRecorder) }}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// observe records one answered request.
+func (hm *hostMetrics) observe(class, status int, took time.Duration) {
+	hm.requests[class].WithLabelValues(codeLabel(status)).Inc()
+	hm.duration[class].Observe(took.Seconds())
+}
