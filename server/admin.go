@@ -32,6 +32,21 @@ func (s *Server) adminHandler() http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	r.Handle("/metrics", s.m.handler())
+	// POST /reload re-reads the configuration file, as SIGHUP does; the
+	// answer says whether it was applied, and if not, why.
+	r.Post("/reload", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if s.opts.reloader == nil {
+			http.Error(w, "reload is not available in this process", http.StatusNotImplemented)
+			return
+		}
+		if err := s.opts.reloader(r.Context()); err != nil {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			w.Write([]byte(err.Error() + "\n"))
+			return
+		}
+		w.Write([]byte("reloaded\n"))
+	})
 	// /status is the supervised stack's state; read-only, and only here:
 	// nothing about supervision is reachable from the public listeners.
 	r.Get("/status", func(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,10 +22,13 @@ import (
 
 // Server is the running edge: its listeners and the site they serve.
 type Server struct {
-	log  *slog.Logger
-	cfg  *config.Config
-	up   upstreamDeps
-	opts options
+	log *slog.Logger
+	// cfg is the configuration in force; Reload replaces it.
+	cfg atomic.Pointer[config.Config]
+	// reloadMu serialises reloads.
+	reloadMu sync.Mutex
+	up       upstreamDeps
+	opts     options
 	// site is swapped whole on reload; requests load it once each.
 	site atomic.Pointer[site]
 	// certs is the certificate source while Run runs; nil with tls off.
@@ -50,17 +54,25 @@ type options struct {
 	pollInterval time.Duration
 	policy       supervise.Policy
 	version      string
-	logRequests  bool
+	reloader     func(context.Context) error
+	onServing    func()
+}
+
+// WithOnServing is called once the listeners accept, certificates and
+// supervision have started: the moment to tell systemd READY=1.
+func WithOnServing(f func()) Option {
+	return func(o *options) { o.onServing = f }
+}
+
+// WithReloader gives the admin listener's POST /reload the function that
+// re-reads the configuration and calls Reload.
+func WithReloader(f func(context.Context) error) Option {
+	return func(o *options) { o.reloader = f }
 }
 
 // WithVersion sets the version wellknownd_build_info reports.
 func WithVersion(v string) Option {
 	return func(o *options) { o.version = v }
-}
-
-// WithRequestLog logs every request at info level.
-func WithRequestLog(on bool) Option {
-	return func(o *options) { o.logRequests = on }
 }
 
 // WithDNSProvider makes dns-01 use p instead of the configured provider.
@@ -81,7 +93,8 @@ func WithFilePollInterval(d time.Duration) Option {
 // New builds a server for a validated configuration. It renders the
 // documents and builds the routes, but does not listen yet.
 func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
-	s := &Server{log: log, cfg: cfg, up: newUpstreamDeps(log), opts: options{policy: supervise.DefaultPolicy}}
+	s := &Server{log: log, up: newUpstreamDeps(log), opts: options{policy: supervise.DefaultPolicy}}
+	s.cfg.Store(cfg)
 	for _, o := range opts {
 		o(&s.opts)
 	}
@@ -130,7 +143,7 @@ func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Reque
 				status = http.StatusOK
 			}
 			hm.observe(classOf(r.URL.Path), status, took)
-			if s.opts.logRequests {
+			if st.logRequests {
 				s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("host", r.Host),
 					slog.String("path", r.URL.Path), slog.Int("status", status), slog.Int64("bytes", rec.bytes),
 					slog.Duration("took", took), slog.String("peer", r.RemoteAddr))
@@ -200,6 +213,9 @@ func (s *Server) Run(ctx context.Context) error {
 		// Not ctx: the stack is stopped only after the listeners drain.
 		s.sup.Start(context.Background())
 	}
+	if runErr == nil && s.opts.onServing != nil {
+		s.opts.onServing()
+	}
 	if runErr == nil {
 		select {
 		case <-ctx.Done():
@@ -221,11 +237,11 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 func (s *Server) newCertificates(lns []listener) (certs.Source, error) {
-	if s.cfg.TLS.Mode == config.TLSOff {
+	if s.config().TLS.Mode == config.TLSOff {
 		return nil, nil
 	}
 	opts := certs.Options{
-		TLS: s.cfg.TLS, Hosts: s.cfg.Hosts, Log: s.log.With("component", "certs"),
+		TLS: s.config().TLS, Hosts: s.config().Hosts, Log: s.log.With("component", "certs"),
 		DNSProvider: s.opts.dnsProvider, PollInterval: s.opts.pollInterval,
 		OnEvent: func(event string) { s.m.certEvents.WithLabelValues(event).Inc() },
 	}
@@ -303,7 +319,7 @@ func serveFederation(st *site, w http.ResponseWriter, r *http.Request, hr *hostR
 }
 
 func (s *Server) shutdown(lns []listener) {
-	timeout := s.cfg.ShutdownTimeout.D()
+	timeout := s.config().ShutdownTimeout.D()
 	s.log.Info("shutting down", "drain_timeout", timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -323,9 +339,9 @@ func (s *Server) shutdown(lns []listener) {
 // listen opens every configured listener, or none: a half-started daemon
 // that holds :80 but not :443 helps nobody.
 func (s *Server) listen() ([]listener, error) {
-	l := s.cfg.Listen
+	l := s.config().Listen
 	wants := []struct{ name, addr string }{{"http", l.HTTP}, {"admin", l.Admin}}
-	if s.cfg.TLS.Mode != config.TLSOff {
+	if s.config().TLS.Mode != config.TLSOff {
 		wants = append(wants, struct{ name, addr string }{"https", l.HTTPS}, struct{ name, addr string }{"federation", l.Federation})
 	}
 	var lns []listener
@@ -376,3 +392,63 @@ func supervisedSpecs(entries []config.Supervised) []supervise.Spec {
 	}
 	return specs
 }
+
+// config is the configuration in force.
+func (s *Server) config() *config.Config { return s.cfg.Load() }
+
+// Reload applies a new, validated configuration while serving: documents,
+// hosts, routes and upstreams swap in one step (a request sees all of the
+// old or all of the new), certificates are obtained for added hosts, and
+// supervised entries restart only if their own entry changed. What only a
+// restart can apply (listeners, the TLS section) is refused, and then
+// nothing changes.
+func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	old := s.config()
+	if what := restartOnly(old, cfg); what != "" {
+		return fmt.Errorf("%s changed, which only a restart applies; the running configuration is unchanged", what)
+	}
+	up := s.up
+	if len(cfg.Supervise) > 0 && s.sup == nil {
+		return errors.New("supervise was empty at start; adding entries needs a restart; the running configuration is unchanged")
+	}
+	if s.sup == nil || len(cfg.Supervise) == 0 {
+		up.ready = nil
+	}
+	st, err := newSite(cfg, up, s.m)
+	if err != nil {
+		return fmt.Errorf("%w; the running configuration is unchanged", err)
+	}
+	if src := s.Certificates(); src != nil {
+		if err := src.SetHosts(ctx, cfg.Hosts); err != nil {
+			s.log.Error("reload: certificates for the new hosts", "err", err)
+		}
+	}
+	s.site.Store(st)
+	s.cfg.Store(cfg)
+	if s.sup != nil {
+		s.sup.Update(supervisedSpecs(cfg.Supervise))
+	}
+	s.log.Info("reloaded", "hosts", cfg.Hosts)
+	return nil
+}
+
+// restartOnly names the first setting that differs and that a running
+// daemon cannot change, or "".
+func restartOnly(a, b *config.Config) string {
+	switch {
+	case a.Listen != b.Listen:
+		return "listen"
+	case !reflect.DeepEqual(a.TLS, b.TLS):
+		return "tls"
+	}
+	return ""
+}
+
+// Serving reports whether the listeners accept: what the systemd watchdog
+// is petted on.
+func (s *Server) Serving() bool { return s.serving.Load() }
+
+// Hosts are the names the configuration in force answers for.
+func (s *Server) Hosts() []string { return s.config().Hosts }

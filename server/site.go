@@ -22,6 +22,8 @@ type site struct {
 	wk      *wellKnown
 	// federation serves listen.federation: the federation API only.
 	federation http.Handler
+	// logRequests is log.requests.
+	logRequests bool
 }
 
 // hostRoute is how one name in hosts is served.
@@ -47,9 +49,10 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
 		return nil, err
 	}
 	s := &site{
-		unknown: m.forHost(hostUnknown),
-		hosts:   make(map[string]*hostRoute, len(cfg.Hosts)),
-		wk:      newWellKnown(docs, cfg.Delegation.MaxAge.D()),
+		unknown:     m.forHost(hostUnknown),
+		logRequests: cfg.Log.Requests,
+		hosts:       make(map[string]*hostRoute, len(cfg.Hosts)),
+		wk:          newWellKnown(docs, cfg.Delegation.MaxAge.D()),
 	}
 	s.federation = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isFederationPath(r.URL.Path) {

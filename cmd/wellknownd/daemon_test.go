@@ -37,11 +37,12 @@ func (s *syncBuffer) String() string {
 
 // daemon is a wellknownd started in-process through run(), as main does.
 type daemon struct {
-	t      *testing.T
-	addrs  map[string]string // listener name → address it bound
-	stderr *syncBuffer
-	cancel context.CancelFunc
-	done   chan error
+	t          *testing.T
+	configPath string
+	addrs      map[string]string // listener name → address it bound
+	stderr     *syncBuffer
+	cancel     context.CancelFunc
+	done       chan error
 }
 
 var listeningRE = regexp.MustCompile(`msg=listening listener=(\w+) addr=(\S+)`)
@@ -62,7 +63,7 @@ func startDaemon(t *testing.T, yaml string, want ...string) *daemon {
 	t.Helper()
 	path := writeConfig(t, yaml)
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &daemon{t: t, addrs: map[string]string{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	d := &daemon{t: t, configPath: path, addrs: map[string]string{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() { d.done <- run(ctx, []string{"serve", "-config", path}, io.Discard, d.stderr) }()
 	t.Cleanup(func() { d.stop() })
 	deadline := time.Now().Add(10 * time.Second)

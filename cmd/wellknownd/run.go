@@ -8,13 +8,20 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/wellknownd/wellknownd/server"
 	"github.com/wellknownd/wellknownd/server/config"
+	"github.com/wellknownd/wellknownd/server/sdnotify"
 )
 
 // errReported is returned when run has already told the user what went
@@ -31,6 +38,7 @@ const usage = `Usage: wellknownd <command> [flags]
 Commands:
   serve      run the daemon
   validate   check a configuration file and print every problem
+  reload     make the running daemon re-read its configuration
   version    print the version
 
 Run 'wellknownd <command> -h' for a command's flags.
@@ -51,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, args[1:], stderr)
 	case "validate":
 		return runValidate(args[1:], stdout, stderr)
+	case "reload":
+		return runReload(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
@@ -102,22 +112,6 @@ func newLogger(c commonFlags, stderr io.Writer) (*slog.Logger, error) {
 	return nil, usageError{fmt.Sprintf("-log-format %q: use text or json", c.logFormat)}
 }
 
-// loadConfig finds and reads the configuration the flags point at.
-func loadConfig(path string) (*config.Config, config.Problems, string, error) {
-	if path == "" {
-		if _, err := os.Stat(defaultConfigFile); err == nil {
-			path = defaultConfigFile
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, "", fmt.Errorf("looking for %s: %w", defaultConfigFile, err)
-		} else {
-			cfg, problems := config.Parse("(built-in config)", []byte(config.BuiltIn))
-			return cfg, problems, "(built-in config)", nil
-		}
-	}
-	cfg, problems, err := config.Load(path)
-	return cfg, problems, path, err
-}
-
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	var c commonFlags
 	fs := newFlagSet("serve", stderr, &c)
@@ -128,25 +122,127 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, problems, file, err := loadConfig(c.config)
+	src, err := findConfig(c.config)
 	if err != nil {
 		return err
 	}
-	for _, p := range problems.Warnings() {
-		log.Warn("config", "problem", p.String())
+	cfg, problems, err := src.load()
+	if err != nil {
+		return err
 	}
 	if errs := problems.Errors(); len(errs) > 0 {
 		for _, p := range errs {
 			fmt.Fprintln(stderr, p.String())
 		}
-		return fmt.Errorf("%s: %d %s; nothing started", file, len(errs), plural(len(errs), "error"))
+		return fmt.Errorf("%s: %d %s; nothing started", src.name, len(errs), plural(len(errs), "error"))
 	}
-	srv, err := server.New(cfg, log, server.WithVersion(versionNumber()))
+	// The config's log section applies unless a flag said otherwise.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["log-format"] {
+		c.logFormat = cfg.Log.Format
+	}
+	if !set["log-level"] {
+		c.logLevel.UnmarshalText([]byte(cfg.Log.Level))
+	}
+	if log, err = newLogger(c, stderr); err != nil {
+		return err
+	}
+	for _, p := range problems.Warnings() {
+		log.Warn("config", "problem", p.String())
+	}
+
+	notify := sdnotify.FromEnv()
+	var srv *server.Server
+	// reload re-reads the configuration; on any problem the running one
+	// stays, and the problems are both logged and returned (to
+	// "wellknownd reload", through the admin listener).
+	var reloadMu sync.Mutex
+	reload := func(ctx context.Context) error {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
+		notify.Reloading()
+		defer notify.Ready("serving " + strings.Join(srv.Hosts(), ", "))
+		log.Info("reloading", "config", src.name)
+		next, problems, err := src.load()
+		if err != nil {
+			log.Error("reload failed; still serving the previous configuration", "err", err)
+			return err
+		}
+		for _, p := range problems.Warnings() {
+			log.Warn("config", "problem", p.String())
+		}
+		if errs := problems.Errors(); len(errs) > 0 {
+			for _, p := range errs {
+				log.Error("reload failed; still serving the previous configuration", "problem", p.String())
+			}
+			return fmt.Errorf("%s: %d %s; still serving the previous configuration\n%s", src.name, len(errs), plural(len(errs), "error"), errs.Error())
+		}
+		if err := srv.Reload(ctx, next); err != nil {
+			log.Error("reload failed", "err", err)
+			return err
+		}
+		return nil
+	}
+	srv, err = server.New(cfg, log,
+		server.WithVersion(versionNumber()),
+		server.WithReloader(reload),
+		server.WithOnServing(func() {
+			if err := notify.Ready("serving " + strings.Join(cfg.Hosts, ", ")); err != nil {
+				log.Warn("systemd notify", "err", err)
+			}
+		}))
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "version", versionString(), "config", file, "server_name", cfg.ServerName, "hosts", strings.Join(cfg.Hosts, ","))
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				notify.Stopping()
+				return
+			case <-hup:
+				reload(ctx)
+			}
+		}
+	}()
+	if iv := sdnotify.WatchdogInterval(); iv > 0 {
+		go notify.Watchdog(ctx, iv, srv.Serving)
+	}
+	log.Info("starting", "version", versionString(), "config", src.name, "server_name", cfg.ServerName, "hosts", strings.Join(cfg.Hosts, ","))
 	return srv.Run(ctx)
+}
+
+// configSource is where the configuration comes from: a file, or the
+// built-in text. A reload reads the same source again.
+type configSource struct {
+	name    string
+	builtin bool
+}
+
+func (s configSource) load() (*config.Config, config.Problems, error) {
+	if s.builtin {
+		cfg, problems := config.Parse(s.name, []byte(config.BuiltIn))
+		return cfg, problems, nil
+	}
+	return config.Load(s.name)
+}
+
+// findConfig resolves -config: the file given, else ./wellknownd.yaml if
+// it exists, else the built-in configuration.
+func findConfig(path string) (configSource, error) {
+	if path != "" {
+		return configSource{name: path}, nil
+	}
+	if _, err := os.Stat(defaultConfigFile); err == nil {
+		return configSource{name: defaultConfigFile}, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return configSource{}, fmt.Errorf("looking for %s: %w", defaultConfigFile, err)
+	}
+	return configSource{name: "(built-in config)", builtin: true}, nil
 }
 
 func runValidate(args []string, stdout, stderr io.Writer) error {
@@ -155,10 +251,15 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	_, problems, file, err := loadConfig(c.config)
+	src, err := findConfig(c.config)
 	if err != nil {
 		return err
 	}
+	_, problems, err := src.load()
+	if err != nil {
+		return err
+	}
+	file := src.name
 	for _, p := range problems {
 		fmt.Fprintln(stdout, p.String())
 	}
@@ -193,4 +294,43 @@ func versionNumber() string {
 
 func versionString() string {
 	return fmt.Sprintf("wellknownd %s %s %s/%s", versionNumber(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// runReload asks the running daemon, through its admin listener, to
+// re-read its configuration, and prints what it answered.
+func runReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c commonFlags
+	fs := newFlagSet("reload", stderr, &c)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	src, err := findConfig(c.config)
+	if err != nil {
+		return err
+	}
+	cfg, _, err := src.load()
+	if err != nil {
+		return err
+	}
+	admin := cfg.Listen.Admin
+	if admin == "" || strings.HasSuffix(admin, ":0") {
+		return fmt.Errorf("%s has no fixed listen.admin to reach the daemon at; send it SIGHUP instead (systemctl reload wellknownd)", src.name)
+	}
+	host, port, _ := net.SplitHostPort(admin)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+net.JoinHostPort(host, port)+"/reload", nil)
+	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
+	if err != nil {
+		return fmt.Errorf("reaching the daemon at %s: %w", admin, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprint(stderr, string(body))
+		return errReported
+	}
+	fmt.Fprint(stdout, string(body))
+	return nil
 }

@@ -32,6 +32,9 @@ type Source interface {
 	Start(ctx context.Context) error
 	// Renew replaces every certificate now, whatever its age.
 	Renew(ctx context.Context) error
+	// SetHosts changes the names certificates are kept for (a reload):
+	// new names are obtained, dropped ones forgotten.
+	SetHosts(ctx context.Context, hosts []string) error
 	// Status is the state of each host's certificate.
 	Status() []Status
 	// Stop ends background work.

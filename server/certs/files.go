@@ -21,10 +21,12 @@ import (
 // the pair in service stays.
 type files struct {
 	certFile, keyFile string
-	hosts             []string
-	interval          time.Duration
-	log               *slog.Logger
-	cur               atomic.Pointer[tls.Certificate]
+	// hostsMu guards hosts, which a reload changes.
+	hostsMu  sync.Mutex
+	hosts    []string
+	interval time.Duration
+	log      *slog.Logger
+	cur      atomic.Pointer[tls.Certificate]
 	// mu guards seen, the files' state last tried, so a broken pair is
 	// reported once, not at every poll.
 	mu    sync.Mutex
@@ -117,7 +119,7 @@ func (f *files) reload() error {
 
 func (f *files) logLoaded(msg string, pair *tls.Certificate) {
 	f.log.Info(msg, "cert_file", f.certFile, "names", strings.Join(pair.Leaf.DNSNames, ","), "not_after", pair.Leaf.NotAfter, "serial", pair.Leaf.SerialNumber.String())
-	for _, h := range f.hosts {
+	for _, h := range f.hostList() {
 		if pair.Leaf.VerifyHostname(h) != nil {
 			f.log.Warn("certificate: does not name a host this daemon answers for", "host", h, "cert_file", f.certFile)
 		}
@@ -132,10 +134,19 @@ func (f *files) Renew(context.Context) error {
 	return f.reload()
 }
 
+func (f *files) SetHosts(_ context.Context, hosts []string) error {
+	f.hostsMu.Lock()
+	f.hosts = lowerAll(hosts)
+	f.hostsMu.Unlock()
+	f.logLoaded("certificate: hosts changed", f.cur.Load())
+	return nil
+}
+
 func (f *files) Status() []Status {
 	leaf := f.cur.Load().Leaf
-	out := make([]Status, 0, len(f.hosts))
-	for _, h := range f.hosts {
+	hosts := f.hostList()
+	out := make([]Status, 0, len(hosts))
+	for _, h := range hosts {
 		st := Status{Name: h}
 		if leaf.VerifyHostname(h) == nil {
 			st.NotAfter, st.Issuer = leaf.NotAfter, leaf.Issuer.CommonName
@@ -151,4 +162,10 @@ func (f *files) Stop() {
 	default:
 		close(f.stopc)
 	}
+}
+
+func (f *files) hostList() []string {
+	f.hostsMu.Lock()
+	defer f.hostsMu.Unlock()
+	return f.hosts
 }

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -20,8 +22,10 @@ import (
 // and swaps in: from an ACME CA (mode acme) or the local CA (internal).
 type managed struct {
 	notify func(event string)
-	cache  *certmagic.Cache
-	magic  *certmagic.Config
+	// mu guards names, which a reload changes.
+	mu    sync.Mutex
+	cache *certmagic.Cache
+	magic *certmagic.Config
 	// acme is the ACME issuer whose HTTP-01 challenges the HTTP listener
 	// answers; nil for the local CA.
 	acme  *certmagic.ACMEIssuer
@@ -77,16 +81,58 @@ func (m *managed) HTTPHandler(next http.Handler) http.Handler {
 }
 
 func (m *managed) Start(ctx context.Context) error {
-	var err error
-	if m.async {
-		err = m.magic.ManageAsync(ctx, m.names)
-	} else {
-		err = m.magic.ManageSync(ctx, m.names)
-	}
-	if err != nil {
-		return fmt.Errorf("managing certificates for %s: %w", strings.Join(m.names, ", "), err)
+	if err := m.manage(ctx, m.hostNames()); err != nil {
+		return err
 	}
 	go m.watchExpiry(ctx)
+	return nil
+}
+
+func (m *managed) manage(ctx context.Context, names []string) error {
+	var err error
+	if m.async {
+		err = m.magic.ManageAsync(ctx, names)
+	} else {
+		err = m.magic.ManageSync(ctx, names)
+	}
+	if err != nil {
+		return fmt.Errorf("managing certificates for %s: %w", strings.Join(names, ", "), err)
+	}
+	return nil
+}
+
+func (m *managed) hostNames() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.names
+}
+
+func (m *managed) SetHosts(ctx context.Context, hosts []string) error {
+	names := lowerAll(hosts)
+	old := m.hostNames()
+	var added []string
+	for _, n := range names {
+		if !slices.Contains(old, n) {
+			added = append(added, n)
+		}
+	}
+	var dropped []certmagic.SubjectIssuer
+	for _, n := range old {
+		if !slices.Contains(names, n) {
+			for _, iss := range m.magic.Issuers {
+				dropped = append(dropped, certmagic.SubjectIssuer{Subject: n, IssuerKey: iss.IssuerKey()})
+			}
+		}
+	}
+	m.mu.Lock()
+	m.names = names
+	m.mu.Unlock()
+	if len(dropped) > 0 {
+		m.cache.RemoveManaged(dropped)
+	}
+	if len(added) > 0 {
+		return m.manage(ctx, added)
+	}
 	return nil
 }
 
@@ -94,7 +140,7 @@ func (m *managed) Start(ctx context.Context) error {
 // handshakes get them at once, connections already open keep theirs.
 func (m *managed) Renew(ctx context.Context) error {
 	var errs []error
-	for _, n := range m.names {
+	for _, n := range m.hostNames() {
 		if err := m.renew(ctx, n); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", n, err))
 		}
@@ -125,8 +171,9 @@ func (m *managed) renew(ctx context.Context, name string) error {
 }
 
 func (m *managed) Status() []Status {
-	out := make([]Status, 0, len(m.names))
-	for _, n := range m.names {
+	names := m.hostNames()
+	out := make([]Status, 0, len(names))
+	for _, n := range names {
 		st := Status{Name: n}
 		for _, c := range m.cache.AllMatchingCertificates(n) {
 			if c.Leaf != nil && c.Leaf.NotAfter.After(st.NotAfter) {

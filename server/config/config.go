@@ -33,10 +33,24 @@ type Config struct {
 	// ShutdownTimeout bounds how long a stopping daemon waits for in-flight
 	// requests (long-polls included) before it closes them.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// Log configures the daemon's log on standard error. The -log-format
+	// and -log-level flags, when given, win.
+	Log Log `yaml:"log"`
 	// Supervise lists the processes this daemon runs (Dendrite, perhaps
 	// PostgreSQL) and the services it only watches. While any entry is not
 	// ready, the proxy answers 503 at once instead of dialling.
 	Supervise []Supervised `yaml:"supervise"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Format is text (key=value, default) or json (one object a line).
+	Format string `yaml:"format"`
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
+	// Requests logs every request (method, host, path, status, bytes,
+	// duration, peer) at info level; off by default.
+	Requests bool `yaml:"requests"`
 }
 
 // Supervised is one entry of supervise.
@@ -251,6 +265,7 @@ func Default() Config {
 		},
 		Upstream:        Upstream{URL: "http://127.0.0.1:8008", MaxBody: 100 << 20},
 		ShutdownTimeout: Duration(10 * time.Second),
+		Log:             Log{Format: "text", Level: "info"},
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -167,6 +168,13 @@ func (v *validator) validate() {
 	v.validateListen()
 	v.validateTLS()
 	v.validateSupervise()
+	if f := v.cfg.Log.Format; f != "text" && f != "json" {
+		v.errf("log.format", "%q is not a log format; valid: text, json", f)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(v.cfg.Log.Level)); err != nil {
+		v.errf("log.level", "%q is not a log level; valid: debug, info, warn, error", v.cfg.Log.Level)
+	}
 	v.validateUpstream()
 	if c.ShutdownTimeout <= 0 {
 		v.errf("shutdown_timeout", "must be more than 0, e.g. 10s")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -114,6 +115,7 @@ type Supervisor struct {
 	// wake entries waiting on their dependencies.
 	mu      sync.Mutex
 	changed chan struct{}
+	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -165,9 +167,9 @@ func startOrder(specs []Spec) []Spec {
 
 // Start runs every entry; each waits for its dependencies itself.
 func (s *Supervisor) Start(ctx context.Context) {
-	ctx, s.cancel = context.WithCancel(ctx)
+	s.ctx, s.cancel = context.WithCancel(ctx)
 	for _, e := range s.entries {
-		ectx, cancel := context.WithCancel(ctx)
+		ectx, cancel := context.WithCancel(s.ctx)
 		e.cancel = cancel
 		s.wg.Go(func() { e.run(ectx) })
 	}
@@ -179,8 +181,9 @@ func (s *Supervisor) Stop() {
 	if s.cancel == nil {
 		return
 	}
-	for i := len(s.entries) - 1; i >= 0; i-- {
-		e := s.entries[i]
+	entries := s.list()
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
 		e.cancel()
 		<-e.done()
 	}
@@ -194,16 +197,24 @@ func (s *Supervisor) Ready() bool { return s.ready.Load() }
 
 // Status is every entry's state, in start order.
 func (s *Supervisor) Status() []Status {
-	out := make([]Status, 0, len(s.entries))
-	for _, e := range s.entries {
+	entries := s.list()
+	out := make([]Status, 0, len(entries))
+	for _, e := range entries {
 		out = append(out, e.status())
 	}
 	return out
 }
 
+// list is the current entries; Update may replace the slice.
+func (s *Supervisor) list() []*entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.entries
+}
+
 func (s *Supervisor) updateReady() {
 	all := true
-	for _, e := range s.entries {
+	for _, e := range s.list() {
 		all = all && e.getState() == Ready
 	}
 	s.ready.Store(all)
@@ -220,7 +231,7 @@ func (s *Supervisor) changes() <-chan struct{} {
 }
 
 func (s *Supervisor) entry(name string) *entry {
-	for _, e := range s.entries {
+	for _, e := range s.list() {
 		if e.spec.Name == name {
 			return e
 		}
@@ -252,4 +263,48 @@ func (e Exit) String() string {
 		return "killed by " + e.Signal
 	}
 	return fmt.Sprintf("exit status %d", e.Code)
+}
+
+// Update replaces the set of entries with specs, touching only what
+// changed: an entry whose spec is the same keeps running; a changed or
+// removed one is stopped (dependents first); a changed or new one starts.
+func (s *Supervisor) Update(specs []Spec) {
+	keep := map[string]bool{}
+	for _, sp := range specs {
+		if e := s.entry(sp.Name); e != nil && specEqual(e.spec, sp) {
+			keep[sp.Name] = true
+		}
+	}
+	for i := len(s.entries) - 1; i >= 0; i-- {
+		if e := s.entries[i]; !keep[e.spec.Name] {
+			e.log.Info("configuration changed; stopping this entry")
+			e.cancel()
+			<-e.done()
+		}
+	}
+	var entries []*entry
+	var fresh []*entry
+	for _, sp := range startOrder(specs) {
+		if keep[sp.Name] {
+			entries = append(entries, s.entry(sp.Name))
+			continue
+		}
+		e := &entry{spec: sp, sup: s, state: Waiting, log: s.log.With("process", sp.Name)}
+		e.prober = newProber(sp.Ready, s.policy.ProbeTimeout)
+		entries = append(entries, e)
+		fresh = append(fresh, e)
+	}
+	s.mu.Lock()
+	s.entries = entries
+	s.mu.Unlock()
+	s.updateReady()
+	for _, e := range fresh {
+		ectx, cancel := context.WithCancel(s.ctx)
+		e.cancel = cancel
+		s.wg.Go(func() { e.run(ectx) })
+	}
+}
+
+func specEqual(a, b Spec) bool {
+	return reflect.DeepEqual(a, b)
 }

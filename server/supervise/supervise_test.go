@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -229,6 +230,44 @@ func TestStartFailureIsFailedAndRetried(t *testing.T) {
 		s.Stop()
 		if st.State != Failed || st.LastExit == nil || st.LastExit.Err == "" || len(f.starts["ghost"]) != 3 {
 			t.Fatalf("status %+v after %d starts", st, len(f.starts["ghost"]))
+		}
+	})
+}
+
+// TestUpdateRestartsOnlyChangedEntries: a reload restarts exactly the
+// entries whose configuration changed, stops removed ones, starts new ones.
+func TestUpdateRestartsOnlyChangedEntries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		keep, change, drop := spec("keep"), spec("change"), spec("drop")
+		s := newTestSupervisor([]Spec{keep, change, drop}, f)
+		s.Start(context.Background())
+		time.Sleep(time.Second)
+		synctest.Wait()
+		changed := change
+		changed.Command = []string{"/bin/change", "-new-flag"}
+		s.Update([]Spec{keep, changed, spec("add")})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := len(f.starts["keep"]); got != 1 {
+			t.Fatalf("unchanged entry started %d times", got)
+		}
+		if got := len(f.starts["change"]); got != 2 {
+			t.Fatalf("changed entry started %d times, want 2", got)
+		}
+		if got := len(f.starts["add"]); got != 1 {
+			t.Fatalf("new entry started %d times", got)
+		}
+		var names []string
+		for _, st := range s.Status() {
+			names = append(names, st.Name+"="+string(st.State))
+		}
+		if want := "keep=ready,change=ready,add=ready"; strings.Join(names, ",") != want {
+			t.Fatalf("after update: %s, want %s", strings.Join(names, ","), want)
+		}
+		s.Stop()
+		if !strings.Contains(strings.Join(f.events, ","), "signal drop") {
+			t.Fatalf("removed entry not stopped: %v", f.events)
 		}
 	})
 }
