@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -39,6 +38,8 @@ Commands:
   serve      run the daemon
   validate   check a configuration file and print every problem
   reload     make the running daemon re-read its configuration
+  init       write a complete deployment: wellknownd.yaml, Dendrite's config and key, unit, compose
+  healthcheck  exit 0 when the running daemon answers /healthz (for container health checks)
   version    print the version
 
 Run 'wellknownd <command> -h' for a command's flags.
@@ -61,6 +62,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runValidate(args[1:], stdout, stderr)
 	case "reload":
 		return runReload(ctx, args[1:], stdout, stderr)
+	case "init":
+		return runInit(args[1:], stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, args[1:], stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
@@ -304,26 +309,14 @@ func runReload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	src, err := findConfig(c.config)
+	base, err := adminBase(c.config)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w; send it SIGHUP instead (systemctl reload wellknownd)", err)
 	}
-	cfg, _, err := src.load()
-	if err != nil {
-		return err
-	}
-	admin := cfg.Listen.Admin
-	if admin == "" || strings.HasSuffix(admin, ":0") {
-		return fmt.Errorf("%s has no fixed listen.admin to reach the daemon at; send it SIGHUP instead (systemctl reload wellknownd)", src.name)
-	}
-	host, port, _ := net.SplitHostPort(admin)
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+net.JoinHostPort(host, port)+"/reload", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/reload", nil)
 	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
 	if err != nil {
-		return fmt.Errorf("reaching the daemon at %s: %w", admin, err)
+		return fmt.Errorf("reaching the daemon at %s: %w", base, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)

@@ -168,6 +168,7 @@ func (v *validator) validate() {
 	v.validateListen()
 	v.validateTLS()
 	v.validateSupervise()
+	v.validateDendrite()
 	if f := v.cfg.Log.Format; f != "text" && f != "json" {
 		v.errf("log.format", "%q is not a log format; valid: text, json", f)
 	}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+
+	"github.com/wellknownd/wellknownd/internal/dendritetest"
+)
+
+// TestInitBoots: "wellknownd init" writes a deployment whose dendrite.yaml
+// and key the real Dendrite starts with, supervised by wellknownd started
+// from the generated wellknownd.yaml; the server's signing key, served
+// through the edge, is the generated one and signs correctly.
+func TestInitBoots(t *testing.T) {
+	dir := t.TempDir()
+	dendAddr := dendritetest.FreeAddr(t)
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"init", "-server-name", "example.com", "-delegate", "matrix.example.com",
+		"-dir", dir, "-dendrite-bin", filepath.Join(dendritetest.Binaries(t), "dendrite"), "-dendrite-addr", dendAddr}, &out, &out)
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out.String())
+	}
+	for _, f := range []string{"wellknownd.yaml", "dendrite/dendrite.yaml", "dendrite/matrix_key.pem", "wellknownd.service",
+		"compose/docker-compose.yml", "compose/dendrite.yaml", "compose/wellknownd.yaml", "compose/postgres-init.sql"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Fatalf("init did not write %s: %v", f, err)
+		}
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "dendrite/matrix_key.pem")); st.Mode().Perm() != 0o600 {
+		t.Fatalf("signing key mode %v, want 0600", st.Mode().Perm())
+	}
+	// Never overwrite without -force.
+	key1, _ := os.ReadFile(filepath.Join(dir, "dendrite/matrix_key.pem"))
+	err = run(context.Background(), []string{"init", "-server-name", "example.com", "-dir", dir}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "nothing was written (use -force to overwrite)") {
+		t.Fatalf("second init: %v", err)
+	}
+	if key2, _ := os.ReadFile(filepath.Join(dir, "dendrite/matrix_key.pem")); !bytes.Equal(key1, key2) {
+		t.Fatal("the signing key was overwritten")
+	}
+	// The generated config validates as it is.
+	cfgPath := filepath.Join(dir, "wellknownd.yaml")
+	out.Reset()
+	if err := run(context.Background(), []string{"validate", "-config", cfgPath}, &out, &out); err != nil {
+		t.Fatalf("validate the generated config: %v\n%s", err, out.String())
+	}
+
+	// Boot it. Only the listeners change: this machine has neither ports
+	// 80/443 nor a public CA, so they go to free loopback ports, in plain HTTP.
+	generated, _ := os.ReadFile(cfgPath)
+	cfg := regexp.MustCompile(`(?s)listen:.*?\ntls:\n(  .*?\n)*`).ReplaceAllString(string(generated),
+		"listen: {http: \"127.0.0.1:0\", https: \"\", federation: \"\", admin: \"127.0.0.1:0\"}\ntls: {mode: \"off\"}\n")
+	if !strings.Contains(cfg, "supervise:") || !strings.Contains(cfg, "server_name: \"example.com\"") || strings.Contains(cfg, "acme") {
+		t.Fatalf("edited config:\n%s", cfg)
+	}
+	d := startDaemon(t, cfg, "http", "admin")
+	d.waitStatus("generated Dendrite ready", 120*time.Second, func(s statusDoc) bool { return s.UpstreamReady })
+
+	resp := d.do("GET", "http", "matrix.example.com", "/_matrix/key/v2/server")
+	body := readBody(t, resp)
+	var keys struct {
+		ServerName string `json:"server_name"`
+		VerifyKeys map[string]struct {
+			Key string `json:"key"`
+		} `json:"verify_keys"`
+	}
+	if err := json.Unmarshal([]byte(body), &keys); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/_matrix/key/v2/server: %d %s", resp.StatusCode, body)
+	}
+	block, _ := pem.Decode(key1)
+	keyID := block.Headers["Key-ID"]
+	want := ed25519.NewKeyFromSeed(block.Bytes).Public().(ed25519.PublicKey)
+	served, ok := keys.VerifyKeys[keyID]
+	if keys.ServerName != "example.com" || !ok {
+		t.Fatalf("served keys %+v, want %s for example.com", keys, keyID)
+	}
+	if got, _ := base64.RawStdEncoding.DecodeString(served.Key); !bytes.Equal(got, want) {
+		t.Fatalf("served public key %s is not the generated key's", served.Key)
+	}
+	if err := gomatrixserverlib.VerifyJSON("example.com", gomatrixserverlib.KeyID(keyID), want, []byte(body)); err != nil {
+		t.Fatalf("the key response is not signed by the generated key: %v", err)
+	}
+
+	// The generated registration secret works (shared-secret registration).
+	den, _ := os.ReadFile(filepath.Join(dir, "dendrite/dendrite.yaml"))
+	m := regexp.MustCompile(`registration_shared_secret: "([^"]+)"`).FindSubmatch(den)
+	if m == nil {
+		t.Fatal("no registration secret in dendrite.yaml")
+	}
+	if err := dendritetest.Register(context.Background(), "http://"+dendAddr, string(m[1]), "admin", "a long password", true); err != nil {
+		t.Fatalf("shared-secret registration with the generated secret: %v", err)
+	}
+}

@@ -1,0 +1,225 @@
+// Package deploy holds what an operator installs — the systemd unit, the
+// compose file — and writes a complete, consistent deployment from a server
+// name and a delegated host ("wellknownd init"): wellknownd.yaml, Dendrite's
+// configuration and signing key, a registration secret, PostgreSQL's init
+// script, the unit and the compose files.
+package deploy
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+)
+
+//go:embed systemd/wellknownd.service compose/docker-compose.yml templates/*.tmpl
+var files embed.FS
+
+// Unit is the hardened systemd unit, as shipped in deploy/systemd.
+func Unit() []byte {
+	b, _ := files.ReadFile("systemd/wellknownd.service")
+	return b
+}
+
+// Options describe the deployment to write.
+type Options struct {
+	// ServerName is the Matrix server name (example.com); Delegate the host
+	// that serves it (matrix.example.com), which may be the same.
+	ServerName, Delegate string
+	// Dir is where the files go; paths inside them are absolute under it.
+	Dir string
+	// Email is the ACME account's contact.
+	Email string
+	// Postgres makes the host layout's Dendrite use the system's
+	// PostgreSQL (watched by wellknownd) instead of SQLite files.
+	Postgres bool
+	// DendriteBin is the dendrite binary wellknownd.yaml runs.
+	DendriteBin string
+	// DendriteAddr is Dendrite's HTTP listener; default 127.0.0.1:8008.
+	DendriteAddr string
+	// WellknowndBin is the binary the systemd unit starts.
+	WellknowndBin string
+}
+
+// File is one file of a deployment.
+type File struct {
+	// Path is relative to Options.Dir.
+	Path string
+	Data []byte
+	Mode fs.FileMode
+}
+
+// maxFileSize is Dendrite's media limit and wellknownd's max_body: they
+// must agree, or uploads fail with an HTML 413 or a confusing M_TOO_LARGE.
+const maxFileSize = 100 << 20
+
+// Generate makes every file of a deployment. It does not touch the disk.
+func Generate(o Options) ([]File, error) {
+	if o.ServerName == "" || o.Delegate == "" {
+		return nil, errors.New("both the server name and the delegated host are needed")
+	}
+	if o.DendriteAddr == "" {
+		o.DendriteAddr = "127.0.0.1:8008"
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	key, keyID, err := NewSigningKey()
+	if err != nil {
+		return nil, err
+	}
+	secret, pgPassword, superPassword := randomToken(32), randomToken(24), randomToken(24)
+	tmpl, err := template.New("").Funcs(template.FuncMap{
+		"q":  func(s string) string { b, _ := json.Marshal(s); return string(b) },
+		"sq": func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" },
+	}).ParseFS(files, "templates/*.tmpl")
+	if err != nil {
+		return nil, err
+	}
+	base := map[string]any{
+		"ServerName": o.ServerName, "Delegate": o.Delegate, "MServer": o.Delegate + ":443",
+		"BaseURL": "https://" + o.Delegate, "Email": o.Email, "RegistrationSecret": secret,
+		"PostgresPassword": pgPassword, "MaxFileSize": maxFileSize, "MaxBody": "100MiB",
+		"DendriteVersion": "v0.13.8", "KeyID": keyID,
+	}
+	with := func(extra map[string]any) map[string]any {
+		m := map[string]any{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	render := func(name string, data map[string]any) ([]byte, error) {
+		var b bytes.Buffer
+		if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
+			return nil, fmt.Errorf("rendering %s: %w", name, err)
+		}
+		return b.Bytes(), nil
+	}
+
+	dendriteDir := filepath.Join(dir, "dendrite")
+	hostDB := ""
+	if o.Postgres {
+		hostDB = "postgres://dendrite:" + pgPassword + "@127.0.0.1:5432/dendrite?sslmode=disable"
+	}
+	host := with(map[string]any{
+		"Database": hostDB, "DendriteDir": dendriteDir, "StoragePath": "jetstream", "MediaPath": "media",
+		"ConfigPath": filepath.Join(dir, "wellknownd.yaml"), "TLSStorage": filepath.Join(dir, "tls"),
+		"UpstreamURL": "http://" + o.DendriteAddr, "Supervise": true, "SupervisePostgres": o.Postgres,
+		"DendriteBin": o.DendriteBin, "DendriteAddr": o.DendriteAddr,
+		"DendriteReady": "http://" + o.DendriteAddr + "/_dendrite/monitor/up",
+	})
+	compose := with(map[string]any{
+		"Database":    "postgres://dendrite:" + pgPassword + "@postgres:5432/dendrite?sslmode=disable",
+		"DendriteDir": "/var/dendrite", "StoragePath": "data/jetstream", "MediaPath": "data/media",
+		"ConfigPath": "/etc/wellknownd/wellknownd.yaml", "TLSStorage": "/var/lib/wellknownd",
+		"UpstreamURL": "http://dendrite:8008", "Supervise": false,
+		"DendriteReady": "http://dendrite:8008/_dendrite/monitor/up",
+	})
+
+	var out []File
+	add := func(path string, data []byte, mode fs.FileMode) { out = append(out, File{path, data, mode}) }
+	for _, r := range []struct {
+		path, tmpl string
+		data       map[string]any
+	}{
+		{"wellknownd.yaml", "wellknownd.yaml.tmpl", host},
+		{"dendrite/dendrite.yaml", "dendrite.yaml.tmpl", host},
+		{"compose/wellknownd.yaml", "wellknownd.yaml.tmpl", compose},
+		{"compose/dendrite.yaml", "dendrite.yaml.tmpl", compose},
+		{"compose/postgres-init.sql", "postgres-init.sql.tmpl", compose},
+	} {
+		b, err := render(r.tmpl, r.data)
+		if err != nil {
+			return nil, err
+		}
+		// Every generated config holds a secret (registration, database).
+		add(r.path, b, 0o600)
+	}
+	if o.Postgres {
+		b, err := render("postgres-init.sql.tmpl", host)
+		if err != nil {
+			return nil, err
+		}
+		add("postgres-init.sql", b, 0o600)
+	}
+	add("dendrite/matrix_key.pem", key, 0o600)
+	composeFile, _ := files.ReadFile("compose/docker-compose.yml")
+	add("compose/docker-compose.yml", composeFile, 0o644)
+	add("compose/postgres_superuser.secret", []byte(superPassword+"\n"), 0o600)
+	unit := strings.ReplaceAll(string(Unit()),
+		"/usr/local/bin/wellknownd serve -config /etc/wellknownd/wellknownd.yaml",
+		o.WellknowndBin+" serve -config "+filepath.Join(dir, "wellknownd.yaml"))
+	add("wellknownd.service", []byte(unit), 0o644)
+	return out, nil
+}
+
+// Write writes files under dir. Unless force is set it refuses, and writes
+// nothing, when any of them exists: init never overwrites a key or a
+// secret by surprise.
+func Write(dir string, files []File, force bool) error {
+	if !force {
+		var exist []string
+		for _, f := range files {
+			if _, err := os.Lstat(filepath.Join(dir, f.Path)); err == nil {
+				exist = append(exist, f.Path)
+			}
+		}
+		if len(exist) > 0 {
+			return fmt.Errorf("%s already has %s; nothing was written (use -force to overwrite)", dir, strings.Join(exist, ", "))
+		}
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.Path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, f.Data, f.Mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, f.Mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// NewSigningKey makes a Matrix signing key in Dendrite's format: a PEM
+// block "MATRIX PRIVATE KEY" with header Key-ID: ed25519:XXXXXX, holding
+// the 32-byte ed25519 seed.
+func NewSigningKey() (pemBytes []byte, keyID string, err error) {
+	seed := make([]byte, ed25519.SeedSize)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, "", err
+	}
+	// Dendrite accepts a-z, A-Z, 0-9 and _ in key IDs.
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	rnd := make([]byte, 6)
+	rand.Read(rnd)
+	id := make([]byte, len(rnd))
+	for i, r := range rnd {
+		id[i] = alphabet[int(r)%len(alphabet)]
+	}
+	keyID = "ed25519:" + string(id)
+	return pem.EncodeToMemory(&pem.Block{Type: "MATRIX PRIVATE KEY", Headers: map[string]string{"Key-ID": keyID}, Bytes: seed}), keyID, nil
+}
+
+func randomToken(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,132 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/wellknownd/wellknownd/delegation"
+)
+
+// dendriteConfigPath finds the -config (or --config) argument of a
+// supervised command, resolved against its dir; "" when there is none.
+func dendriteConfigPath(e Supervised) string {
+	for i, a := range e.Command {
+		var p string
+		switch {
+		case (a == "-config" || a == "--config") && i+1 < len(e.Command):
+			p = e.Command[i+1]
+		case strings.HasPrefix(a, "-config=") || strings.HasPrefix(a, "--config="):
+			p = a[strings.IndexByte(a, '=')+1:]
+		default:
+			continue
+		}
+		if !filepath.IsAbs(p) && e.Dir != "" {
+			p = filepath.Join(e.Dir, p)
+		}
+		return p
+	}
+	return ""
+}
+
+// validateDendrite reads the dendrite.yaml a supervised Dendrite is started
+// with and reports where it disagrees with the delegation: the mismatches
+// that otherwise surface as a federation tester's red line, or as users
+// named @alice:wrong.example.
+func (v *validator) validateDendrite() {
+	for _, e := range v.cfg.Supervise {
+		if len(e.Command) == 0 || !strings.Contains(filepath.Base(e.Command[0]), "dendrite") {
+			continue
+		}
+		path := dendriteConfigPath(e)
+		if path == "" {
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			v.errf("supervise", "%s: Dendrite's configuration cannot be read: %v", e.Name, unwrapPathError(err))
+			continue
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
+			v.problems = append(v.problems, Problem{File: path, Msg: fmt.Sprintf("is not valid YAML: %v", err)})
+			continue
+		}
+		d := dendriteDoc{file: path, root: doc.Content[0]}
+		c := v.cfg
+		if got, line := d.get("global.server_name"); got != c.ServerName {
+			v.problems = append(v.problems, Problem{File: path, Line: line, Field: "global.server_name",
+				Msg: fmt.Sprintf("is %q, but wellknownd's server_name is %q; users and rooms would be named after the wrong server", got, c.ServerName)})
+		}
+		if got, line := d.get("global.well_known_server_name"); got != "" && !sameServer(got, c.Delegation.Server) {
+			v.problems = append(v.problems, Problem{File: path, Line: line, Field: "global.well_known_server_name", Warning: true,
+				Msg: fmt.Sprintf("is %q, but delegation.server is %q", got, c.Delegation.Server)})
+		}
+		if got, line := d.get("global.well_known_client_name"); got != "" && strings.TrimSuffix(got, "/") != strings.TrimSuffix(c.Delegation.ClientBaseURL, "/") {
+			v.problems = append(v.problems, Problem{File: path, Line: line, Field: "global.well_known_client_name", Warning: true,
+				Msg: fmt.Sprintf("is %q, but delegation.client_base_url is %q", got, c.Delegation.ClientBaseURL)})
+		}
+		if got, line := d.get("client_api.registration_shared_secret"); got == "" {
+			v.problems = append(v.problems, Problem{File: path, Line: line, Field: "client_api.registration_shared_secret", Warning: true,
+				Msg: "is empty; \"wellknownd register\" creates accounts with it, without opening registration"})
+		}
+		if got, line := d.get("media_api.max_file_size_bytes"); got != "" {
+			if n, err := strconv.ParseInt(got, 10, 64); err == nil && n > int64(c.Upstream.MaxBody) {
+				v.problems = append(v.problems, Problem{File: path, Line: line, Field: "media_api.max_file_size_bytes", Warning: true,
+					Msg: fmt.Sprintf("is %d, above upstream.max_body (%s): uploads between the two are refused at the edge", n, c.Upstream.MaxBody)})
+			}
+		}
+	}
+}
+
+// sameServer compares server names, a missing port meaning 8448.
+func sameServer(a, b string) bool {
+	na, errA := delegation.ParseServerName(a)
+	nb, errB := delegation.ParseServerName(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	pa, pb := na.Port, nb.Port
+	if pa == 0 {
+		pa = 8448
+	}
+	if pb == 0 {
+		pb = 8448
+	}
+	return strings.EqualFold(na.Host, nb.Host) && pa == pb
+}
+
+// dendriteDoc reads scalar values of a YAML document by dotted path.
+type dendriteDoc struct {
+	file string
+	root *yaml.Node
+}
+
+// get returns the scalar at path and its line (the nearest existing
+// parent's line when it is missing).
+func (d dendriteDoc) get(path string) (string, int) {
+	n, line := d.root, d.root.Line
+	for _, k := range strings.Split(path, ".") {
+		if n.Kind != yaml.MappingNode {
+			return "", line
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next, line = n.Content[i+1], n.Content[i].Line
+			}
+		}
+		if next == nil {
+			return "", line
+		}
+		n = next
+	}
+	if n.Kind != yaml.ScalarNode {
+		return "", line
+	}
+	return n.Value, line
+}
