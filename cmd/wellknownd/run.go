@@ -39,6 +39,8 @@ Commands:
   validate   check a configuration file and print every problem
   reload     make the running daemon re-read its configuration
   init       write a complete deployment: wellknownd.yaml, Dendrite's config and key, unit, compose
+  register   create an account on the supervised Dendrite (shared-secret registration)
+  check      test a server's federation and client discovery, and say how to fix what fails
   healthcheck  exit 0 when the running daemon answers /healthz (for container health checks)
   version    print the version
 
@@ -62,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runValidate(args[1:], stdout, stderr)
 	case "reload":
 		return runReload(ctx, args[1:], stdout, stderr)
+	case "register":
+		return runRegister(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "init":
 		return runInit(args[1:], stdout, stderr)
 	case "healthcheck":

@@ -10,12 +10,7 @@ package dendritetest
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -29,6 +24,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wellknownd/wellknownd/server/dendriteadmin"
 )
 
 // Version is the Dendrite release the tests run.
@@ -266,49 +263,9 @@ func FreeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// Register creates a user through shared-secret registration, called on
-// baseURL (Dendrite itself, or a proxy that lets admin paths through).
+// Register creates a user through shared-secret registration on baseURL.
 func Register(ctx context.Context, baseURL, secret, user, password string, admin bool) error {
-	c := &http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Get(baseURL + "/_synapse/admin/v1/register")
-	if err != nil {
-		return err
-	}
-	var nonce struct{ Nonce string }
-	err = json.NewDecoder(resp.Body).Decode(&nonce)
-	resp.Body.Close()
-	if err != nil || nonce.Nonce == "" {
-		return fmt.Errorf("getting a registration nonce: status %d: %v", resp.StatusCode, err)
-	}
-	body, _ := json.Marshal(map[string]any{
-		"nonce": nonce.Nonce, "username": user, "password": password, "admin": admin,
-		"mac": RegistrationMAC(secret, nonce.Nonce, user, password, admin),
-	})
-	req, _ := http.NewRequestWithContext(ctx, "POST", baseURL+"/_synapse/admin/v1/register", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err = c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("registering %s: status %d: %s", user, resp.StatusCode, b)
-	}
-	return nil
-}
-
-// RegistrationMAC is hex HMAC-SHA1(secret, nonce NUL user NUL password NUL
-// "admin"|"notadmin"), as Synapse's and Dendrite's shared-secret
-// registration expect.
-func RegistrationMAC(secret, nonce, user, password string, admin bool) string {
-	m := hmac.New(sha1.New, []byte(secret))
-	kind := "notadmin"
-	if admin {
-		kind = "admin"
-	}
-	io.WriteString(m, nonce+"\x00"+user+"\x00"+password+"\x00"+kind)
-	return hex.EncodeToString(m.Sum(nil))
+	return dendriteadmin.Register(ctx, baseURL, secret, user, password, admin)
 }
 
 // PostgresBin is the directory of Debian's PostgreSQL server binaries

@@ -130,3 +130,34 @@ func (d dendriteDoc) get(path string) (string, int) {
 	}
 	return n.Value, line
 }
+
+// DendriteConfig is the dendrite.yaml of the supervised Dendrite (the entry
+// whose command is a dendrite binary with -config), or "".
+func (c *Config) DendriteConfig() string {
+	for _, e := range c.Supervise {
+		if len(e.Command) > 0 && strings.Contains(filepath.Base(e.Command[0]), "dendrite") {
+			if p := dendriteConfigPath(e); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// RegistrationSecret reads client_api.registration_shared_secret from a
+// Dendrite configuration file.
+func RegistrationSecret(dendriteYAML string) (string, error) {
+	data, err := os.ReadFile(dendriteYAML)
+	if err != nil {
+		return "", err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
+		return "", fmt.Errorf("%s is not valid YAML: %v", dendriteYAML, err)
+	}
+	secret, _ := dendriteDoc{file: dendriteYAML, root: doc.Content[0]}.get("client_api.registration_shared_secret")
+	if secret == "" {
+		return "", fmt.Errorf("%s has no client_api.registration_shared_secret; set one (and restart Dendrite) to create accounts without opening registration", dendriteYAML)
+	}
+	return secret, nil
+}
