@@ -66,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runReload(ctx, args[1:], stdout, stderr)
 	case "register":
 		return runRegister(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "check":
+		return runCheck(ctx, args[1:], stdout, stderr)
 	case "init":
 		return runInit(args[1:], stdout, stderr)
 	case "healthcheck":
