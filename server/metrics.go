@@ -36,6 +36,7 @@ type metrics struct {
 	inflight    prometheus.Gauge
 	proxyErrors *prometheus.CounterVec
 	certEvents  *prometheus.CounterVec
+	selfCheck   *prometheus.GaugeVec
 	// upstreamUp is the last thing the proxy saw of the upstream when
 	// nothing is supervised: a response (up) or a failed connection (down).
 	upstreamUp atomic.Bool
@@ -65,6 +66,10 @@ func newMetrics(version string) *metrics {
 		Name: "wellknownd_certificate_events_total",
 		Help: "Certificate operations, by event: obtained, renewed, failed.",
 	}, []string{"event"})
+	m.selfCheck = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "wellknownd_self_check_ok",
+		Help: "1 when the named check passed in the self-check run once the daemon is ready, 0 when it failed.",
+	}, []string{"check"})
 	for _, k := range []string{"refused", "timeout", "too_large", "canceled", "other"} {
 		m.proxyErrors.WithLabelValues(k)
 	}
@@ -77,7 +82,7 @@ func newMetrics(version string) *metrics {
 	}, []string{"version"})
 	buildInfo.WithLabelValues(version).Set(1)
 	m.upstreamUp.Store(true)
-	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.proxyErrors, m.certEvents, buildInfo,
+	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.proxyErrors, m.certEvents, m.selfCheck, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

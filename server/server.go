@@ -216,6 +216,20 @@ func (s *Server) Run(ctx context.Context) error {
 	if runErr == nil && s.opts.onServing != nil {
 		s.opts.onServing()
 	}
+	if runErr == nil && src != nil {
+		var httpsAddr, fedAddr string
+		for _, l := range lns {
+			switch l.name {
+			case "https":
+				httpsAddr = l.ln.Addr().String()
+			case "federation":
+				fedAddr = l.ln.Addr().String()
+			}
+		}
+		checkCtx, stopCheck := context.WithCancel(ctx)
+		defer stopCheck()
+		go s.selfCheck(checkCtx, httpsAddr, fedAddr)
+	}
 	if runErr == nil {
 		select {
 		case <-ctx.Done():

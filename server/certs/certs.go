@@ -7,6 +7,7 @@ package certs
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -37,6 +38,9 @@ type Source interface {
 	SetHosts(ctx context.Context, hosts []string) error
 	// Status is the state of each host's certificate.
 	Status() []Status
+	// Roots verify the certificates served: the local CA's root for mode
+	// internal, nil (the system's) otherwise.
+	Roots() *x509.CertPool
 	// Stop ends background work.
 	Stop()
 }

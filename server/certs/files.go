@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -155,6 +156,8 @@ func (f *files) Status() []Status {
 	}
 	return out
 }
+
+func (f *files) Roots() *x509.CertPool { return nil }
 
 func (f *files) Stop() {
 	select {

@@ -52,6 +52,8 @@ func newInternal(opts Options) (Source, error) {
 		"example", "curl --cacert "+ca.rootPath+" https://"+opts.Hosts[0]+"/.well-known/matrix/client")
 	m := newManaged(opts, dir)
 	m.magic.Issuers = []certmagic.Issuer{ca}
+	m.roots = x509.NewCertPool()
+	m.roots.AddCert(ca.root)
 	return m, nil
 }
 

@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,8 @@ import (
 // managed is a Source whose certificates certmagic obtains, stores, renews
 // and swaps in: from an ACME CA (mode acme) or the local CA (internal).
 type managed struct {
+	// roots is the local CA's root for mode internal.
+	roots  *x509.CertPool
 	notify func(event string)
 	// mu guards names, which a reload changes.
 	mu    sync.Mutex
@@ -186,6 +189,8 @@ func (m *managed) Status() []Status {
 }
 
 func (m *managed) Stop() { m.cache.Stop() }
+
+func (m *managed) Roots() *x509.CertPool { return m.roots }
 
 // onEvent logs what certmagic does. It runs synchronously inside
 // certmagic, so it only logs.

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wellknownd/wellknownd/internal/dendritetest"
+)
+
+// TestSelfCheck: once ready, serve checks itself as "wellknownd check"
+// would, logs the result and exports it; on a correct deployment (the real
+// Dendrite behind it, certificates from the internal CA) every check passes.
+func TestSelfCheck(t *testing.T) {
+	den := dendritetest.Setup(t, dendritetest.Options{ServerName: "localhost"})
+	cmd, _ := json.Marshal(den.Command())
+	cfg := internalConfig(t.TempDir()) + fmt.Sprintf(`upstream: {url: %s}
+supervise:
+  - name: dendrite
+    command: %s
+    dir: %s
+    ready: {http: "%s/_dendrite/monitor/up"}
+`, den.URL, cmd, den.Dir, den.URL)
+	d := startDaemon(t, cfg, "https", "federation", "admin")
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(d.stderr.String(), "self-check:") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no self-check result logged:\n%s", d.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	logs := d.stderr.String()
+	if !strings.Contains(logs, "self-check: every check passed") {
+		t.Fatalf("self-check failed on a correct deployment:\n%s", logs)
+	}
+	metrics := readBody(t, d.do("GET", "admin", "localhost", "/metrics"))
+	for _, want := range []string{
+		`wellknownd_self_check_ok{check="well-known server document"} 1`,
+		`wellknownd_self_check_ok{check="well-known client document"} 1`,
+		`wellknownd_self_check_ok{check="client API versions"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if !strings.Contains(metrics, `wellknownd_self_check_ok{check="signing keys at `+d.addrs["federation"]+` (localhost:8448)"} 1`) {
+		t.Errorf("no passing signing-key self-check for the federation listener:\n%s", grepLines(metrics, "self_check"))
+	}
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
