@@ -103,11 +103,7 @@ func runHealthcheck(ctx context.Context, args []string, stderr io.Writer) error 
 
 // adminBase is the URL of the admin listener the config names.
 func adminBase(configPath string) (string, error) {
-	src, err := findConfig(configPath)
-	if err != nil {
-		return "", err
-	}
-	cfg, _, err := src.load()
+	src, cfg, _, err := loadConfig(configPath)
 	if err != nil {
 		return "", err
 	}

@@ -34,11 +34,7 @@ func runRegister(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		return usageError{"register: -user is required"}
 	}
 	*user = strings.TrimPrefix(strings.SplitN(*user, ":", 2)[0], "@")
-	src, err := findConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	cfg, problems, err := src.load()
+	src, cfg, problems, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}

@@ -133,11 +133,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	src, err := findConfig(c.config)
-	if err != nil {
-		return err
-	}
-	cfg, problems, err := src.load()
+	src, cfg, problems, err := loadConfig(c.config)
 	if err != nil {
 		return err
 	}
@@ -242,6 +238,16 @@ func (s configSource) load() (*config.Config, config.Problems, error) {
 	return config.Load(s.name)
 }
 
+// loadConfig finds (see findConfig) and reads the configuration.
+func loadConfig(path string) (configSource, *config.Config, config.Problems, error) {
+	src, err := findConfig(path)
+	if err != nil {
+		return src, nil, nil, err
+	}
+	cfg, problems, err := src.load()
+	return src, cfg, problems, err
+}
+
 // findConfig resolves -config: the file given, else ./wellknownd.yaml if
 // it exists, else the built-in configuration.
 func findConfig(path string) (configSource, error) {
@@ -262,11 +268,7 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	src, err := findConfig(c.config)
-	if err != nil {
-		return err
-	}
-	_, problems, err := src.load()
+	src, _, problems, err := loadConfig(c.config)
 	if err != nil {
 		return err
 	}

@@ -74,12 +74,16 @@ func (ca *LocalCA) Serve(t testing.TB, h http.Handler, names ...string) string {
 // NXDomainServer is a DNS server on loopback that knows no name: SRV and
 // address lookups fail at once, as for a domain without such records.
 func NXDomainServer(t testing.TB) string {
-	addr := freeAddr(t)
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	return serveDNS(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeNameError)
 		w.WriteMsg(m)
-	})
+	}))
+}
+
+// serveDNS runs h over UDP and TCP on a free loopback port until the test ends.
+func serveDNS(t testing.TB, h dns.Handler) string {
+	addr := freeAddr(t)
 	for _, network := range []string{"udp", "tcp"} {
 		srv := &dns.Server{Addr: addr, Net: network, Handler: h}
 		go srv.ListenAndServe()

@@ -14,9 +14,7 @@ import (
 // propagation check run for real. challtestsrv itself answers SOA queries
 // with NOTIMP, which ends certmagic's zone detection.
 func (c *CA) startZoneServer(t testing.TB) string {
-	addr := freeAddr(t)
-	mux := dns.NewServeMux()
-	mux.HandleFunc(".", func(w dns.ResponseWriter, r *dns.Msg) {
+	return serveDNS(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		m.Authoritative = true
@@ -42,14 +40,7 @@ func (c *CA) startZoneServer(t testing.TB) string {
 			}
 		}
 		w.WriteMsg(m)
-	})
-	for _, network := range []string{"udp", "tcp"} {
-		srv := &dns.Server{Addr: addr, Net: network, Handler: mux}
-		go srv.ListenAndServe()
-		t.Cleanup(func() { srv.Shutdown() })
-	}
-	waitTCP(t, addr)
-	return addr
+	}))
 }
 
 // zoneOf is the last two labels of name, fully qualified.
