@@ -46,5 +46,9 @@ func newTransport() *http.Transport {
 		// Upstreams are spoken to in HTTP/1.1: Dendrite's plain listener has
 		// no h2c, and a web site behind base_domain.proxy rarely does.
 		ForceAttemptHTTP2: false,
+		// Pass Content-Encoding through as the upstream chose it: without
+		// this, the transport would ask for gzip on the client's behalf and
+		// hand the client a body it decompressed itself.
+		DisableCompression: true,
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // exampleConfig is a deployment of example.com delegated to
@@ -245,5 +246,17 @@ func TestGracefulStop(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + d.addrs["http"] + "/"); err == nil {
 		t.Fatalf("listener still accepting after stop")
+	}
+}
+
+func TestRequestLog(t *testing.T) {
+	d := startDaemon(t, exampleConfig+"log: {requests: true}\n", "http")
+	readBody(t, d.do("GET", "http", "example.com", "/.well-known/matrix/server"))
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(d.stderr.String(), `msg=request method=GET host=example.com path=/.well-known/matrix/server status=200 bytes=37`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no request log line:\n%s", d.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
