@@ -7,13 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/caddyserver/certmagic"
 
 	"github.com/wellknownd/wellknownd/server/certs"
 	"github.com/wellknownd/wellknownd/server/config"
@@ -44,50 +41,6 @@ type Server struct {
 	// main, redirect and federation are the listeners' instrumented
 	// handlers, made once.
 	main, redirect, federation http.Handler
-}
-
-// Option changes how a Server is built; tests use them.
-type Option func(*options)
-
-type options struct {
-	dnsProvider  certmagic.DNSProvider
-	pollInterval time.Duration
-	policy       supervise.Policy
-	version      string
-	reloader     func(context.Context) error
-	onServing    func()
-}
-
-// WithOnServing is called once the listeners accept, certificates and
-// supervision have started: the moment to tell systemd READY=1.
-func WithOnServing(f func()) Option {
-	return func(o *options) { o.onServing = f }
-}
-
-// WithReloader gives the admin listener's POST /reload the function that
-// re-reads the configuration and calls Reload.
-func WithReloader(f func(context.Context) error) Option {
-	return func(o *options) { o.reloader = f }
-}
-
-// WithVersion sets the version wellknownd_build_info reports.
-func WithVersion(v string) Option {
-	return func(o *options) { o.version = v }
-}
-
-// WithDNSProvider makes dns-01 use p instead of the configured provider.
-func WithDNSProvider(p certmagic.DNSProvider) Option {
-	return func(o *options) { o.dnsProvider = p }
-}
-
-// WithSupervisePolicy replaces supervise.DefaultPolicy.
-func WithSupervisePolicy(p supervise.Policy) Option {
-	return func(o *options) { o.policy = p }
-}
-
-// WithFilePollInterval sets how often tls.mode files checks its files.
-func WithFilePollInterval(d time.Duration) Option {
-	return func(o *options) { o.pollInterval = d }
 }
 
 // New builds a server for a validated configuration. It renders the
@@ -350,48 +303,6 @@ func (s *Server) shutdown(lns []listener) {
 	s.up.transport.CloseIdleConnections()
 }
 
-// listen opens every configured listener, or none: a half-started daemon
-// that holds :80 but not :443 helps nobody.
-func (s *Server) listen() ([]listener, error) {
-	l := s.config().Listen
-	wants := []struct{ name, addr string }{{"http", l.HTTP}, {"admin", l.Admin}}
-	if s.config().TLS.Mode != config.TLSOff {
-		wants = append(wants, struct{ name, addr string }{"https", l.HTTPS}, struct{ name, addr string }{"federation", l.Federation})
-	}
-	var lns []listener
-	for _, w := range wants {
-		if w.addr == "" {
-			continue
-		}
-		ln, err := net.Listen("tcp", w.addr)
-		if err != nil {
-			closeAll(lns)
-			return nil, fmt.Errorf("listen.%s: %w", w.name, err)
-		}
-		lns = append(lns, listener{name: w.name, ln: ln})
-	}
-	return lns, nil
-}
-
-func closeAll(lns []listener) {
-	for _, l := range lns {
-		l.ln.Close()
-	}
-}
-
-// httpServer sets the timeouts an Internet-facing server needs. There is no
-// ReadTimeout or WriteTimeout: a media upload and a /sync long-poll may
-// legitimately take minutes, and they are bounded per request instead.
-func (s *Server) httpServer(h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-}
-
 // Supervisor is the supervisor of the stack behind the edge, or nil.
 func (s *Server) Supervisor() *supervise.Supervisor { return s.sup }
 
@@ -409,56 +320,6 @@ func supervisedSpecs(entries []config.Supervised) []supervise.Spec {
 
 // config is the configuration in force.
 func (s *Server) config() *config.Config { return s.cfg.Load() }
-
-// Reload applies a new, validated configuration while serving: documents,
-// hosts, routes and upstreams swap in one step (a request sees all of the
-// old or all of the new), certificates are obtained for added hosts, and
-// supervised entries restart only if their own entry changed. What only a
-// restart can apply (listeners, the TLS section) is refused, and then
-// nothing changes.
-func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	old := s.config()
-	if what := restartOnly(old, cfg); what != "" {
-		return fmt.Errorf("%s changed, which only a restart applies; the running configuration is unchanged", what)
-	}
-	up := s.up
-	if len(cfg.Supervise) > 0 && s.sup == nil {
-		return errors.New("supervise was empty at start; adding entries needs a restart; the running configuration is unchanged")
-	}
-	if s.sup == nil || len(cfg.Supervise) == 0 {
-		up.ready = nil
-	}
-	st, err := newSite(cfg, up, s.m)
-	if err != nil {
-		return fmt.Errorf("%w; the running configuration is unchanged", err)
-	}
-	if src := s.Certificates(); src != nil {
-		if err := src.SetHosts(ctx, cfg.Hosts); err != nil {
-			s.log.Error("reload: certificates for the new hosts", "err", err)
-		}
-	}
-	s.site.Store(st)
-	s.cfg.Store(cfg)
-	if s.sup != nil {
-		s.sup.Update(supervisedSpecs(cfg.Supervise))
-	}
-	s.log.Info("reloaded", "hosts", cfg.Hosts)
-	return nil
-}
-
-// restartOnly names the first setting that differs and that a running
-// daemon cannot change, or "".
-func restartOnly(a, b *config.Config) string {
-	switch {
-	case a.Listen != b.Listen:
-		return "listen"
-	case !reflect.DeepEqual(a.TLS, b.TLS):
-		return "tls"
-	}
-	return ""
-}
 
 // Serving reports whether the listeners accept: what the systemd watchdog
 // is petted on.

@@ -1,0 +1,162 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wellknownd/wellknownd/delegation"
+)
+
+// publicCAs are the ca names this file knows; anything else must be an ACME
+// directory URL.
+var publicCAs = []string{"letsencrypt", "letsencrypt-staging", "zerossl"}
+
+func (v *validator) validateTLS() {
+	t := v.cfg.TLS
+	l := v.cfg.Listen
+	switch t.Mode {
+	case TLSOff:
+		return
+	case TLSACME, TLSFiles, TLSInternal:
+	default:
+		v.errf("tls.mode", "%q is not a TLS mode; valid: acme, files, internal, off", t.Mode)
+		return
+	}
+	if l.HTTPS == "" && l.Federation == "" {
+		v.errf("tls.mode", "is %s, but listen.https and listen.federation are both off; nothing would use a certificate", t.Mode)
+	}
+	switch t.Mode {
+	case TLSFiles:
+		v.validateFiles()
+	case TLSACME:
+		v.validateACME()
+	}
+}
+
+func (v *validator) validateFiles() {
+	t := v.cfg.TLS
+	if t.CertFile == "" {
+		v.errf("tls.cert_file", "is required with tls.mode files (a PEM chain, leaf first)")
+	}
+	if t.KeyFile == "" {
+		v.errf("tls.key_file", "is required with tls.mode files (the PEM private key)")
+	}
+	if t.CertFile == "" || t.KeyFile == "" {
+		return
+	}
+	if _, err := LoadKeyPair(t.CertFile, t.KeyFile); err != nil {
+		v.errf("tls.cert_file", "%s", err)
+	}
+}
+
+func (v *validator) validateACME() {
+	t := v.cfg.TLS
+	if t.Email == "" && !t.Agree {
+		v.errf("tls.email", "is required with tls.mode acme (the CA warns there before a certificate expires); or set tls.agree: true to accept the CA's terms without one")
+	} else if t.Email != "" {
+		if err := delegation.CheckEmail(t.Email); err != nil {
+			v.errf("tls.email", "%s", err)
+		}
+	}
+	public := slices.Contains(publicCAs, t.CA)
+	if !public {
+		if !strings.HasPrefix(t.CA, "https://") {
+			v.errf("tls.ca", "%q is neither %s nor an ACME directory URL (https://...)", t.CA, strings.Join(publicCAs, ", "))
+		} else if err := delegation.CheckHTTPURL(t.CA); err != nil {
+			v.errf("tls.ca", "%s", err)
+		}
+	}
+	if t.CA == "zerossl" && t.ZeroSSLAPIKeyFile == "" {
+		v.errf("tls.zerossl_api_key_file", "is required with ca: zerossl")
+	}
+	for _, f := range []struct{ field, path string }{{"tls.ca_root", t.CARoot}, {"tls.zerossl_api_key_file", t.ZeroSSLAPIKeyFile}, {"tls.dns.api_token_file", t.DNS.APITokenFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.ReadFile(f.path); err != nil {
+			v.errf(f.field, "cannot be read: %v", unwrapPathError(err))
+		}
+	}
+	if len(t.Challenges) == 0 {
+		v.errf("tls.challenges", "is empty; list at least one of http-01, tls-alpn-01, dns-01")
+	}
+	for i, ch := range t.Challenges {
+		field := "tls.challenges[" + strconv.Itoa(i) + "]"
+		switch ch {
+		case ChallengeHTTP01:
+			if v.cfg.Listen.HTTP == "" {
+				v.errf(field, "http-01 is answered on listen.http, which is off")
+			}
+		case ChallengeTLSALPN01:
+			if v.cfg.Listen.HTTPS == "" {
+				v.errf(field, "tls-alpn-01 is answered on listen.https, which is off")
+			}
+		case ChallengeDNS01:
+			if t.DNS.Provider == "" {
+				v.errf("tls.dns.provider", "is required for dns-01; valid: %s", strings.Join(DNSProviders, ", "))
+			}
+		default:
+			v.errf(field, "%q is not a challenge type; valid: http-01, tls-alpn-01, dns-01", ch)
+		}
+	}
+	if t.DNS.Provider != "" {
+		if !slices.Contains(DNSProviders, t.DNS.Provider) {
+			v.errf("tls.dns.provider", "%q is not a supported DNS provider; valid: %s", t.DNS.Provider, strings.Join(DNSProviders, ", "))
+		}
+		if t.DNS.APITokenFile == "" {
+			v.errf("tls.dns.api_token_file", "is required with tls.dns.provider")
+		}
+	}
+	if public {
+		for i, h := range v.cfg.Hosts {
+			if n, err := delegation.ParseHostname(h); err == nil && !isPublicName(n) {
+				v.errf("hosts["+strconv.Itoa(i)+"]", "%q cannot get a certificate from a public CA; use tls.mode internal (or files) for local and private names", h)
+			}
+		}
+	}
+}
+
+// DNSProviders are the DNS APIs dns-01 can use.
+var DNSProviders = []string{"cloudflare"}
+
+// isPublicName reports whether a public CA could issue for n: not an IP
+// literal, not localhost, not a reserved or single-label name.
+func isPublicName(n delegation.ServerName) bool {
+	if n.IP.IsValid() {
+		return false
+	}
+	h := strings.ToLower(n.Host)
+	if !strings.Contains(h, ".") {
+		return false
+	}
+	for _, suffix := range []string{".localhost", ".local", ".test", ".internal", ".invalid", ".example", ".home.arpa", ".lan"} {
+		if strings.HasSuffix(h, suffix) {
+			return false
+		}
+	}
+	return true
+}
+
+// LoadKeyPair loads and checks a PEM certificate chain and its key: they
+// must parse, match, and the leaf must not have expired.
+func LoadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s and %s: %w", certFile, keyFile, unwrapPathError(err))
+	}
+	if pair.Leaf == nil {
+		if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("%s: %w", certFile, err)
+		}
+	}
+	if time.Now().After(pair.Leaf.NotAfter) {
+		return nil, fmt.Errorf("%s expired on %s", certFile, pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return &pair, nil
+}

@@ -1,0 +1,53 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/wellknownd/wellknownd/server/config"
+)
+
+// listen opens every configured listener, or none: a half-started daemon
+// that holds :80 but not :443 helps nobody.
+func (s *Server) listen() ([]listener, error) {
+	l := s.config().Listen
+	wants := []struct{ name, addr string }{{"http", l.HTTP}, {"admin", l.Admin}}
+	if s.config().TLS.Mode != config.TLSOff {
+		wants = append(wants, struct{ name, addr string }{"https", l.HTTPS}, struct{ name, addr string }{"federation", l.Federation})
+	}
+	var lns []listener
+	for _, w := range wants {
+		if w.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", w.addr)
+		if err != nil {
+			closeAll(lns)
+			return nil, fmt.Errorf("listen.%s: %w", w.name, err)
+		}
+		lns = append(lns, listener{name: w.name, ln: ln})
+	}
+	return lns, nil
+}
+
+func closeAll(lns []listener) {
+	for _, l := range lns {
+		l.ln.Close()
+	}
+}
+
+// httpServer sets the timeouts an Internet-facing server needs. There is no
+// ReadTimeout or WriteTimeout: a media upload and a /sync long-poll may
+// legitimately take minutes, and they are bounded per request instead.
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+}

@@ -1,0 +1,54 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/wellknownd/wellknownd/server/supervise"
+)
+
+// Option changes how a Server is built; tests use them.
+type Option func(*options)
+
+type options struct {
+	dnsProvider  certmagic.DNSProvider
+	pollInterval time.Duration
+	policy       supervise.Policy
+	version      string
+	reloader     func(context.Context) error
+	onServing    func()
+}
+
+// WithOnServing is called once the listeners accept, certificates and
+// supervision have started: the moment to tell systemd READY=1.
+func WithOnServing(f func()) Option {
+	return func(o *options) { o.onServing = f }
+}
+
+// WithReloader gives the admin listener's POST /reload the function that
+// re-reads the configuration and calls Reload.
+func WithReloader(f func(context.Context) error) Option {
+	return func(o *options) { o.reloader = f }
+}
+
+// WithVersion sets the version wellknownd_build_info reports.
+func WithVersion(v string) Option {
+	return func(o *options) { o.version = v }
+}
+
+// WithDNSProvider makes dns-01 use p instead of the configured provider.
+func WithDNSProvider(p certmagic.DNSProvider) Option {
+	return func(o *options) { o.dnsProvider = p }
+}
+
+// WithSupervisePolicy replaces supervise.DefaultPolicy.
+func WithSupervisePolicy(p supervise.Policy) Option {
+	return func(o *options) { o.policy = p }
+}
+
+// WithFilePollInterval sets how often tls.mode files checks its files.
+func WithFilePollInterval(d time.Duration) Option {
+	return func(o *options) { o.pollInterval = d }
+}

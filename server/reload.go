@@ -1,0 +1,60 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/wellknownd/wellknownd/server/config"
+)
+
+// Reload applies a new, validated configuration while serving: documents,
+// hosts, routes and upstreams swap in one step (a request sees all of the
+// old or all of the new), certificates are obtained for added hosts, and
+// supervised entries restart only if their own entry changed. What only a
+// restart can apply (listeners, the TLS section) is refused, and then
+// nothing changes.
+func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	old := s.config()
+	if what := restartOnly(old, cfg); what != "" {
+		return fmt.Errorf("%s changed, which only a restart applies; the running configuration is unchanged", what)
+	}
+	up := s.up
+	if len(cfg.Supervise) > 0 && s.sup == nil {
+		return errors.New("supervise was empty at start; adding entries needs a restart; the running configuration is unchanged")
+	}
+	if s.sup == nil || len(cfg.Supervise) == 0 {
+		up.ready = nil
+	}
+	st, err := newSite(cfg, up, s.m)
+	if err != nil {
+		return fmt.Errorf("%w; the running configuration is unchanged", err)
+	}
+	if src := s.Certificates(); src != nil {
+		if err := src.SetHosts(ctx, cfg.Hosts); err != nil {
+			s.log.Error("reload: certificates for the new hosts", "err", err)
+		}
+	}
+	s.site.Store(st)
+	s.cfg.Store(cfg)
+	if s.sup != nil {
+		s.sup.Update(supervisedSpecs(cfg.Supervise))
+	}
+	s.log.Info("reloaded", "hosts", cfg.Hosts)
+	return nil
+}
+
+// restartOnly names the first setting that differs and that a running
+// daemon cannot change, or "".
+func restartOnly(a, b *config.Config) string {
+	switch {
+	case a.Listen != b.Listen:
+		return "listen"
+	case !reflect.DeepEqual(a.TLS, b.TLS):
+		return "tls"
+	}
+	return ""
+}
