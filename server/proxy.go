@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -112,13 +113,30 @@ func (p *matrixProxy) errorHandler(w http.ResponseWriter, r *http.Request, err e
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		status, msg, kind = http.StatusGatewayTimeout, "The homeserver did not answer in time", "timeout"
-	case p.supervised && refused:
+	case p.supervised && (refused || (idempotent(r.Method) && connectionLost(err))):
 		// The process died an instant ago and the supervisor has not seen
-		// it yet: nothing reached it, so a retry is safe and will work.
+		// it yet: nothing reached it (refused), or the request can be sent
+		// again without harm (a GET it died answering), so a retry once it
+		// is back will work. A POST it died in the middle of stays a 502:
+		// it may have been applied.
 		w.Header()["Retry-After"] = retryAfter
 		status, msg = http.StatusServiceUnavailable, "The homeserver is starting; try again shortly"
 	}
 	p.metrics.proxyErrors.WithLabelValues(kind).Inc()
 	p.log.Warn("proxy error", "upstream", p.target.Redacted(), "method", r.Method, "path", r.URL.Path, "status", status, "kind", kind, "err", err)
 	writeMatrixError(w, corsClientAPI, status, errUnknown, msg)
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	}
+	return false
+}
+
+// connectionLost reports errors of a connection the upstream dropped.
+func connectionLost(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
