@@ -269,27 +269,25 @@ func TestResolutionAgreesWithGomatrixserverlib(t *testing.T) {
 		}
 		w.Write([]byte(doc))
 	}), names...)
-	dnsAddr := acmetest.NXDomainServer(t)
-
-	// gomatrixserverlib fetches over http.DefaultTransport and looks up SRV
-	// with net.DefaultResolver: both point at this test's servers.
+	// gomatrixserverlib fetches over http.DefaultTransport, which points at
+	// this test's server, and looks SRV records up with net.DefaultResolver,
+	// which TestMain pointed at a DNS server that knows no name.
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(local.PEM())
-	savedTransport, savedResolver := http.DefaultTransport, net.DefaultResolver
+	savedTransport := http.DefaultTransport
 	http.DefaultTransport = &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool},
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, wk)
 		},
 	}
-	net.DefaultResolver = acmetest.Resolver(dnsAddr)
-	t.Cleanup(func() { http.DefaultTransport, net.DefaultResolver = savedTransport, savedResolver })
+	t.Cleanup(func() { http.DefaultTransport = savedTransport })
 
 	resolve := map[string]string{}
 	for _, n := range names {
 		resolve[n+":443"] = wk
 	}
-	opts := fedcheck.Options{Resolve: resolve, Roots: pool, Resolver: acmetest.Resolver(dnsAddr), Timeout: 5 * time.Second}
+	opts := fedcheck.Options{Resolve: resolve, Roots: pool, Resolver: net.DefaultResolver, Timeout: 5 * time.Second}
 	inputs := append([]string{"1.2.3.4", "1.2.3.4:1234", "[::1]", "[2001:db8::1]:8448", "example.com:1234", "matrix.example.com:443"}, names...)
 	for _, in := range inputs {
 		theirs, err := fclient.ResolveServer(context.Background(), spec.ServerName(in))

@@ -71,14 +71,33 @@ func (ca *LocalCA) Serve(t testing.TB, h http.Handler, names ...string) string {
 	return srv.Listener.Addr().String()
 }
 
-// NXDomainServer is a DNS server on loopback that knows no name: SRV and
-// address lookups fail at once, as for a domain without such records.
-func NXDomainServer(t testing.TB) string {
-	return serveDNS(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetRcode(r, dns.RcodeNameError)
-		w.WriteMsg(m)
-	}))
+// nxDomain answers every question with NXDOMAIN.
+var nxDomain = dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetRcode(r, dns.RcodeNameError)
+	w.WriteMsg(m)
+})
+
+// StartNXDomain runs, until stop is called, a DNS server on loopback that
+// knows no name: SRV and address lookups fail at once, as for a domain
+// without such records. Its sockets are open when it returns, so a
+// TestMain can point net.DefaultResolver at it before any test runs (and
+// tests never look names up beyond this machine).
+func StartNXDomain() (addr string, stop func(), err error) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return "", nil, err
+	}
+	udp := &dns.Server{PacketConn: pc, Handler: nxDomain}
+	tcp := &dns.Server{Listener: ln, Handler: nxDomain}
+	go udp.ActivateAndServe()
+	go tcp.ActivateAndServe()
+	return pc.LocalAddr().String(), func() { udp.Shutdown(); tcp.Shutdown() }, nil
 }
 
 // serveDNS runs h over UDP and TCP on a free loopback port until the test ends.
