@@ -45,7 +45,9 @@ type daemon struct {
 	done       chan error
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening listener=(\w+) addr=(\S+)`)
+// listeningRE finds the listeners' addresses in the log, in the text or the
+// JSON format.
+var listeningRE = regexp.MustCompile(`msg=listening listener=(\w+) addr=(\S+)|"msg":"listening","listener":"(\w+)","addr":"([^"]+)"`)
 
 // writeConfig writes a config file into a fresh directory and returns its path.
 func writeConfig(t *testing.T, yaml string) string {
@@ -69,7 +71,11 @@ func startDaemon(t *testing.T, yaml string, want ...string) *daemon {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		for _, m := range listeningRE.FindAllStringSubmatch(d.stderr.String(), -1) {
-			d.addrs[m[1]] = m[2]
+			if m[1] != "" {
+				d.addrs[m[1]] = m[2]
+			} else {
+				d.addrs[m[3]] = m[4]
+			}
 		}
 		missing := false
 		for _, w := range want {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,5 +139,75 @@ func TestSystemdNotify(t *testing.T) {
 	d.stop()
 	if m := next(); m != "STOPPING=1" {
 		t.Fatalf("stop notification %q", m)
+	}
+}
+
+// TestSystemdWatchdog: with WatchdogSec= set (WATCHDOG_USEC, WATCHDOG_PID),
+// the daemon pets the watchdog at half the interval while it serves, and
+// stops petting once it stops; a watchdog meant for another process (its
+// WATCHDOG_PID) is left alone.
+func TestSystemdWatchdog(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pid  int
+		pets bool
+	}{
+		{"ours", os.Getpid(), true},
+		{"another process's", os.Getpid() + 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sock := filepath.Join(t.TempDir(), "notify.sock")
+			conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			t.Setenv("NOTIFY_SOCKET", sock)
+			t.Setenv("WATCHDOG_USEC", "200000") // pets every 100 ms
+			t.Setenv("WATCHDOG_PID", strconv.Itoa(tc.pid))
+			// collect reads every datagram until the deadline.
+			collect := func(d time.Duration) []string {
+				var got []string
+				conn.SetReadDeadline(time.Now().Add(d))
+				buf := make([]byte, 4096)
+				for {
+					n, err := conn.Read(buf)
+					if err != nil {
+						return got
+					}
+					got = append(got, string(buf[:n]))
+				}
+			}
+			d := startDaemon(t, exampleConfig, "http", "admin")
+			got := collect(time.Second)
+			if len(got) == 0 || !strings.HasPrefix(got[0], "READY=1") {
+				t.Fatalf("notifications %q, want READY=1 first", got)
+			}
+			pets := 0
+			for _, m := range got[1:] {
+				if m != "WATCHDOG=1" {
+					t.Fatalf("unexpected notification %q among %q", m, got)
+				}
+				pets++
+			}
+			// 100 ms apart over about a second: expect several, allow a
+			// slow machine to miss some.
+			if tc.pets && pets < 3 {
+				t.Fatalf("%d watchdog pets in a second at a 100 ms interval: %q", pets, got)
+			}
+			if !tc.pets && pets != 0 {
+				t.Fatalf("petted a watchdog of pid %d: %q", tc.pid, got)
+			}
+			d.stop()
+			after := collect(200 * time.Millisecond)
+			stopping := slices.Index(after, "STOPPING=1")
+			if stopping < 0 {
+				t.Fatalf("no STOPPING=1 after stop: %q", after)
+			}
+			// The daemon has returned: nothing may follow, least of all a pet.
+			if rest := collect(300 * time.Millisecond); len(rest) > 0 {
+				t.Fatalf("notifications after the daemon stopped: %q", rest)
+			}
+		})
 	}
 }

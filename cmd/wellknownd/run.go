@@ -202,10 +202,16 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The helpers below end with ctx; run waits for them, so that nothing
+	// (a reload, a watchdog pet) outlives the daemon's return.
+	ctx, cancel := context.WithCancel(ctx)
+	var helpers sync.WaitGroup
+	defer helpers.Wait()
+	defer cancel()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
+	helpers.Go(func() {
 		for {
 			select {
 			case <-ctx.Done():
@@ -215,9 +221,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 				reload(ctx)
 			}
 		}
-	}()
+	})
 	if iv := sdnotify.WatchdogInterval(); iv > 0 {
-		go notify.Watchdog(ctx, iv, srv.Serving)
+		helpers.Go(func() { notify.Watchdog(ctx, iv, srv.Serving) })
 	}
 	log.Info("starting", "version", versionString(), "config", src.name, "server_name", cfg.ServerName, "hosts", strings.Join(cfg.Hosts, ","))
 	return srv.Run(ctx)

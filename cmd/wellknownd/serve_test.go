@@ -260,3 +260,51 @@ func TestRequestLog(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestLogJSON: with log.format json every line on stderr is one JSON
+// object, and a request log record carries its fields as JSON values.
+func TestLogJSON(t *testing.T) {
+	d := startDaemon(t, exampleConfig+"log: {requests: true, format: json}\n", "http")
+	readBody(t, d.do("GET", "http", "example.com", "/.well-known/matrix/server?access_token=secret"))
+	type record struct {
+		Level  string `json:"level"`
+		Msg    string `json:"msg"`
+		Method string `json:"method"`
+		Host   string `json:"host"`
+		Path   string `json:"path"`
+		Status int    `json:"status"`
+		Bytes  int    `json:"bytes"`
+		Took   int64  `json:"took"`
+		Peer   string `json:"peer"`
+	}
+	var req *record
+	for deadline := time.Now().Add(5 * time.Second); req == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no request record:\n%s", d.stderr)
+		}
+		lines := strings.Split(strings.TrimSuffix(d.stderr.String(), "\n"), "\n")
+		for i, line := range lines {
+			var r record
+			dec := json.NewDecoder(strings.NewReader(line))
+			if err := dec.Decode(&r); err != nil || dec.More() {
+				t.Fatalf("log line %d is not one JSON object (%v): %s", i+1, err, line)
+			}
+			if r.Msg == "request" {
+				req = &r
+			}
+		}
+	}
+	want := record{Level: "INFO", Msg: "request", Method: "GET", Host: "example.com", Path: "/.well-known/matrix/server", Status: 200, Bytes: 37}
+	got := *req
+	if got.Took <= 0 || !strings.HasPrefix(got.Peer, "127.0.0.1:") {
+		t.Errorf("took %d ns, peer %q: want a duration and the client's address", got.Took, got.Peer)
+	}
+	got.Took, got.Peer = 0, ""
+	if got != want {
+		t.Errorf("request record %+v, want %+v", got, want)
+	}
+	// The query can hold an access token: it must never reach the log.
+	if strings.Contains(d.stderr.String(), "secret") {
+		t.Errorf("the query string reached the log:\n%s", d.stderr)
+	}
+}

@@ -93,7 +93,9 @@ func (n *Notifier) Watchdog(ctx context.Context, interval time.Duration, alive f
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if alive() {
+			// Both cases may be ready at once; a stopping daemon must not
+			// pet, whichever select picked.
+			if ctx.Err() == nil && alive() {
 				n.Send("WATCHDOG=1")
 			}
 		}
