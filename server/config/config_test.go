@@ -197,6 +197,15 @@ func TestProblems(t *testing.T) {
 		{"syntax error", "hosts: [example.com, matrix.example.com]", "hosts: example.com: matrix.example.com", []string{
 			`f.yaml:13: is not valid YAML: mapping values are not allowed in this context`,
 		}},
+		{"unclosed list", "hosts: [example.com, matrix.example.com]", "hosts: [example.com, matrix.example.com", []string{
+			`f.yaml:13: is not valid YAML: did not find expected ',' or ']'`,
+		}},
+		{"key indented wrongly", "  client_base_url: https://matrix.example.com", " client_base_url: https://matrix.example.com", []string{
+			`f.yaml:4: is not valid YAML: did not find expected key`,
+		}},
+		{"tab in indentation", "  client_base_url: https://matrix.example.com", "\tclient_base_url: https://matrix.example.com", []string{
+			`f.yaml:4: is not valid YAML: found a tab character that violates indentation`,
+		}},
 		{"duplicate key", "server_name: example.com", "server_name: example.com\nserver_name: example.org", []string{
 			`f.yaml:2: server_name: is set twice (first on line 1); keep one`,
 		}},

@@ -93,7 +93,7 @@ func (d *decoder) decodeFile(data []byte, dst *Config) bool {
 			d.addf(0, "", "the file is empty; it needs at least server_name and delegation")
 			return false
 		}
-		line, msg := syntaxLine(err)
+		line, msg := syntaxLine(err, data)
 		d.addf(line, "", "is not valid YAML: %s", msg)
 		return false
 	}
@@ -268,17 +268,53 @@ func typeErrorText(err error) string {
 	return err.Error()
 }
 
-// syntaxLine splits yaml.v3's "yaml: line N: msg" into N and msg.
-func syntaxLine(err error) (int, string) {
+// syntaxLine splits yaml.v3's "yaml: line N: msg" into N and msg, and
+// makes N the line a person should look at. yaml.v3 counts its marks from
+// 0 and adds the missing 1 for scanner errors only, so a parser error
+// (an unclosed [ or {, a key at the wrong indentation) names the line
+// before the one at fault. A tab in the indentation is reported at the
+// start of the text it interrupts; the tab is on a later line of data.
+func syntaxLine(err error, data []byte) (int, string) {
 	s := strings.TrimPrefix(err.Error(), "yaml: ")
-	if rest, ok := strings.CutPrefix(s, "line "); ok {
-		if num, msg, ok := strings.Cut(rest, ": "); ok {
-			if n, err := strconv.Atoi(num); err == nil {
-				return n, msg
+	rest, ok := strings.CutPrefix(s, "line ")
+	if !ok {
+		return 0, s
+	}
+	num, msg, ok := strings.Cut(rest, ": ")
+	if !ok {
+		return 0, s
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil {
+		return 0, s
+	}
+	switch {
+	case yamlParserErrors[msg]:
+		n++
+	case strings.HasPrefix(msg, "found a tab character"):
+		lines := strings.Split(string(data), "\n")
+		for i := n; i < len(lines); i++ { // lines[n] is line n+1
+			if indent := lines[i][:len(lines[i])-len(strings.TrimLeft(lines[i], " \t"))]; strings.Contains(indent, "\t") {
+				return i + 1, msg
 			}
 		}
 	}
-	return 0, s
+	return n, msg
+}
+
+// yamlParserErrors are the messages of yaml.v3's parser (not scanner)
+// errors, whose line it reports one too low.
+var yamlParserErrors = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"did not find expected <document start>": true,
+	"found undefined tag handle":             true,
+	"found incompatible YAML document":       true,
+	"found duplicate %YAML directive":        true,
+	"found duplicate %TAG directive":         true,
 }
 
 func kindWord(k reflect.Kind) string {
