@@ -57,6 +57,9 @@ func newACME(opts Options) (Source, error) {
 			return nil, fmt.Errorf("tls.ca_root %s holds no PEM certificate", t.CARoot)
 		}
 	}
+	// dnsManager is nil without dns-01; each caller gets its own, as
+	// certmagic's DNSManager holds its own lock and records.
+	dnsManager := func() *certmagic.DNSManager { return nil }
 	if slices.Contains(t.Challenges, config.ChallengeDNS01) {
 		p := opts.DNSProvider
 		if p == nil {
@@ -64,14 +67,16 @@ func newACME(opts Options) (Source, error) {
 				return nil, err
 			}
 		}
-		tmpl.DNS01Solver = &certmagic.DNS01Solver{DNSManager: certmagic.DNSManager{DNSProvider: p, Resolvers: t.DNS.Resolvers, Logger: zapToSlog(opts.Log)}}
+		dnsManager = func() *certmagic.DNSManager {
+			return &certmagic.DNSManager{DNSProvider: p, Resolvers: t.DNS.Resolvers, Logger: zapToSlog(opts.Log)}
+		}
+		tmpl.DNS01Solver = &certmagic.DNS01Solver{DNSManager: *dnsManager()}
 	}
 	if t.CA == "zerossl" {
-		zs, err := zeroSSL(m, t)
-		if err != nil {
+		if m.zerossl, err = zeroSSL(m, t, tmpl, dnsManager()); err != nil {
 			return nil, err
 		}
-		m.magic.Issuers = []certmagic.Issuer{zs}
+		m.magic.Issuers = []certmagic.Issuer{m.zerossl}
 		return m, nil
 	}
 	tmpl.CA = t.CA
@@ -83,21 +88,35 @@ func newACME(opts Options) (Source, error) {
 	if t.CA == "letsencrypt" && t.ZeroSSLAPIKeyFile != "" {
 		// When Let's Encrypt fails (an outage, a rate limit), certmagic
 		// tries the next issuer.
-		zs, err := zeroSSL(m, t)
-		if err != nil {
+		if m.zerossl, err = zeroSSL(m, t, tmpl, dnsManager()); err != nil {
 			return nil, err
 		}
-		m.magic.Issuers = append(m.magic.Issuers, zs)
+		m.magic.Issuers = append(m.magic.Issuers, m.zerossl)
 	}
 	return m, nil
 }
 
-func zeroSSL(m *managed, t config.TLS) (*certmagic.ZeroSSLIssuer, error) {
+// zeroSSL builds the ZeroSSL API issuer. It validates a name by a file
+// over HTTP on the port the HTTP listener holds (so its own solver finds
+// the port taken and leaves the answer to HTTPHandler, through storage) or,
+// when http-01 is not among the challenges, by a CNAME record through the
+// dns-01 provider.
+func zeroSSL(m *managed, t config.TLS, acme certmagic.ACMEIssuer, dns *certmagic.DNSManager) (*certmagic.ZeroSSLIssuer, error) {
 	key, err := os.ReadFile(t.ZeroSSLAPIKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls.zerossl_api_key_file: %w", err)
 	}
-	return &certmagic.ZeroSSLIssuer{APIKey: strings.TrimSpace(string(key)), Storage: m.magic.Storage, Logger: zapToSlog(m.log)}, nil
+	zs := &certmagic.ZeroSSLIssuer{
+		APIKey:      strings.TrimSpace(string(key)),
+		Storage:     m.magic.Storage,
+		ListenHost:  acme.ListenHost,
+		AltHTTPPort: acme.AltHTTPPort,
+		Logger:      zapToSlog(m.log),
+	}
+	if acme.DisableHTTPChallenge {
+		zs.CNAMEValidation = dns
+	}
+	return zs, nil
 }
 
 // dnsProvider builds the libdns provider the config names.

@@ -31,9 +31,12 @@ type managed struct {
 	magic *certmagic.Config
 	// acme is the ACME issuer whose HTTP-01 challenges the HTTP listener
 	// answers; nil for the local CA.
-	acme  *certmagic.ACMEIssuer
-	names []string
-	log   *slog.Logger
+	acme *certmagic.ACMEIssuer
+	// zerossl is the ZeroSSL API issuer (ca: zerossl, or Let's Encrypt's
+	// fallback), whose HTTP validation requests the HTTP listener answers.
+	zerossl *certmagic.ZeroSSLIssuer
+	names   []string
+	log     *slog.Logger
 	// async: an ACME CA may be slow or down, and the listeners must serve
 	// meanwhile (they answer its challenges); the local CA is instant.
 	async bool
@@ -77,10 +80,17 @@ func (m *managed) TLSConfig() *tls.Config {
 }
 
 func (m *managed) HTTPHandler(next http.Handler) http.Handler {
-	if m.acme == nil {
-		return next
+	h := next
+	if m.acme != nil {
+		h = m.acme.HTTPChallengeHandler(h)
 	}
-	return m.acme.HTTPChallengeHandler(next)
+	if m.zerossl != nil {
+		// ZeroSSL's API validates over plain HTTP under
+		// /.well-known/pki-validation/, and does not follow the redirect
+		// to https that everything else on the HTTP listener gets.
+		h = m.zerossl.HTTPValidationHandler(h)
+	}
+	return h
 }
 
 func (m *managed) Start(ctx context.Context) error {

@@ -36,6 +36,9 @@ func TestTLSProblems(t *testing.T) {
 		{"zerossl without key", "  mode: acme\n  email: a@example.com\n  ca: zerossl\n", []string{
 			"f.yaml:5: tls.zerossl_api_key_file: is required with ca: zerossl",
 		}},
+		{"zerossl with tls-alpn-01 only", "  mode: acme\n  email: a@example.com\n  zerossl_api_key_file: " + garbage + "\n  challenges: [tls-alpn-01]\n", []string{
+			"f.yaml:9: tls.challenges: ZeroSSL validates by http-01 or dns-01 (a CNAME record); add one of them",
+		}},
 		{"unreadable ca_root", "  mode: acme\n  email: a@example.com\n  ca_root: " + missing + "\n", []string{
 			"f.yaml:8: tls.ca_root: cannot be read: " + missing + ": no such file or directory",
 		}},

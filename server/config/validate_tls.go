@@ -75,6 +75,11 @@ func (v *validator) validateACME() {
 	if t.CA == "zerossl" && t.ZeroSSLAPIKeyFile == "" {
 		v.errf("tls.zerossl_api_key_file", "is required with ca: zerossl")
 	}
+	if t.ZeroSSLAPIKeyFile != "" && !slices.Contains(t.Challenges, ChallengeHTTP01) && !slices.Contains(t.Challenges, ChallengeDNS01) {
+		// ZeroSSL's API validates by a file over HTTP or a CNAME record;
+		// it has no TLS-ALPN validation.
+		v.errf("tls.challenges", "ZeroSSL validates by http-01 or dns-01 (a CNAME record); add one of them")
+	}
 	for _, f := range []struct{ field, path string }{{"tls.ca_root", t.CARoot}, {"tls.zerossl_api_key_file", t.ZeroSSLAPIKeyFile}, {"tls.dns.api_token_file", t.DNS.APITokenFile}} {
 		if f.path == "" {
 			continue
