@@ -101,16 +101,22 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 }
 
-// TestSystemdNotify: with NOTIFY_SOCKET, systemd hears READY, then
-// RELOADING (with MONOTONIC_USEC) and READY around a reload, then STOPPING.
-func TestSystemdNotify(t *testing.T) {
+// notifySocket listens where systemd would, and points NOTIFY_SOCKET at it.
+func notifySocket(t *testing.T) *net.UnixConn {
 	sock := filepath.Join(t.TempDir(), "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	t.Setenv("NOTIFY_SOCKET", sock)
+	return conn
+}
+
+// TestSystemdNotify: with NOTIFY_SOCKET, systemd hears READY, then
+// RELOADING (with MONOTONIC_USEC) and READY around a reload, then STOPPING.
+func TestSystemdNotify(t *testing.T) {
+	conn := notifySocket(t)
 	next := func() string {
 		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		buf := make([]byte, 4096)
@@ -156,13 +162,7 @@ func TestSystemdWatchdog(t *testing.T) {
 		{"another process's", os.Getpid() + 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sock := filepath.Join(t.TempDir(), "notify.sock")
-			conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			t.Setenv("NOTIFY_SOCKET", sock)
+			conn := notifySocket(t)
 			t.Setenv("WATCHDOG_USEC", "200000") // pets every 100 ms
 			t.Setenv("WATCHDOG_PID", strconv.Itoa(tc.pid))
 			// collect reads every datagram until the deadline.
