@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wellknownd/wellknownd/internal/freeport"
 	"github.com/wellknownd/wellknownd/server/config"
 )
 
@@ -256,12 +257,7 @@ func TestProxyAdminPaths(t *testing.T) {
 }
 
 func TestProxyUpstreamDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeport.Addr(t) // nothing listens there
 	ts := newEdge(t, edgeConfig("http://"+addr, ""))
 	resp, b := send(t, ts, "GET", "matrix.example.com", "/_matrix/client/versions", nil)
 	var body struct{ Errcode, Error string }

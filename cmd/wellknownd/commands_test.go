@@ -7,6 +7,8 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/wellknownd/wellknownd/internal/freeport"
 )
 
 func TestValidateCommand(t *testing.T) {
@@ -40,15 +42,10 @@ func TestValidateCommand(t *testing.T) {
 
 func TestServeRefusesBadConfig(t *testing.T) {
 	// Take a free port, then point the bad config at it: nothing may listen.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeport.Addr(t)
 	bad := writeConfig(t, strings.Replace(strings.Replace(exampleConfig, "http: 127.0.0.1:0", "http: "+addr, 1), "client_base_url: https://matrix.example.com", "client_base_url: matrix.example.com", 1))
 	var errOut bytes.Buffer
-	err = run(context.Background(), []string{"serve", "-config", bad}, &bytes.Buffer{}, &errOut)
+	err := run(context.Background(), []string{"serve", "-config", bad}, &bytes.Buffer{}, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "1 error; nothing started") {
 		t.Fatalf("serve with bad config: %v", err)
 	}

@@ -20,7 +20,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -33,6 +32,8 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/libdns/libdns"
+
+	"github.com/wellknownd/wellknownd/internal/freeport"
 )
 
 // CA is a running Pebble.
@@ -179,19 +180,11 @@ func apiCertificate(t testing.TB) (tls.Certificate, []byte) {
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER})
 }
 
-func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t testing.TB) string { return freeport.Addr(t) }
 
-// FreePort returns a loopback port nothing listens on now.
-func FreePort(t testing.TB) int {
-	return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(freeAddr(t))).Port
-}
+// FreePort returns a loopback port nothing listens on now, and that no
+// concurrently running test will be given by the kernel (see freeport).
+func FreePort(t testing.TB) int { return freeport.Port(t) }
 
 func waitTCP(t testing.TB, addr string) {
 	for i := 0; i < 100; i++ {

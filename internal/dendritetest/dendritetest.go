@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/wellknownd/wellknownd/internal/freeport"
 	"github.com/wellknownd/wellknownd/server/dendriteadmin"
 )
 
@@ -252,16 +252,9 @@ func WaitUp(baseURL string, timeout time.Duration) error {
 	return fmt.Errorf("after %s: %v", timeout, last)
 }
 
-// FreeAddr returns a loopback address with a port nothing listens on now.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// FreeAddr returns a loopback address with a port nothing listens on now
+// (see freeport).
+func FreeAddr(t testing.TB) string { return freeport.Addr(t) }
 
 // Register creates a user through shared-secret registration on baseURL.
 func Register(ctx context.Context, baseURL, secret, user, password string, admin bool) error {
