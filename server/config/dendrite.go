@@ -52,8 +52,13 @@ func (v *validator) validateDendrite() {
 			continue
 		}
 		var doc yaml.Node
-		if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
-			v.problems = append(v.problems, Problem{File: path, Msg: fmt.Sprintf("is not valid YAML: %v", err)})
+		if err := yaml.Unmarshal(data, &doc); err != nil {
+			line, msg := syntaxLine(err, data)
+			v.problems = append(v.problems, Problem{File: path, Line: line, Msg: "is not valid YAML: " + msg})
+			continue
+		}
+		if len(doc.Content) == 0 {
+			v.problems = append(v.problems, Problem{File: path, Msg: "is empty; Dendrite needs its configuration (wellknownd init writes one)"})
 			continue
 		}
 		d := dendriteDoc{file: path, root: doc.Content[0]}
