@@ -210,8 +210,10 @@ func (e *entry) probe(ctx context.Context, fails int) int {
 	state := e.getState()
 	if err == nil {
 		if state != Ready {
-			e.set(Ready)
+			// Log first: set wakes the entries started after this one,
+			// and their "started" must not precede this "ready".
 			e.log.Info("ready")
+			e.set(Ready)
 		}
 		return 0
 	}
@@ -220,8 +222,8 @@ func (e *entry) probe(ctx context.Context, fails int) int {
 	}
 	fails++
 	if state == Ready && fails >= e.sup.policy.UnhealthyAfter {
-		e.set(Unhealthy)
 		e.log.Warn("unhealthy: readiness probe fails", "failures", fails, "err", err)
+		e.set(Unhealthy)
 	}
 	return fails
 }
