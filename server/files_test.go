@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/acmetest"
+	"github.com/wellknownd/wellknownd/internal/freeport"
 )
 
 // selfSigned writes a certificate for names and its key as PEM files and
@@ -55,7 +55,7 @@ func TestFilesModeSwapsAndKeepsOnCorruption(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "key.pem")
 	a := selfSigned(t, certFile, keyFile, 1001, "example.com", "matrix.example.com")
-	tlsPort := acmetest.FreePort(t)
+	tlsPort := freeport.Port(t)
 	runEdge(t, fmt.Sprintf(`server_name: example.com
 delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
 listen: {http: "", https: "127.0.0.1:%d", federation: "", admin: ""}

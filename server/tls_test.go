@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wellknownd/wellknownd/internal/acmetest"
+	"github.com/wellknownd/wellknownd/internal/freeport"
 	"github.com/wellknownd/wellknownd/server/config"
 )
 
@@ -122,7 +123,7 @@ func TestACMEObtainHTTP01(t *testing.T)    { testACMEObtain(t, "http-01") }
 func TestACMEObtainTLSALPN01(t *testing.T) { testACMEObtain(t, "tls-alpn-01") }
 
 func testACMEObtain(t *testing.T, challenge string) {
-	httpPort, tlsPort := acmetest.FreePort(t), acmetest.FreePort(t)
+	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
 	ca := acmetest.Start(t, httpPort, tlsPort)
 	runEdge(t, acmeConfig(ca, httpPort, tlsPort, t.TempDir(), challenge))
 	tlsAddr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
@@ -172,7 +173,7 @@ func testACMEObtain(t *testing.T, challenge string) {
 }
 
 func TestACMEObtainDNS01(t *testing.T) {
-	httpPort, tlsPort := acmetest.FreePort(t), acmetest.FreePort(t)
+	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
 	ca := acmetest.Start(t, httpPort, tlsPort)
 	provider := ca.Provider()
 	// The config names Cloudflare, as a user's would; the test's DNS server
@@ -194,7 +195,7 @@ func TestACMEObtainDNS01(t *testing.T) {
 // the current certificate serving; a restart with the CA off serves the
 // stored certificate.
 func TestACMERenewRestartAndOutage(t *testing.T) {
-	httpPort, tlsPort := acmetest.FreePort(t), acmetest.FreePort(t)
+	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
 	ca := acmetest.Start(t, httpPort, tlsPort)
 	storage := t.TempDir()
 	cfg := acmeConfig(ca, httpPort, tlsPort, storage, "http-01, tls-alpn-01")

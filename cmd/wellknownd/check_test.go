@@ -24,6 +24,7 @@ import (
 
 	"github.com/wellknownd/wellknownd/internal/acmetest"
 	"github.com/wellknownd/wellknownd/internal/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/freeport"
 	"github.com/wellknownd/wellknownd/server/fedcheck"
 )
 
@@ -36,7 +37,7 @@ type stack struct {
 }
 
 func startStack(t *testing.T) *stack {
-	httpPort, tlsPort := acmetest.FreePort(t), acmetest.FreePort(t)
+	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
 	pebble := acmetest.Start(t, httpPort, tlsPort)
 	den := dendritetest.Start(t, dendritetest.Options{ServerName: "example.com"})
 	cfg := fmt.Sprintf(`server_name: example.com
@@ -179,7 +180,7 @@ func TestCheckRealStack(t *testing.T) {
 	}
 
 	t.Run("m.server pointing at a closed port", func(t *testing.T) {
-		closed := dendritetest.FreeAddr(t)
+		closed := freeport.Addr(t)
 		out, err := s.check(t, wellKnown("matrix.example.com:8449"), s.tlsAddr, "-resolve", "matrix.example.com:8449:"+closed)
 		line := failing(t, out, "connection to "+closed+" (matrix.example.com:8449)")
 		if err == nil || !strings.Contains(line, ": nothing answers there: ") || !strings.Contains(line, "connection refused") {

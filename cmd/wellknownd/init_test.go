@@ -17,6 +17,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 
 	"github.com/wellknownd/wellknownd/internal/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/freeport"
 )
 
 // TestInitBoots: "wellknownd init" writes a deployment whose dendrite.yaml
@@ -25,7 +26,7 @@ import (
 // through the edge, is the generated one and signs correctly.
 func TestInitBoots(t *testing.T) {
 	dir := t.TempDir()
-	dendAddr := dendritetest.FreeAddr(t)
+	dendAddr := freeport.Addr(t)
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"init", "-server-name", "example.com", "-delegate", "matrix.example.com",
 		"-dir", dir, "-dendrite-bin", filepath.Join(dendritetest.Binaries(t), "dendrite"), "-dendrite-addr", dendAddr}, &out, &out)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wellknownd/wellknownd/internal/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/freeport"
 )
 
 // asPostgres runs argv as the postgres user (PostgreSQL refuses root).
@@ -47,7 +48,7 @@ func TestSupervisePostgresStack(t *testing.T) {
 	if out, err := exec.Command(initdb[0], initdb[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	port := strings.TrimPrefix(dendritetest.FreeAddr(t), "127.0.0.1:")
+	port := strings.TrimPrefix(freeport.Addr(t), "127.0.0.1:")
 	den := dendritetest.Setup(t, dendritetest.Options{ServerName: "example.com",
 		Database: "postgres://dendrite@127.0.0.1:" + port + "/postgres?sslmode=disable"})
 

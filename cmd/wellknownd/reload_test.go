@@ -15,14 +15,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/freeport"
 )
 
 // TestReloadUnderLoad: under continuous load, a reload changes the client
 // document and adds a host with zero failed requests; a broken config
 // leaves the running one serving; SIGHUP does the same as POST /reload.
 func TestReloadUnderLoad(t *testing.T) {
-	adminAddr := dendritetest.FreeAddr(t)
+	adminAddr := freeport.Addr(t)
 	cfg := strings.Replace(exampleConfig, "admin: 127.0.0.1:0", "admin: "+adminAddr, 1)
 	d := startDaemon(t, cfg, "http", "admin")
 	path := d.configPath

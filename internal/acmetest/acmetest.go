@@ -69,7 +69,7 @@ func Start(t testing.TB, httpPort, tlsPort int) *CA {
 		logger = log.New(os.Stderr, "pebble ", log.LstdFlags)
 	}
 
-	dnsAddr := freeAddr(t)
+	dnsAddr := freeport.Addr(t)
 	dns, err := challtestsrv.New(challtestsrv.Config{DNSAddrs: []string{dnsAddr}, Log: logger})
 	if err != nil {
 		t.Fatal(err)
@@ -179,12 +179,6 @@ func apiCertificate(t testing.TB) (tls.Certificate, []byte) {
 	return tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey},
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER})
 }
-
-func freeAddr(t testing.TB) string { return freeport.Addr(t) }
-
-// FreePort returns a loopback port nothing listens on now, and that no
-// concurrently running test will be given by the kernel (see freeport).
-func FreePort(t testing.TB) int { return freeport.Port(t) }
 
 func waitTCP(t testing.TB, addr string) {
 	for i := 0; i < 100; i++ {

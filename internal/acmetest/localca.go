@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/wellknownd/wellknownd/internal/freeport"
 )
 
 // LocalCA is a throwaway CA for servers that stand in for misconfigured
@@ -102,7 +104,7 @@ func StartNXDomain() (addr string, stop func(), err error) {
 
 // serveDNS runs h over UDP and TCP on a free loopback port until the test ends.
 func serveDNS(t testing.TB, h dns.Handler) string {
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	for _, network := range []string{"udp", "tcp"} {
 		srv := &dns.Server{Addr: addr, Net: network, Handler: h}
 		go srv.ListenAndServe()

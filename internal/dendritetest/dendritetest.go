@@ -122,7 +122,7 @@ func Setup(t testing.TB, o Options) *Dendrite {
 		o.MaxFileSize = 10 << 20
 	}
 	if o.Addr == "" {
-		o.Addr = FreeAddr(t)
+		o.Addr = freeport.Addr(t)
 	}
 	dir := t.TempDir()
 	d := &Dendrite{Dir: dir, Addr: o.Addr, URL: "http://" + o.Addr, ConfigPath: filepath.Join(dir, "dendrite.yaml"), Secret: "test-secret-" + filepath.Base(dir)}
@@ -251,10 +251,6 @@ func WaitUp(baseURL string, timeout time.Duration) error {
 	}
 	return fmt.Errorf("after %s: %v", timeout, last)
 }
-
-// FreeAddr returns a loopback address with a port nothing listens on now
-// (see freeport).
-func FreeAddr(t testing.TB) string { return freeport.Addr(t) }
 
 // Register creates a user through shared-secret registration on baseURL.
 func Register(ctx context.Context, baseURL, secret, user, password string, admin bool) error {
