@@ -41,10 +41,6 @@ func (n ServerName) String() string {
 	return h
 }
 
-// HostHeader is what a federation request to this name carries in Host:
-// the hostname and port exactly as delegated.
-func (n ServerName) HostHeader() string { return n.String() }
-
 // ParseServerName parses s as a Matrix server name. The error says what is
 // wrong in words a person can act on.
 func ParseServerName(s string) (ServerName, error) {

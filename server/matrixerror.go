@@ -8,11 +8,11 @@ import (
 
 // Matrix error codes this edge answers with.
 const (
-	errNotFound     = "M_NOT_FOUND"
-	errUnrecognized = "M_UNRECOGNIZED"
-	errForbidden    = "M_FORBIDDEN"
-	errUnknown      = "M_UNKNOWN"
-	errTooLarge     = "M_TOO_LARGE"
+	codeNotFound     = "M_NOT_FOUND"
+	codeUnrecognized = "M_UNRECOGNIZED"
+	codeForbidden    = "M_FORBIDDEN"
+	codeUnknown      = "M_UNKNOWN"
+	codeTooLarge     = "M_TOO_LARGE"
 )
 
 // writeMatrixError answers with the JSON error body Matrix clients parse,

@@ -13,15 +13,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Route classes, the route label of request metrics.
+// routeClass is the route label of request metrics, as an index into
+// routeClasses: a request picks its pre-curried metrics by it.
+type routeClass int
+
 const (
-	classWellKnown  = "wellknown"
-	classClient     = "client"
-	classFederation = "federation"
-	classOther      = "other"
+	classWellKnown routeClass = iota
+	classClient
+	classFederation
+	classOther
+	numRouteClasses
 )
 
-var routeClasses = []string{classWellKnown, classClient, classFederation, classOther}
+// routeClasses are the label values, by routeClass.
+var routeClasses = [numRouteClasses]string{
+	classWellKnown:  "wellknown",
+	classClient:     "client",
+	classFederation: "federation",
+	classOther:      "other",
+}
 
 // hostUnknown is the host label of requests for names not in hosts: the
 // label never carries a raw Host header, which anyone can fill.
@@ -94,8 +104,8 @@ func (m *metrics) handler() http.Handler {
 // hostMetrics are a host's metrics with the host label already bound, so
 // that a request costs one label lookup (its status code), not three.
 type hostMetrics struct {
-	requests [4]*prometheus.CounterVec // by route class, curried with host
-	duration [4]prometheus.Observer
+	requests [numRouteClasses]*prometheus.CounterVec // curried with host
+	duration [numRouteClasses]prometheus.Observer
 }
 
 func (m *metrics) forHost(host string) *hostMetrics {
@@ -107,17 +117,17 @@ func (m *metrics) forHost(host string) *hostMetrics {
 	return hm
 }
 
-// classOf is the route class of a path, as an index into routeClasses.
-func classOf(path string) int {
+// classOf is the route class of a path.
+func classOf(path string) routeClass {
 	switch {
 	case strings.HasPrefix(path, wellKnownPrefix):
-		return 0
+		return classWellKnown
 	case isFederationPath(path):
-		return 2
+		return classFederation
 	case strings.HasPrefix(path, "/_matrix/") || strings.HasPrefix(path, "/_synapse/client/"):
-		return 1
+		return classClient
 	}
-	return 3
+	return classOther
 }
 
 // codes are status codes as label values, made once.
@@ -165,7 +175,7 @@ func (r *statusRecorder) Write(p []byte) (int, error) {
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // observe records one answered request.
-func (hm *hostMetrics) observe(class, status int, took time.Duration) {
+func (hm *hostMetrics) observe(class routeClass, status int, took time.Duration) {
 	hm.requests[class].WithLabelValues(codeLabel(status)).Inc()
 	hm.duration[class].Observe(took.Seconds())
 }

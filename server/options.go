@@ -28,7 +28,7 @@ func WithOnServing(f func()) Option {
 }
 
 // WithReloader gives the admin listener's POST /reload the function that
-// re-reads the configuration and calls Reload.
+// re-reads the configuration and calls Reload: the same one SIGHUP runs.
 func WithReloader(f func(context.Context) error) Option {
 	return func(o *options) { o.reloader = f }
 }

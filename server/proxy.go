@@ -94,7 +94,7 @@ func (p *matrixProxy) errorHandler(w http.ResponseWriter, r *http.Request, err e
 	switch {
 	case errors.As(err, &tooLarge):
 		p.metrics.proxyErrors.WithLabelValues("too_large").Inc()
-		writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, errTooLarge, "Request body too large")
+		writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, codeTooLarge, "Request body too large")
 		return
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer.
@@ -124,7 +124,7 @@ func (p *matrixProxy) errorHandler(w http.ResponseWriter, r *http.Request, err e
 	}
 	p.metrics.proxyErrors.WithLabelValues(kind).Inc()
 	p.log.Warn("proxy error", "upstream", p.target.Redacted(), "method", r.Method, "path", r.URL.Path, "status", status, "kind", kind, "err", err)
-	writeMatrixError(w, corsClientAPI, status, errUnknown, msg)
+	writeMatrixError(w, corsClientAPI, status, codeUnknown, msg)
 }
 
 func idempotent(method string) bool {

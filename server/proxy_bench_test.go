@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/wellknownd/wellknownd/internal/edgeconf"
 )
 
 // zeros is an endless reader of zero bytes.
@@ -47,7 +49,7 @@ func BenchmarkProxyUpload1GiB(b *testing.B) {
 		w.Write([]byte(strconv.FormatInt(n, 10)))
 	}))
 	defer up.Close()
-	ts := newEdgeB(b, strings.Replace(edgeConfig(up.URL, ""), "max_body: 1KiB", "max_body: 2GiB", 1))
+	ts := newEdgeB(b, edgeconf.Plain(up.URL, "2GiB"))
 	b.SetBytes(size)
 	var peak int64
 	for b.Loop() {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wellknownd/wellknownd/internal/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/freeport"
 	"github.com/wellknownd/wellknownd/server/config"
 )
@@ -83,18 +84,10 @@ func newEdgeB(t testing.TB, cfgYAML string) *httptest.Server {
 	return ts
 }
 
-func edgeConfig(upstream string, extra string) string {
-	return `server_name: example.com
-delegation:
-  server: matrix.example.com:443
-  client_base_url: https://matrix.example.com
-hosts: [example.com, matrix.example.com]
-listen: {http: "127.0.0.1:0", https: "", federation: "", admin: ""}
-tls: {mode: "off"}
-upstream:
-  url: ` + upstream + `
-  max_body: 1KiB
-` + extra
+// edgeConfig is the test edge with a 1 KiB body cap, so that limits are
+// cheap to cross.
+func edgeConfig(upstream string, upstreamLines ...string) string {
+	return edgeconf.Plain(upstream, "1KiB", upstreamLines...)
 }
 
 func send(t *testing.T, ts *httptest.Server, method, host, path string, body io.Reader, hdr ...string) (*http.Response, string) {
@@ -118,7 +111,7 @@ func send(t *testing.T, ts *httptest.Server, method, host, path string, body io.
 
 func TestProxyForwardedHeaders(t *testing.T) {
 	up := newRecorder(t)
-	untrusted := newEdge(t, edgeConfig(up.URL, ""))
+	untrusted := newEdge(t, edgeConfig(up.URL))
 	send(t, untrusted, "GET", "matrix.example.com", "/_matrix/client/versions", nil,
 		"X-Forwarded-For", "6.6.6.6", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "evil.example", "Forwarded", "for=6.6.6.6", "X-Real-IP", "6.6.6.6")
 	got := up.last(t)
@@ -132,7 +125,7 @@ func TestProxyForwardedHeaders(t *testing.T) {
 		t.Errorf("untrusted peer's Forwarded/X-Real-IP reached the upstream: %v", got.header)
 	}
 
-	trusted := newEdge(t, edgeConfig(up.URL, "  trusted_proxies: [127.0.0.0/8]\n"))
+	trusted := newEdge(t, edgeConfig(up.URL, "trusted_proxies: [127.0.0.0/8]"))
 	send(t, trusted, "GET", "matrix.example.com", "/_matrix/client/versions", nil,
 		"X-Forwarded-For", "203.0.113.7, 198.51.100.2", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "matrix.example.com")
 	got = up.last(t)
@@ -146,7 +139,7 @@ func TestProxyForwardedHeaders(t *testing.T) {
 
 func TestProxyKeepsHostPathAndQueryBytes(t *testing.T) {
 	up := newRecorder(t)
-	ts := newEdge(t, edgeConfig(up.URL, ""))
+	ts := newEdge(t, edgeConfig(up.URL))
 	// Event and room IDs travel percent-encoded; %2F and %3A must not be
 	// decoded, and an odd query must not be re-encoded.
 	uri := "/_matrix/client/v3/rooms/%21abc%3Aexample.com/event/%24ev%2Fx%3Ay%2B?since=s1_2%3B3;x=%zz&filter=%7B%7D"
@@ -190,7 +183,7 @@ func TestProxyKeepsHostPathAndQueryBytes(t *testing.T) {
 
 func TestProxyBodyLimit(t *testing.T) {
 	up := newRecorder(t)
-	ts := newEdge(t, edgeConfig(up.URL, ""))
+	ts := newEdge(t, edgeConfig(up.URL))
 
 	// Within the limit, the body arrives whole.
 	resp, _ := send(t, ts, "POST", "matrix.example.com", "/_matrix/media/v3/upload", strings.NewReader(strings.Repeat("a", 1024)), "Content-Type", "application/octet-stream")
@@ -235,14 +228,14 @@ func TestProxyBodyLimit(t *testing.T) {
 
 func TestProxyAdminPaths(t *testing.T) {
 	up := newRecorder(t)
-	closed := newEdge(t, edgeConfig(up.URL, ""))
+	closed := newEdge(t, edgeConfig(up.URL))
 	for _, p := range []string{"/_synapse/admin/v1/register", "/_dendrite/admin/evacuateRoom/!a:example.com"} {
 		resp, b := send(t, closed, "GET", "matrix.example.com", p, nil)
 		if resp.StatusCode != 403 || !strings.Contains(b, `"errcode":"M_FORBIDDEN"`) {
 			t.Errorf("%s from outside expose_admin: %d %s", p, resp.StatusCode, b)
 		}
 		// A forged X-Forwarded-For from an untrusted peer changes nothing.
-		resp, _ = send(t, newEdge(t, edgeConfig(up.URL, "  expose_admin: [10.0.0.0/8]\n")), "GET", "matrix.example.com", p, nil, "X-Forwarded-For", "10.1.2.3")
+		resp, _ = send(t, newEdge(t, edgeConfig(up.URL, "expose_admin: [10.0.0.0/8]")), "GET", "matrix.example.com", p, nil, "X-Forwarded-For", "10.1.2.3")
 		if resp.StatusCode != 403 {
 			t.Errorf("%s with forged X-Forwarded-For: %d", p, resp.StatusCode)
 		}
@@ -250,7 +243,7 @@ func TestProxyAdminPaths(t *testing.T) {
 	if up.count() != 0 {
 		t.Fatalf("admin requests reached the upstream")
 	}
-	open := newEdge(t, edgeConfig(up.URL, "  expose_admin: [127.0.0.1]\n"))
+	open := newEdge(t, edgeConfig(up.URL, "expose_admin: [127.0.0.1]"))
 	if resp, _ := send(t, open, "GET", "matrix.example.com", "/_synapse/admin/v1/register", nil); resp.StatusCode != 200 || up.last(t).requestURI != "/_synapse/admin/v1/register" {
 		t.Fatalf("admin path from expose_admin: %d", resp.StatusCode)
 	}
@@ -258,7 +251,7 @@ func TestProxyAdminPaths(t *testing.T) {
 
 func TestProxyUpstreamDown(t *testing.T) {
 	addr := freeport.Addr(t) // nothing listens there
-	ts := newEdge(t, edgeConfig("http://"+addr, ""))
+	ts := newEdge(t, edgeConfig("http://"+addr))
 	resp, b := send(t, ts, "GET", "matrix.example.com", "/_matrix/client/versions", nil)
 	var body struct{ Errcode, Error string }
 	if err := json.Unmarshal([]byte(b), &body); err != nil || resp.StatusCode != 502 || body.Errcode != "M_UNKNOWN" {
@@ -275,7 +268,7 @@ func TestProxyUpstreamDown(t *testing.T) {
 func TestProxyRoutes(t *testing.T) {
 	up := newRecorder(t)
 	fed := newRecorder(t)
-	ts := newEdge(t, edgeConfig(up.URL, "  federation_url: "+fed.URL+"\n"))
+	ts := newEdge(t, edgeConfig(up.URL, "federation_url: "+fed.URL))
 	cases := []struct {
 		host, path string
 		want       *recorder // nil: answered by the edge

@@ -9,15 +9,22 @@ import (
 	"github.com/wellknownd/wellknownd/server/config"
 )
 
-// Reload applies a new, validated configuration while serving: documents,
-// hosts, routes and upstreams swap in one step (a request sees all of the
-// old or all of the new), certificates are obtained for added hosts, and
-// supervised entries restart only if their own entry changed. What only a
-// restart can apply (listeners, the TLS section) is refused, and then
-// nothing changes.
-func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
+// Reload reads a configuration with load and applies it while serving:
+// documents, hosts, routes and upstreams swap in one step (a request sees
+// all of the old or all of the new), certificates are obtained for added
+// hosts, and supervised entries restart only if their own entry changed.
+// What only a restart can apply (listeners, the TLS section) is refused, and
+// then nothing changes; so does an error from load.
+//
+// Reloads run one at a time, and load runs inside that lock: of two
+// reloads racing an edit of the file, the one that read last applies last.
+func (s *Server) Reload(ctx context.Context, load func() (*config.Config, error)) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
 	old := s.config()
 	if what := restartOnly(old, cfg); what != "" {
 		return fmt.Errorf("%s changed, which only a restart applies; the running configuration is unchanged", what)

@@ -68,13 +68,13 @@ func (m *matrixRoutes) edge(next http.Handler) http.Handler {
 			// Answer at once: dialling a homeserver that is restarting
 			// would hang the client until the dial times out.
 			w.Header()["Retry-After"] = retryAfter
-			writeMatrixError(w, corsClientAPI, http.StatusServiceUnavailable, errUnknown, "The homeserver is starting; try again shortly")
+			writeMatrixError(w, corsClientAPI, http.StatusServiceUnavailable, codeUnknown, "The homeserver is starting; try again shortly")
 			return
 		}
 		if r.ContentLength > m.maxBody {
 			// Refused before a byte of the body is read: an oversized
 			// upload costs neither bandwidth to Dendrite nor its disk.
-			writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, errTooLarge, "Request body too large")
+			writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, codeTooLarge, "Request body too large")
 			return
 		}
 		if r.ContentLength < 0 {
@@ -92,7 +92,7 @@ func (m *matrixRoutes) edge(next http.Handler) http.Handler {
 func (m *matrixRoutes) adminOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !m.exposeAdmin.contains(clientAddr(r, m.trusted)) {
-			writeMatrixError(w, corsClientAPI, http.StatusForbidden, errForbidden, "Admin APIs are not exposed here")
+			writeMatrixError(w, corsClientAPI, http.StatusForbidden, codeForbidden, "Admin APIs are not exposed here")
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wellknownd/wellknownd/delegation"
-	"github.com/wellknownd/wellknownd/server/fedcheck"
+	"github.com/wellknownd/wellknownd/fedcheck"
 )
 
 // selfCheck runs "wellknownd check" against this daemon once it is ready,

@@ -56,7 +56,7 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
 	}
 	s.federation = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isFederationPath(r.URL.Path) {
-			writeMatrixError(w, corsClientAPI, http.StatusNotFound, errUnrecognized, "Only the federation API is served on this port")
+			writeMatrixError(w, corsClientAPI, http.StatusNotFound, codeUnrecognized, "Only the federation API is served on this port")
 			return
 		}
 		mr.edgeFederation.ServeHTTP(w, r)
@@ -83,7 +83,7 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
 			r.MethodNotAllowed(fallback.ServeHTTP)
 		} else {
 			r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-				writeMatrixError(w, hr.cors, http.StatusNotFound, errUnrecognized, "Unrecognized request")
+				writeMatrixError(w, hr.cors, http.StatusNotFound, codeUnrecognized, "Unrecognized request")
 			})
 		}
 		hr.next = r
@@ -163,7 +163,7 @@ func (s *site) serve(w http.ResponseWriter, r *http.Request, hr *hostRoute) {
 // answering (or proxying) for a name that is not ours would let anyone
 // point their domain at this server.
 func misdirected(w http.ResponseWriter) {
-	writeMatrixError(w, corsReadOnly, http.StatusMisdirectedRequest, errUnrecognized, "This server does not serve that host name")
+	writeMatrixError(w, corsReadOnly, http.StatusMisdirectedRequest, codeUnrecognized, "This server does not serve that host name")
 }
 
 // serveWellKnown serves the request if it is for a discovery document.
@@ -213,7 +213,7 @@ func baseDomainHandler(b config.BaseDomain, up upstreamDeps) (http.Handler, erro
 		return newWebProxy(target, up), nil
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeMatrixError(w, corsReadOnly, http.StatusNotFound, errNotFound, "Not found")
+		writeMatrixError(w, corsReadOnly, http.StatusNotFound, codeNotFound, "Not found")
 	}), nil
 }
 

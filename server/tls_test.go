@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/wellknownd/wellknownd/internal/acmetest"
+	"github.com/wellknownd/wellknownd/internal/dnstest"
 	"github.com/wellknownd/wellknownd/internal/freeport"
+	"github.com/wellknownd/wellknownd/internal/wait"
 	"github.com/wellknownd/wellknownd/server/config"
 )
 
@@ -106,17 +108,12 @@ func handshake(addr, name string, roots *x509.CertPool) (*x509.Certificate, erro
 // against roots, and returns it.
 func waitCert(t *testing.T, addr, name string, roots *x509.CertPool) *x509.Certificate {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		leaf, err := handshake(addr, name, roots)
-		if err == nil {
-			return leaf
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no valid certificate for %s on %s: %v", name, addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	var leaf *x509.Certificate
+	wait.Until(t, "a valid certificate for "+name+" on "+addr, 60*time.Second, func() (err error) {
+		leaf, err = handshake(addr, name, roots)
+		return err
+	})
+	return leaf
 }
 
 func TestACMEObtainHTTP01(t *testing.T)    { testACMEObtain(t, "http-01") }
@@ -138,7 +135,7 @@ func testACMEObtain(t *testing.T, challenge string) {
 		t.Fatal("a certificate was served for a name not in hosts")
 	}
 	// And the documents come over the verified connection.
-	c := acmetest.Client(ca.Roots(), tlsAddr)
+	c := dnstest.PinnedClient(ca.Roots(), tlsAddr)
 	resp, err := c.Get("https://example.com/.well-known/matrix/server")
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ func newWebProxy(target *url.URL, up upstreamDeps) http.Handler {
 		BufferPool: up.buffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			up.log.LogAttrs(r.Context(), slog.LevelWarn, "base domain proxy failed", slog.String("upstream", target.Redacted()), slog.Any("err", err))
-			writeMatrixError(w, corsReadOnly, http.StatusBadGateway, errUnknown, "The web site behind this domain is not reachable")
+			writeMatrixError(w, corsReadOnly, http.StatusBadGateway, codeUnknown, "The web site behind this domain is not reachable")
 		},
 	}
 }

@@ -69,12 +69,12 @@ func (wk *wellKnown) serve(w http.ResponseWriter, r *http.Request, cors corsMeth
 		d = wk.support
 	}
 	if d == nil {
-		writeMatrixError(w, cors, http.StatusNotFound, errNotFound, "No such document")
+		writeMatrixError(w, cors, http.StatusNotFound, codeNotFound, "No such document")
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h["Allow"] = corsReadOnly
-		writeMatrixError(w, cors, http.StatusMethodNotAllowed, errUnrecognized, "Method not allowed")
+		writeMatrixError(w, cors, http.StatusMethodNotAllowed, codeUnrecognized, "Method not allowed")
 		return
 	}
 	setCORS(h, cors)

@@ -10,7 +10,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,13 +18,13 @@ import (
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
-	"github.com/matrix-org/gomatrixserverlib/fclient"
-	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/wellknownd/wellknownd/fedcheck"
 	"github.com/wellknownd/wellknownd/internal/acmetest"
 	"github.com/wellknownd/wellknownd/internal/dendritetest"
 	"github.com/wellknownd/wellknownd/internal/freeport"
-	"github.com/wellknownd/wellknownd/server/fedcheck"
+	"github.com/wellknownd/wellknownd/internal/localca"
+	"github.com/wellknownd/wellknownd/internal/wait"
 )
 
 // stack is Dendrite behind wellknownd with certificates from Pebble:
@@ -33,7 +32,7 @@ import (
 type stack struct {
 	tlsAddr string
 	caFile  string // Pebble's root and the local CA's
-	local   *acmetest.LocalCA
+	local   *localca.CA
 }
 
 func startStack(t *testing.T) *stack {
@@ -50,25 +49,20 @@ tls: {mode: acme, email: admin@example.com, ca: %s, ca_root: %s, storage: %s}
 upstream: {url: %s}
 `, httpPort, tlsPort, pebble.DirectoryURL, pebble.APIRootFile, t.TempDir(), den.URL)
 	startDaemon(t, cfg, "https")
-	s := &stack{tlsAddr: fmt.Sprintf("127.0.0.1:%d", tlsPort), local: acmetest.NewLocalCA(t)}
+	s := &stack{tlsAddr: fmt.Sprintf("127.0.0.1:%d", tlsPort), local: localca.New(t)}
 	s.caFile = filepath.Join(t.TempDir(), "roots.pem")
 	os.WriteFile(s.caFile, append(pebble.RootPEM(), s.local.PEM()...), 0o644)
 	// Wait for both certificates.
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pebble.RootPEM())
 	for _, name := range []string{"example.com", "matrix.example.com"} {
-		deadline := time.Now().Add(60 * time.Second)
-		for {
+		wait.Until(t, "a certificate for "+name, 60*time.Second, func() error {
 			c, err := tls.Dial("tcp", s.tlsAddr, &tls.Config{ServerName: name, RootCAs: pool})
 			if err == nil {
 				c.Close()
-				break
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no certificate for %s: %v", name, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return err
+		})
 	}
 	return s
 }
@@ -248,73 +242,4 @@ func TestCheckRealStack(t *testing.T) {
 			t.Fatalf("a correctly signing key server fails:\n%s", out)
 		}
 	})
-}
-
-// TestResolutionAgreesWithGomatrixserverlib: for the same inputs, the
-// checker's resolution and gomatrixserverlib's (Dendrite's own resolver)
-// find the same destinations, Host headers and TLS names.
-func TestResolutionAgreesWithGomatrixserverlib(t *testing.T) {
-	local := acmetest.NewLocalCA(t)
-	docs := map[string]string{
-		"example.com":      `{"m.server":"matrix.example.com:443"}`,
-		"noport.example":   `{"m.server":"matrix.example.com"}`,
-		"ipdeleg.example":  `{"m.server":"[::1]:8448"}`,
-		"ip4deleg.example": `{"m.server":"127.0.0.1"}`,
-	}
-	names := []string{"example.com", "noport.example", "ipdeleg.example", "ip4deleg.example", "none.example"}
-	wk := local.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		doc, ok := docs[hostOnlyTest(r.Host)]
-		if !ok || r.URL.Path != "/.well-known/matrix/server" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write([]byte(doc))
-	}), names...)
-	// gomatrixserverlib fetches over http.DefaultTransport, which points at
-	// this test's server, and looks SRV records up with net.DefaultResolver,
-	// which TestMain pointed at a DNS server that knows no name.
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(local.PEM())
-	savedTransport := http.DefaultTransport
-	http.DefaultTransport = &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, wk)
-		},
-	}
-	t.Cleanup(func() { http.DefaultTransport = savedTransport })
-
-	resolve := map[string]string{}
-	for _, n := range names {
-		resolve[n+":443"] = wk
-	}
-	opts := fedcheck.Options{Resolve: resolve, Roots: pool, Resolver: net.DefaultResolver, Timeout: 5 * time.Second}
-	inputs := append([]string{"1.2.3.4", "1.2.3.4:1234", "[::1]", "[2001:db8::1]:8448", "example.com:1234", "matrix.example.com:443"}, names...)
-	for _, in := range inputs {
-		theirs, err := fclient.ResolveServer(context.Background(), spec.ServerName(in))
-		if err != nil {
-			t.Fatalf("gomatrixserverlib ResolveServer(%s): %v", in, err)
-		}
-		ours, err := fedcheck.Resolve(context.Background(), in, opts)
-		if err != nil {
-			t.Fatalf("Resolve(%s): %v", in, err)
-		}
-		var a, b []string
-		for _, r := range theirs {
-			a = append(a, fmt.Sprintf("%s host=%s tls=%s", r.Destination, r.Host, r.TLSServerName))
-		}
-		for _, r := range ours {
-			b = append(b, fmt.Sprintf("%s host=%s tls=%s", r.Destination, r.Host, r.TLSServerName))
-		}
-		if strings.Join(a, "; ") != strings.Join(b, "; ") {
-			t.Errorf("%s:\n gomatrixserverlib: %s\n wellknownd check:  %s", in, strings.Join(a, "; "), strings.Join(b, "; "))
-		}
-	}
-}
-
-func hostOnlyTest(h string) string {
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		return host
-	}
-	return h
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wellknownd/wellknownd/internal/wait"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from the daemon and read from
@@ -114,7 +117,20 @@ func (d *daemon) stop() error {
 	return nil
 }
 
-// get sends one request to listener with the given Host and headers.
+// waitLog waits until the daemon has logged a line containing sub.
+func (d *daemon) waitLog(sub string, timeout time.Duration) {
+	d.t.Helper()
+	if err := wait.For(timeout, func() error {
+		if strings.Contains(d.stderr.String(), sub) {
+			return nil
+		}
+		return errors.New("not logged")
+	}); err != nil {
+		d.t.Fatalf("waiting for %q in the log: %v\n%s", sub, err, d.stderr)
+	}
+}
+
+// do sends one request to listener with the given Host and headers.
 func (d *daemon) do(method, listener, host, path string, hdr ...string) *http.Response {
 	d.t.Helper()
 	req, err := http.NewRequest(method, "http://"+d.addrs[listener]+path, nil)

@@ -16,21 +16,21 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/wellknownd/wellknownd/internal/dendriteadmin"
 	"github.com/wellknownd/wellknownd/internal/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/edgeconf"
 )
 
 // edgeConfig fronts upstream for example.com, delegated to
 // matrix.example.com, in plain HTTP.
-func edgeConfig(upstream string) string {
-	return strings.Replace(exampleConfig, "tls:\n", "upstream:\n  url: "+upstream+"\n  max_body: 100MiB\ntls:\n", 1)
-}
+func edgeConfig(upstream string) string { return edgeconf.Plain(upstream, "100MiB") }
 
 // loggedInClient registers user on Dendrite directly (shared secret: no
 // open registration) and logs in through the edge.
 func loggedInClient(t *testing.T, d *daemon, den *dendritetest.Dendrite, user string) *mautrix.Client {
 	t.Helper()
 	ctx := context.Background()
-	if err := dendritetest.Register(ctx, den.URL, den.Secret, user, "correct horse "+user, false); err != nil {
+	if err := dendriteadmin.Register(ctx, den.URL, den.Secret, user, "correct horse "+user, false); err != nil {
 		t.Fatal(err)
 	}
 	cli, err := mautrix.NewClient("https://matrix.example.com", "", "")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 
+	"github.com/wellknownd/wellknownd/internal/dendriteadmin"
 	"github.com/wellknownd/wellknownd/internal/dendritetest"
 	"github.com/wellknownd/wellknownd/internal/freeport"
 )
@@ -100,7 +101,7 @@ func TestInitBoots(t *testing.T) {
 	if m == nil {
 		t.Fatal("no registration secret in dendrite.yaml")
 	}
-	if err := dendritetest.Register(context.Background(), "http://"+dendAddr, string(m[1]), "admin", "a long password", true); err != nil {
+	if err := dendriteadmin.Register(context.Background(), "http://"+dendAddr, string(m[1]), "admin", "a long password", true); err != nil {
 		t.Fatalf("shared-secret registration with the generated secret: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wellknownd/wellknownd/internal/freeport"
+	"github.com/wellknownd/wellknownd/internal/wait"
 )
 
 // TestReloadUnderLoad: under continuous load, a reload changes the client
@@ -83,13 +84,9 @@ func TestReloadUnderLoad(t *testing.T) {
 	// SIGHUP: the same, from the service manager.
 	os.WriteFile(path, []byte(cfg), 0o600)
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	deadline := time.Now().Add(5 * time.Second)
-	for readBody(t, d.do("GET", "http", "example.com", "/.well-known/matrix/client")) != wantClient {
-		if time.Now().After(deadline) {
-			t.Fatal("SIGHUP did not reload")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.True(t, "SIGHUP to reload", 5*time.Second, func() bool {
+		return readBody(t, d.do("GET", "http", "example.com", "/.well-known/matrix/client")) == wantClient
+	})
 	if resp := d.do("GET", "http", "chat.example.com", "/.well-known/matrix/server"); readBody(t, resp) == "" || resp.StatusCode != 421 {
 		t.Fatalf("removed host after SIGHUP: %d", resp.StatusCode)
 	}

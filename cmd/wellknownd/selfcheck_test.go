@@ -24,13 +24,7 @@ supervise:
     ready: {http: "%s/_dendrite/monitor/up"}
 `, den.URL, cmd, den.Dir, den.URL)
 	d := startDaemon(t, cfg, "https", "federation", "admin")
-	deadline := time.Now().Add(2 * time.Minute)
-	for !strings.Contains(d.stderr.String(), "self-check:") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no self-check result logged:\n%s", d.stderr)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	d.waitLog("self-check:", 2*time.Minute)
 	time.Sleep(100 * time.Millisecond)
 	logs := d.stderr.String()
 	if !strings.Contains(logs, "self-check: every check passed") {

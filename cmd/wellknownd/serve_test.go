@@ -252,13 +252,7 @@ func TestGracefulStop(t *testing.T) {
 func TestRequestLog(t *testing.T) {
 	d := startDaemon(t, exampleConfig+"log: {requests: true}\n", "http")
 	readBody(t, d.do("GET", "http", "example.com", "/.well-known/matrix/server"))
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(d.stderr.String(), `msg=request method=GET host=example.com path=/.well-known/matrix/server status=200 bytes=37`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no request log line:\n%s", d.stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	d.waitLog(`msg=request method=GET host=example.com path=/.well-known/matrix/server status=200 bytes=37`, 5*time.Second)
 }
 
 // TestLogJSON: with log.format json every line on stderr is one JSON

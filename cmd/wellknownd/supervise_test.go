@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wellknownd/wellknownd/internal/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/wait"
 )
 
 // statusDoc is the admin listener's /status.
@@ -44,17 +45,16 @@ func (d *daemon) status() statusDoc {
 
 func (d *daemon) waitStatus(what string, timeout time.Duration, ok func(statusDoc) bool) statusDoc {
 	d.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		st := d.status()
-		if ok(st) {
-			return st
+	var st statusDoc
+	if err := wait.For(timeout, func() error {
+		if st = d.status(); ok(st) {
+			return nil
 		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("waiting for %s: status %+v\n%s", what, st, d.stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return fmt.Errorf("status %+v", st)
+	}); err != nil {
+		d.t.Fatalf("waiting for %s: %v\n%s", what, err, d.stderr)
 	}
+	return st
 }
 
 func supervisedConfig(den *dendritetest.Dendrite) string {

@@ -1,30 +1,23 @@
 // Package acmetest runs Let's Encrypt's test CA, Pebble, in-process for
-// tests, with a DNS server the test controls (challtestsrv): every name
-// resolves to 127.0.0.1, and TXT records are what the test puts there.
+// tests, with the DNS its validation authority asks (challtestsrv: every
+// name resolves to 127.0.0.1, TXT records are what the test puts there) and
+// a libdns provider that writes them.
 // Certificates are really issued: challenges are really validated against
 // the listeners under test.
 package acmetest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
 	"log"
-	"math/big"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/letsencrypt/challtestsrv"
 	"github.com/letsencrypt/pebble/v2/ca"
@@ -34,6 +27,8 @@ import (
 	"github.com/libdns/libdns"
 
 	"github.com/wellknownd/wellknownd/internal/freeport"
+	"github.com/wellknownd/wellknownd/internal/localca"
+	"github.com/wellknownd/wellknownd/internal/wait"
 )
 
 // CA is a running Pebble.
@@ -78,20 +73,22 @@ func Start(t testing.TB, httpPort, tlsPort int) *CA {
 	dns.SetDefaultDNSIPv6("")
 	dns.Run()
 	t.Cleanup(dns.Shutdown)
-	waitTCP(t, dnsAddr)
+	wait.TCP(t, dnsAddr)
 
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
 	validator := va.New(logger, httpPort, tlsPort, false, dnsAddr, store)
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 3, 5)
 
-	apiCert, apiRootPEM := apiCertificate(t)
+	// Pebble's bundled API certificate expires in 2027: its HTTPS
+	// certificate comes from a throwaway root instead.
+	apiCA := localca.New(t)
 	rootFile := filepath.Join(t.TempDir(), "pebble-api-root.pem")
-	if err := os.WriteFile(rootFile, apiRootPEM, 0o644); err != nil {
+	if err := os.WriteFile(rootFile, apiCA.PEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(front.Handler())
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{apiCert}}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{apiCA.Issue(t, "localhost", "127.0.0.1")}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	c := &CA{DirectoryURL: srv.URL + wfe.DirectoryPath, APIRootFile: rootFile, DNS: dns, ca: authority, srv: srv}
@@ -150,55 +147,7 @@ func (p *Provider) TXTWrites() int {
 	return p.Appended
 }
 
-// apiCertificate makes a throwaway root and a leaf for 127.0.0.1 and
-// localhost: Pebble's bundled test certificate expires in 2027.
-func apiCertificate(t testing.TB) (tls.Certificate, []byte) {
-	t.Helper()
-	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	rootTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "acmetest API root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := x509.ParseCertificate(rootDER)
-	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, root, leafKey.Public(), rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey},
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER})
-}
-
-func waitTCP(t testing.TB, addr string) {
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s never accepted", addr)
-}
-
-// Client returns an HTTP client that trusts only roots and connects every
-// request to addr, whatever the URL's host: what a remote peer does once
-// DNS points at this machine.
-func Client(roots *x509.CertPool, addr string) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		},
-	}}
+// RootPEM is Pebble's issuing root, for a -ca-file.
+func (c *CA) RootPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.ca.GetRootCert(0).Cert.Raw})
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/wellknownd/wellknownd/internal/dnstest"
 )
 
 // startZoneServer runs the DNS server that certmagic asks while solving
@@ -14,7 +16,7 @@ import (
 // propagation check run for real. challtestsrv itself answers SOA queries
 // with NOTIMP, which ends certmagic's zone detection.
 func (c *CA) startZoneServer(t testing.TB) string {
-	return serveDNS(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	return dnstest.Serve(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		m.Authoritative = true

@@ -9,7 +9,6 @@ package dendritetest
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -25,7 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/wellknownd/wellknownd/internal/freeport"
-	"github.com/wellknownd/wellknownd/server/dendriteadmin"
+	"github.com/wellknownd/wellknownd/internal/wait"
 )
 
 // Version is the Dendrite release the tests run.
@@ -234,27 +233,18 @@ func (d *Dendrite) LogTail() string {
 
 // WaitUp polls /_dendrite/monitor/up until it answers 200.
 func WaitUp(baseURL string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
 	c := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for time.Now().Before(deadline) {
+	return wait.For(timeout, func() error {
 		resp, err := c.Get(baseURL + "/_dendrite/monitor/up")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
+		if err != nil {
+			return err
 		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("after %s: %v", timeout, last)
-}
-
-// Register creates a user through shared-secret registration on baseURL.
-func Register(ctx context.Context, baseURL, secret, user, password string, admin bool) error {
-	return dendriteadmin.Register(ctx, baseURL, secret, user, password, admin)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
 }
 
 // PostgresBin is the directory of Debian's PostgreSQL server binaries

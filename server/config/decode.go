@@ -373,3 +373,6 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// Error makes a Problem an error, for the loaders that return one.
+func (p Problem) Error() string { return p.String() }

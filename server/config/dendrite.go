@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,22 +47,16 @@ func (v *validator) validateDendrite() {
 		if path == "" {
 			continue
 		}
-		data, err := os.ReadFile(path)
-		if err != nil {
+		d, err := loadDendriteDoc(path)
+		var p Problem
+		switch {
+		case errors.As(err, &p):
+			v.problems = append(v.problems, p)
+			continue
+		case err != nil:
 			v.errf("supervise", "%s: Dendrite's configuration cannot be read: %v", e.Name, unwrapPathError(err))
 			continue
 		}
-		var doc yaml.Node
-		if err := yaml.Unmarshal(data, &doc); err != nil {
-			line, msg := syntaxLine(err, data)
-			v.problems = append(v.problems, Problem{File: path, Line: line, Msg: "is not valid YAML: " + msg})
-			continue
-		}
-		if len(doc.Content) == 0 {
-			v.problems = append(v.problems, Problem{File: path, Msg: "is empty; Dendrite needs its configuration (wellknownd init writes one)"})
-			continue
-		}
-		d := dendriteDoc{file: path, root: doc.Content[0]}
 		c := v.cfg
 		if got, line := d.get("global.server_name"); got != c.ServerName {
 			v.problems = append(v.problems, Problem{File: path, Line: line, Field: "global.server_name",
@@ -107,8 +102,27 @@ func sameServer(a, b string) bool {
 
 // dendriteDoc reads scalar values of a YAML document by dotted path.
 type dendriteDoc struct {
-	file string
 	root *yaml.Node
+}
+
+// loadDendriteDoc reads and parses a dendrite.yaml: the one loader of
+// Dendrite's configuration. A file that cannot be read gives the os error;
+// one that does not parse, or is empty, a Problem naming the file (and the
+// line of a syntax error).
+func loadDendriteDoc(path string) (dendriteDoc, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return dendriteDoc{}, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		line, msg := syntaxLine(err, data)
+		return dendriteDoc{}, Problem{File: path, Line: line, Msg: "is not valid YAML: " + msg}
+	}
+	if len(doc.Content) == 0 {
+		return dendriteDoc{}, Problem{File: path, Msg: "is empty; Dendrite needs its configuration (wellknownd init writes one)"}
+	}
+	return dendriteDoc{root: doc.Content[0]}, nil
 }
 
 // get returns the scalar at path and its line (the nearest existing
@@ -152,15 +166,11 @@ func (c *Config) DendriteConfig() string {
 // RegistrationSecret reads client_api.registration_shared_secret from a
 // Dendrite configuration file.
 func RegistrationSecret(dendriteYAML string) (string, error) {
-	data, err := os.ReadFile(dendriteYAML)
+	d, err := loadDendriteDoc(dendriteYAML)
 	if err != nil {
 		return "", err
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
-		return "", fmt.Errorf("%s is not valid YAML: %v", dendriteYAML, err)
-	}
-	secret, _ := dendriteDoc{file: dendriteYAML, root: doc.Content[0]}.get("client_api.registration_shared_secret")
+	secret, _ := d.get("client_api.registration_shared_secret")
 	if secret == "" {
 		return "", fmt.Errorf("%s has no client_api.registration_shared_secret; set one (and restart Dendrite) to create accounts without opening registration", dendriteYAML)
 	}

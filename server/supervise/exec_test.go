@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wellknownd/wellknownd/internal/wait"
 )
 
 type lockedBuffer struct {
@@ -43,19 +45,9 @@ func TestLongLinesAndBinaryDoNotBlock(t *testing.T) {
 		ProbeInterval: time.Second, StartProbeInterval: 50 * time.Millisecond, ProbeTimeout: time.Second, UnhealthyAfter: 3})
 	s.Start(context.Background())
 	defer s.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := s.Status()[0]
-		if st.LastExit != nil {
-			if st.LastExit.Code != 3 {
-				t.Fatalf("exit %+v", st.LastExit)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the child never finished: status %+v", st)
-		}
-		time.Sleep(20 * time.Millisecond)
+	wait.True(t, "the child to finish", 10*time.Second, func() bool { return s.Status()[0].LastExit != nil })
+	if st := s.Status()[0]; st.LastExit.Code != 3 {
+		t.Fatalf("exit %+v", st.LastExit)
 	}
 	out := logs.String()
 	if n := strings.Count(out, "process=chatty stream=stdout"); n < 1000000/maxLine {

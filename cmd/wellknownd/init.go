@@ -1,18 +1,13 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/wellknownd/wellknownd/delegation"
 	"github.com/wellknownd/wellknownd/deploy"
@@ -75,45 +70,4 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "\nNext: check %s (tls.email, listen), then run\n  wellknownd validate -config %s\n",
 		filepath.Join(*dir, "wellknownd.yaml"), filepath.Join(*dir, "wellknownd.yaml"))
 	return nil
-}
-
-// runHealthcheck asks the running daemon's admin listener whether it is
-// alive: the container's HEALTHCHECK, which has no curl to call.
-func runHealthcheck(ctx context.Context, args []string, stderr io.Writer) error {
-	var c commonFlags
-	fs := newFlagSet("healthcheck", stderr, &c)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	base, err := adminBase(c.config)
-	if err != nil {
-		return err
-	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		return fmt.Errorf("health check: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("health check: /healthz answered %s", resp.Status)
-	}
-	return nil
-}
-
-// adminBase is the URL of the admin listener the config names.
-func adminBase(configPath string) (string, error) {
-	src, cfg, _, err := loadConfig(configPath)
-	if err != nil {
-		return "", err
-	}
-	admin := cfg.Listen.Admin
-	if admin == "" || strings.HasSuffix(admin, ":0") {
-		return "", errors.New(src.name + " has no fixed listen.admin to reach the daemon at")
-	}
-	host, port, _ := net.SplitHostPort(admin)
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port), nil
 }

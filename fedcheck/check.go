@@ -153,9 +153,9 @@ func hostPort443(host string) string {
 	return host + ":443"
 }
 
-// Resolve runs only the resolution of serverName (well-known, SRV,
+// resolveServer runs only the resolution of serverName (well-known, SRV,
 // defaults) and returns where federation traffic would go.
-func Resolve(ctx context.Context, serverName string, opts Options) ([]Target, error) {
+func resolveServer(ctx context.Context, serverName string, opts Options) ([]Target, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}

@@ -28,9 +28,6 @@ func FromEnv() *Notifier {
 	return &Notifier{addr: &net.UnixAddr{Name: path, Net: "unixgram"}}
 }
 
-// Enabled reports whether there is a service manager to tell.
-func (n *Notifier) Enabled() bool { return n.addr != nil }
-
 // Send sends one datagram of newline-separated assignments.
 func (n *Notifier) Send(state string) error {
 	if n.addr == nil {

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wellknownd/wellknownd/server/fedcheck"
+	"github.com/wellknownd/wellknownd/fedcheck"
 )
 
 // resolveFlags collects -resolve host:port:addr, like curl's --resolve.
@@ -55,11 +55,8 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "Usage: wellknownd check [flags] SERVER_NAME")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return errReported
-		}
-		return usageError{err.Error()}
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
