@@ -1,6 +1,7 @@
-# syntax=docker/dockerfile:1
 # wellknownd container image: a static binary on distroless, running as non-root.
 #   docker build -t wellknownd .
+#   docker build --build-arg VERSION=v1.2.3 -t wellknownd:v1.2.3 .
+#   docker buildx build --platform linux/amd64,linux/arm64 -t wellknownd .
 #   docker run -p 80:80 -p 443:443 -p 8448:8448 \
 #     -v ./wellknownd.yaml:/etc/wellknownd/wellknownd.yaml:ro -v wellknownd-state:/var/lib/wellknownd wellknownd
 
@@ -8,15 +9,24 @@ FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
-COPY cmd ./cmd
-COPY delegation ./delegation
-COPY deploy ./deploy
-COPY server ./server
+COPY . .
+# The version "wellknownd version" prints and wellknownd_build_info reports.
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/wellknownd ./cmd/wellknownd \
+# Set by BuildKit for each --platform (empty with the classic builder: then
+# the build machine's own); the binary is cross-compiled, so the build stage
+# itself never runs emulated.
+ARG TARGETOS
+ARG TARGETARCH
+RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/wellknownd ./cmd/wellknownd \
  && mkdir -p /out/state
 
 FROM gcr.io/distroless/static-debian12:nonroot
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="wellknownd" \
+      org.opencontainers.image.description="The edge of a self-hosted Matrix homeserver: delegation, HTTPS, reverse proxy, supervision" \
+      org.opencontainers.image.source="https://github.com/wellknownd/wellknownd" \
+      org.opencontainers.image.version="${VERSION}"
 COPY --from=build /out/wellknownd /usr/local/bin/wellknownd
 # The state volume must belong to the non-root user the daemon runs as.
 COPY --from=build --chown=65532:65532 /out/state /var/lib/wellknownd

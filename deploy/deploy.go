@@ -49,6 +49,10 @@ type Options struct {
 	DendriteAddr string
 	// WellknowndBin is the binary the systemd unit starts.
 	WellknowndBin string
+	// Source is a clone of wellknownd that docker compose builds the image
+	// from when it is not there yet; "" leaves the compose file's default,
+	// the public repository.
+	Source string
 }
 
 // File is one file of a deployment.
@@ -63,8 +67,15 @@ type File struct {
 // must agree, or uploads fail with an HTML 413 or a confusing M_TOO_LARGE.
 const maxFileSize = 100 << 20
 
+// Deployment is what Generate makes.
+type Deployment struct {
+	Files []File
+	// Systemd says how to install the generated unit.
+	Systemd SystemdSetup
+}
+
 // Generate makes every file of a deployment. It does not touch the disk.
-func Generate(o Options) ([]File, error) {
+func Generate(o Options) (*Deployment, error) {
 	if o.ServerName == "" || o.Delegate == "" {
 		return nil, errors.New("both the server name and the delegated host are needed")
 	}
@@ -79,7 +90,7 @@ func Generate(o Options) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	secret, pgPassword, superPassword := randomToken(32), randomToken(24), randomToken(24)
+	secret, pgPassword := randomToken(32), randomToken(24)
 	tmpl, err := template.New("").Funcs(template.FuncMap{
 		"q":  func(s string) string { b, _ := json.Marshal(s); return string(b) },
 		"sq": func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" },
@@ -125,6 +136,7 @@ func Generate(o Options) ([]File, error) {
 	})
 	compose := with(map[string]any{
 		"Database":    "postgres://dendrite:" + pgPassword + "@postgres:5432/dendrite?sslmode=disable",
+		"Metrics":     ":9100",
 		"DendriteDir": "/var/dendrite", "StoragePath": "data/jetstream", "MediaPath": "data/media",
 		"ConfigPath": "/etc/wellknownd/wellknownd.yaml", "TLSStorage": "/var/lib/wellknownd",
 		"UpstreamURL": "http://dendrite:8008", "Supervise": false,
@@ -136,19 +148,23 @@ func Generate(o Options) ([]File, error) {
 	for _, r := range []struct {
 		path, tmpl string
 		data       map[string]any
+		mode       fs.FileMode
 	}{
-		{"wellknownd.yaml", "wellknownd.yaml.tmpl", host},
-		{"dendrite/dendrite.yaml", "dendrite.yaml.tmpl", host},
-		{"compose/wellknownd.yaml", "wellknownd.yaml.tmpl", compose},
-		{"compose/dendrite.yaml", "dendrite.yaml.tmpl", compose},
-		{"compose/postgres-init.sql", "postgres-init.sql.tmpl", compose},
+		// wellknownd.yaml holds no secret (those live in files it names):
+		// readable by the service's own user, whoever wrote it.
+		{"wellknownd.yaml", "wellknownd.yaml.tmpl", host, 0o644},
+		{"compose/wellknownd.yaml", "wellknownd.yaml.tmpl", compose, 0o644},
+		// Dendrite's holds the registration secret and the database
+		// password; its reader is Dendrite (the service user on a host,
+		// root in Dendrite's image).
+		{"dendrite/dendrite.yaml", "dendrite.yaml.tmpl", host, 0o600},
+		{"compose/dendrite.yaml", "dendrite.yaml.tmpl", compose, 0o600},
 	} {
 		b, err := render(r.tmpl, r.data)
 		if err != nil {
 			return nil, err
 		}
-		// Every generated config holds a secret (registration, database).
-		add(r.path, b, 0o600)
+		add(r.path, b, r.mode)
 	}
 	if o.Postgres {
 		b, err := render("postgres-init.sql.tmpl", host)
@@ -160,12 +176,23 @@ func Generate(o Options) ([]File, error) {
 	add("dendrite/matrix_key.pem", key, 0o600)
 	composeFile, _ := files.ReadFile("compose/docker-compose.yml")
 	add("compose/docker-compose.yml", composeFile, 0o644)
-	add("compose/postgres_superuser.secret", []byte(superPassword+"\n"), 0o600)
-	unit := strings.ReplaceAll(string(Unit()),
-		"/usr/local/bin/wellknownd serve -config /etc/wellknownd/wellknownd.yaml",
-		o.WellknowndBin+" serve -config "+filepath.Join(dir, "wellknownd.yaml"))
-	add("wellknownd.service", []byte(unit), 0o644)
-	return out, nil
+	// The postgres image reads the password file as root, before it drops
+	// to its own user, and creates the role and the database from
+	// POSTGRES_USER and POSTGRES_DB: no init script to be readable.
+	add("compose/postgres_password.secret", []byte(pgPassword+"\n"), 0o600)
+	if o.Source != "" {
+		src, err := filepath.Abs(o.Source)
+		if err != nil {
+			return nil, err
+		}
+		add("compose/.env", []byte("# The clone of wellknownd that docker compose builds the image from.\nWELLKNOWND_SRC="+src+"\n"), 0o644)
+	}
+	sd, err := unitFor(o, dir, filepath.Join(dir, "wellknownd.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	add("wellknownd.service", sd.Unit, 0o644)
+	return &Deployment{Files: out, Systemd: sd}, nil
 }
 
 // Write writes files under dir. Unless force is set it refuses, and writes

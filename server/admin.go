@@ -65,6 +65,14 @@ func (s *Server) adminHandler() http.Handler {
 	return r
 }
 
+// metricsHandler serves listen.metrics: GET /metrics and nothing else, so
+// that it may face a network without exposing reload or the stack's state.
+func (s *Server) metricsHandler() http.Handler {
+	r := chi.NewRouter()
+	r.Get("/metrics", s.m.handler().ServeHTTP)
+	return r
+}
+
 // upstreamReady: every supervised entry ready or, with nothing
 // supervised, the proxy's last connection to the upstream succeeded.
 func (s *Server) upstreamReady() bool {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wellknownd/wellknownd/internal/freeport"
+	"github.com/wellknownd/wellknownd/server/config"
 )
 
 // selfSigned writes a certificate for names and its key as PEM files and
@@ -86,5 +88,35 @@ tls: {mode: files, cert_file: %s, key_file: %s}
 	time.Sleep(200 * time.Millisecond)
 	if c, err := handshake(addr, "example.com", pool(b)); err != nil || c.SerialNumber.Int64() != 1002 {
 		t.Fatalf("after a mismatched replacement: %v %v", c, err)
+	}
+}
+
+// TestFilesModeReloadPicksUpRenewal: a reload (SIGHUP, acme.sh's
+// --reloadcmd) serves a renewed pair at once, without waiting for the poll.
+func TestFilesModeReloadPicksUpRenewal(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "key.pem")
+	a := selfSigned(t, certFile, keyFile, 2001, "example.com", "matrix.example.com")
+	tlsPort := freeport.Port(t)
+	cfgYAML := fmt.Sprintf(`server_name: example.com
+delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
+listen: {http: "", https: "127.0.0.1:%d", federation: "", admin: ""}
+tls: {mode: files, cert_file: %s, key_file: %s}
+`, tlsPort, certFile, keyFile)
+	srv, _ := runEdge(t, cfgYAML, WithFilePollInterval(time.Hour))
+	addr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
+	pool := func(c *x509.Certificate) *x509.CertPool { p := x509.NewCertPool(); p.AddCert(c); return p }
+	waitCert(t, addr, "example.com", pool(a))
+
+	b := selfSigned(t, certFile, keyFile, 2002, "example.com", "matrix.example.com")
+	if c, err := handshake(addr, "example.com", pool(a)); err != nil || c.SerialNumber.Int64() != 2001 {
+		t.Fatalf("before the reload, with an hour's poll: %v %v", c, err)
+	}
+	cfg, _ := config.Parse("files.yaml", []byte(cfgYAML))
+	if err := srv.Reload(context.Background(), func() (*config.Config, error) { return cfg, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := handshake(addr, "example.com", pool(b)); err != nil || c.SerialNumber.Int64() != 2002 {
+		t.Fatalf("after the reload: %v %v", c, err)
 	}
 }

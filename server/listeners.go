@@ -14,7 +14,7 @@ import (
 // that holds :80 but not :443 helps nobody.
 func (s *Server) listen() ([]listener, error) {
 	l := s.config().Listen
-	wants := []struct{ name, addr string }{{"http", l.HTTP}, {"admin", l.Admin}}
+	wants := []struct{ name, addr string }{{"http", l.HTTP}, {"admin", l.Admin}, {"metrics", l.Metrics}}
 	if s.config().TLS.Mode != config.TLSOff {
 		wants = append(wants, struct{ name, addr string }{"https", l.HTTPS}, struct{ name, addr string }{"federation", l.Federation})
 	}

@@ -237,6 +237,8 @@ func (s *Server) configure(lns []listener, src certs.Source) {
 		switch l.name {
 		case "admin":
 			h = s.adminHandler()
+		case "metrics":
+			h = s.metricsHandler()
 		case "http":
 			h = s.main
 			if src != nil {

@@ -19,12 +19,13 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	serverName := fs.String("server-name", "", "The Matrix server name, the part after the colon in @alice:example.com. Required.")
 	delegate := fs.String("delegate", "", "The host that serves the homeserver, e.g. matrix.example.com; the server name itself when left out.")
-	dir := fs.String("dir", ".", "Write the deployment into this directory; for the systemd unit as shipped, /var/lib/wellknownd.")
+	dir := fs.String("dir", "/var/lib/wellknownd", "Write the deployment into this directory. The generated unit runs as a dynamic user with the directory as its StateDirectory when it is /var/lib/NAME, else as the system user wellknownd that owns it.")
 	email := fs.String("email", "", "The ACME account's e-mail (certificate expiry warnings go there). Default: admin@SERVER_NAME.")
 	postgres := fs.Bool("postgres", false, "Run Dendrite on the system's PostgreSQL (a postgres-init.sql is written) instead of SQLite files.")
 	dendriteBin := fs.String("dendrite-bin", "", "The dendrite binary to supervise. Default: dendrite on $PATH, else /usr/local/bin/dendrite.")
 	dendriteAddr := fs.String("dendrite-addr", "127.0.0.1:8008", "The address Dendrite's HTTP listener binds, on loopback.")
 	force := fs.Bool("force", false, "Overwrite files that exist. Without it, init writes nothing when any of its files is there.")
+	src := fs.String("src", "", "A clone of wellknownd for docker compose to build the image from (written to compose/.env). Default: the public repository.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -54,20 +55,33 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	if err != nil || strings.Contains(self, "go-build") {
 		self = "/usr/local/bin/wellknownd"
 	}
-	files, err := deploy.Generate(deploy.Options{
+	d, err := deploy.Generate(deploy.Options{
 		ServerName: *serverName, Delegate: *delegate, Dir: *dir, Email: *email, Postgres: *postgres,
-		DendriteBin: *dendriteBin, DendriteAddr: *dendriteAddr, WellknowndBin: self,
+		DendriteBin: *dendriteBin, DendriteAddr: *dendriteAddr, WellknowndBin: self, Source: *src,
 	})
 	if err != nil {
 		return err
 	}
-	if err := deploy.Write(*dir, files, *force); err != nil {
+	if err := deploy.Write(*dir, d.Files, *force); err != nil {
 		return err
 	}
-	for _, f := range files {
+	for _, f := range d.Files {
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*dir, f.Path))
 	}
-	fmt.Fprintf(stdout, "\nNext: check %s (tls.email, listen), then run\n  wellknownd validate -config %s\n",
-		filepath.Join(*dir, "wellknownd.yaml"), filepath.Join(*dir, "wellknownd.yaml"))
+	cfg := filepath.Join(*dir, "wellknownd.yaml")
+	fmt.Fprintf(stdout, "\nNext: check %s (tls.email, listen), then run\n  wellknownd validate -config %s\n", cfg, cfg)
+	if *postgres {
+		fmt.Fprintf(stdout, "\nCreate Dendrite's database role and database, once:\n  sudo -u postgres psql < %s\n", filepath.Join(*dir, "postgres-init.sql"))
+	}
+	// The test suite runs exactly these lines: keep the heading and the
+	// two-space indent.
+	fmt.Fprintln(stdout, "\nTo run it under systemd, as root:")
+	for _, s := range d.Systemd.Steps {
+		fmt.Fprintln(stdout, "  "+s)
+	}
+	for _, w := range d.Systemd.Warnings {
+		fmt.Fprintln(stdout, "warning: "+w)
+	}
+	fmt.Fprintf(stdout, "\nOr with Docker:\n  cd %s && docker compose up -d --wait\n", filepath.Join(*dir, "compose"))
 	return nil
 }

@@ -35,7 +35,7 @@ func TestInitBoots(t *testing.T) {
 		t.Fatalf("init: %v\n%s", err, out.String())
 	}
 	for _, f := range []string{"wellknownd.yaml", "dendrite/dendrite.yaml", "dendrite/matrix_key.pem", "wellknownd.service",
-		"compose/docker-compose.yml", "compose/dendrite.yaml", "compose/wellknownd.yaml", "compose/postgres-init.sql"} {
+		"compose/docker-compose.yml", "compose/dendrite.yaml", "compose/wellknownd.yaml", "compose/postgres_password.secret"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
 			t.Fatalf("init did not write %s: %v", f, err)
 		}

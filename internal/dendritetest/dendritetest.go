@@ -9,6 +9,7 @@ package dendritetest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"os"
@@ -42,8 +43,8 @@ func BinDir() string { return filepath.Join(root(), ".cache", "bin") }
 var buildOnce sync.Once
 var buildErr error
 
-// Binaries returns the directory holding dendrite, generate-config and
-// generate-keys, building them first if they are missing. A file lock keeps
+// Binaries returns the directory holding dendrite, create-account,
+// generate-config and generate-keys, building them first if they are missing. A file lock keeps
 // test binaries of several packages from building at the same time.
 func Binaries(t testing.TB) string {
 	t.Helper()
@@ -68,7 +69,13 @@ func build() error {
 		return err
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	stamp := filepath.Join(dir, ".dendrite-"+Version)
+	// The stamp names the tools module's go.mod, so that a tool added
+	// there (or a version changed) is built on the next run.
+	mod, err := os.ReadFile(filepath.Join(root(), "tools", "dendrite", "go.mod"))
+	if err != nil {
+		return err
+	}
+	stamp := filepath.Join(dir, fmt.Sprintf(".dendrite-%s-%x", Version, sha256.Sum256(mod)))
 	if _, err := os.Stat(stamp); err == nil {
 		return nil
 	}

@@ -135,10 +135,14 @@ func (f *files) Renew(context.Context) error {
 	return f.reload()
 }
 
+// SetHosts is called on every reload; a reload is also the moment to look
+// at the files (acme.sh's --reloadcmd, certbot's deploy hook): a renewed
+// pair is served at once, not at the next poll.
 func (f *files) SetHosts(_ context.Context, hosts []string) error {
 	f.hostsMu.Lock()
 	f.hosts = lowerAll(hosts)
 	f.hostsMu.Unlock()
+	f.reloadIfChanged()
 	f.logLoaded("certificate: hosts changed", f.cur.Load())
 	return nil
 }

@@ -150,8 +150,12 @@ type Listen struct {
 	HTTPS string `yaml:"https"`
 	// Federation serves the federation API over TLS, traditionally :8448.
 	Federation string `yaml:"federation"`
-	// Admin serves health and metrics; keep it on loopback.
+	// Admin serves health, metrics, status and reload; keep it on loopback.
 	Admin string `yaml:"admin"`
+	// Metrics serves GET /metrics alone (no reload, no status), for a
+	// Prometheus that scrapes from another host or container, e.g. ":9100"
+	// on a compose network. Off ("") by default.
+	Metrics string `yaml:"metrics"`
 }
 
 // TLS says where certificates come from.

@@ -236,6 +236,7 @@ func (v *validator) validateListen() {
 	l := v.cfg.Listen
 	addrs := []struct{ field, addr string }{
 		{"listen.http", l.HTTP}, {"listen.https", l.HTTPS}, {"listen.federation", l.Federation}, {"listen.admin", l.Admin},
+		{"listen.metrics", l.Metrics},
 	}
 	used := map[string]string{}
 	for _, a := range addrs {

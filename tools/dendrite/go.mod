@@ -5,6 +5,7 @@ module wellknownd.tools/dendrite
 go 1.26
 
 tool (
+	github.com/matrix-org/dendrite/cmd/create-account
 	github.com/matrix-org/dendrite/cmd/dendrite
 	github.com/matrix-org/dendrite/cmd/generate-config
 	github.com/matrix-org/dendrite/cmd/generate-keys
@@ -89,6 +90,7 @@ require (
 	golang.org/x/image v0.18.0 // indirect
 	golang.org/x/sync v0.8.0 // indirect
 	golang.org/x/sys v0.24.0 // indirect
+	golang.org/x/term v0.23.0 // indirect
 	golang.org/x/text v0.17.0 // indirect
 	golang.org/x/time v0.6.0 // indirect
 	google.golang.org/protobuf v1.34.2 // indirect
