@@ -2,7 +2,9 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -14,11 +16,17 @@ import (
 // never be reachable from the public listeners.
 func (s *Server) adminHandler() http.Handler {
 	r := chi.NewRouter()
+	r.Use(localOnly)
 	// /healthz answers while the process serves requests at all: a
 	// liveness probe, which must not fail because Dendrite is restarting.
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
+		// Still 200: a full listener is load, not a dead process, and a
+		// restart would drop every connection. But say so.
+		if s.conns.full() {
+			fmt.Fprintf(w, "connection limit reached: %d of %d connections open on the public listeners\n", s.conns.open(), cap(s.conns.slots))
+		}
 	})
 	// /readyz says whether traffic can be sent here: listeners up, a
 	// certificate for every host, the upstream ready.
@@ -100,4 +108,27 @@ func (s *Server) notReady() []string {
 		why = append(why, "the homeserver is not ready")
 	}
 	return why
+}
+
+// localOnly guards the admin listener against the browsers of the machine
+// it runs on. It has no authentication: being on loopback is its
+// protection, and a web page can reach loopback two ways. By DNS rebinding
+// (a name of the attacker's that resolves to 127.0.0.1) it can read
+// /status and /metrics: so only a Host that is an IP address or a
+// localhost name is answered, never another DNS name. By a plain form or
+// fetch it can send a POST /reload: so a state-changing request that
+// carries an Origin must come from the admin listener's own.
+func localOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := hostOnly(r.Host)
+		if _, err := netip.ParseAddr(host); err != nil && host != "localhost" && !strings.HasSuffix(host, ".localhost") {
+			http.Error(w, "the admin listener answers only to IP addresses and localhost", http.StatusMisdirectedRequest)
+			return
+		}
+		if o := r.Header.Get("Origin"); o != "" && r.Method != http.MethodGet && r.Method != http.MethodHead && o != "http://"+r.Host {
+			http.Error(w, "cross-origin requests are refused", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -14,6 +14,8 @@ type stateCollector struct {
 	notAfter, upstreamUp                    *prometheus.Desc
 	supUp, supState, supRestarts, supUptime *prometheus.Desc
 	supCrashLoop                            *prometheus.Desc
+	connsOpen, connsMax, connsReached       *prometheus.Desc
+	upstreamConns                           *prometheus.Desc
 }
 
 func newStateCollector(s *Server) *stateCollector {
@@ -33,11 +35,20 @@ func newStateCollector(s *Server) *stateCollector {
 			"How long the supervised process has been running; 0 when it is not.", []string{"name"}, nil),
 		supCrashLoop: prometheus.NewDesc("wellknownd_supervised_crash_looping",
 			"1 while the supervised entry exits again and again soon after starting.", []string{"name"}, nil),
+		connsOpen: prometheus.NewDesc("wellknownd_connections_open",
+			"Client connections open on the public listeners (http, https, federation).", nil, nil),
+		connsMax: prometheus.NewDesc("wellknownd_connections_max",
+			"The cap on client connections of the public listeners (limits.max_conns, or derived from the descriptor limit).", nil, nil),
+		connsReached: prometheus.NewDesc("wellknownd_connections_limit_reached_total",
+			"Connections that had to wait for a slot because the cap was reached.", nil, nil),
+		upstreamConns: prometheus.NewDesc("wellknownd_upstream_connections",
+			"Requests holding a connection to each upstream host, of at most limits.upstream_conns.", []string{"upstream"}, nil),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.notAfter, c.upstreamUp, c.supUp, c.supState, c.supRestarts, c.supUptime, c.supCrashLoop} {
+	for _, d := range []*prometheus.Desc{c.notAfter, c.upstreamUp, c.supUp, c.supState, c.supRestarts, c.supUptime, c.supCrashLoop,
+		c.connsOpen, c.connsMax, c.connsReached, c.upstreamConns} {
 		ch <- d
 	}
 }
@@ -56,6 +67,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.upstreamUp, prometheus.GaugeValue, bool01(c.s.upstreamReady()))
+	cl := c.s.conns
+	ch <- prometheus.MustNewConstMetric(c.connsOpen, prometheus.GaugeValue, float64(cl.open()))
+	ch <- prometheus.MustNewConstMetric(c.connsMax, prometheus.GaugeValue, float64(cap(cl.slots)))
+	ch <- prometheus.MustNewConstMetric(c.connsReached, prometheus.CounterValue, float64(cl.reached.Load()))
+	for host, n := range c.s.up.slots.inUse() {
+		ch <- prometheus.MustNewConstMetric(c.upstreamConns, prometheus.GaugeValue, float64(n), host)
+	}
 	if c.s.sup == nil {
 		return
 	}

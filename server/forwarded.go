@@ -39,6 +39,11 @@ func peerAddr(r *http.Request) netip.Addr {
 // trusted proxy: then X-Forwarded-For is read from the right, skipping
 // trusted hops, and the first untrusted address is the client. Reading from
 // the left would let a client choose its own address by sending the header.
+//
+// Trust fails closed: a hop that is not a bare IP address ("unknown", an
+// obfuscated name, "6.6.6.6:4711", an empty one) makes the client unknown,
+// the zero Addr, which no list contains. Returning the last trusted hop
+// instead would let anyone behind the proxy pass as the proxy itself.
 func clientAddr(r *http.Request, trusted netList) netip.Addr {
 	peer := peerAddr(r)
 	if !trusted.contains(peer) {
@@ -51,8 +56,7 @@ func clientAddr(r *http.Request, trusted netList) netip.Addr {
 		for j := len(hops) - 1; j >= 0; j-- {
 			a, err := netip.ParseAddr(strings.TrimSpace(hops[j]))
 			if err != nil {
-				// A malformed hop ends what can be believed.
-				return client
+				return netip.Addr{}
 			}
 			client = a.Unmap()
 			if !trusted.contains(client) {

@@ -28,6 +28,11 @@ func (s *Server) listen() ([]listener, error) {
 			closeAll(lns)
 			return nil, fmt.Errorf("listen.%s: %w", w.name, err)
 		}
+		if w.name != "admin" && w.name != "metrics" {
+			// The admin and metrics listeners are not capped: they must
+			// answer when the public ones are full.
+			ln = s.conns.wrap(ln)
+		}
 		lns = append(lns, listener{name: w.name, ln: ln})
 	}
 	return lns, nil
@@ -48,6 +53,9 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// One HTTP/2 connection must not be a way around the connection
+		// limit: its streams are requests, each may hold an upstream slot.
+		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: s.up.limits.h2Streams},
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 }

@@ -70,7 +70,7 @@ func newMetrics(version string) *metrics {
 	})
 	m.proxyErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wellknownd_proxy_errors_total",
-		Help: "Proxied requests that failed at the edge, by kind: refused, timeout, too_large, canceled, other.",
+		Help: "Proxied requests that failed at the edge, by kind: refused, timeout, too_large, canceled, client_body (the client's body broke or stalled), busy (no upstream connection free in time), other.",
 	}, []string{"kind"})
 	m.certEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wellknownd_certificate_events_total",
@@ -80,7 +80,7 @@ func newMetrics(version string) *metrics {
 		Name: "wellknownd_self_check_ok",
 		Help: "1 when the named check passed in the self-check run once the daemon is ready, 0 when it failed.",
 	}, []string{"check"})
-	for _, k := range []string{"refused", "timeout", "too_large", "canceled", "other"} {
+	for _, k := range []string{"refused", "timeout", "too_large", "canceled", "client_body", "busy", "other"} {
 		m.proxyErrors.WithLabelValues(k)
 	}
 	for _, e := range []string{"obtained", "renewed", "failed"} {
@@ -91,7 +91,8 @@ func newMetrics(version string) *metrics {
 		Help: "Always 1; the labels say which build runs.",
 	}, []string{"version"})
 	buildInfo.WithLabelValues(version).Set(1)
-	m.upstreamUp.Store(true)
+	// Not known to be up until the probe or a proxied request says so.
+	m.upstreamUp.Store(false)
 	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.proxyErrors, m.certEvents, m.selfCheck, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -157,7 +158,9 @@ type statusRecorder struct {
 var recorders = sync.Pool{New: func() any { return new(statusRecorder) }}
 
 func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
+	// An informational answer (100 Continue to an upload, 103 Early Hints)
+	// comes before the real one; only 101 Switching Protocols is final.
+	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		r.status = code
 	}
 	r.ResponseWriter.WriteHeader(code)

@@ -19,6 +19,13 @@ type options struct {
 	version      string
 	reloader     func(context.Context) error
 	onServing    func()
+	// probeInterval replaces probeInterval, for tests.
+	probeInterval time.Duration
+}
+
+// WithProbeInterval sets how often an unsupervised upstream is probed.
+func WithProbeInterval(d time.Duration) Option {
+	return func(o *options) { o.probeInterval = d }
 }
 
 // WithOnServing is called once the listeners accept, certificates and

@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"syscall"
+	"time"
 )
 
 // matrixProxy forwards Matrix API requests to one upstream (Dendrite).
@@ -22,10 +23,15 @@ type matrixProxy struct {
 	// refused connection means "restarting", not "broken".
 	supervised bool
 	metrics    *metrics
+	// slots are the connections to the upstream's host; wait is how long
+	// a request waits for one.
+	slots chan struct{}
+	wait  time.Duration
 }
 
 func newMatrixProxy(target *url.URL, up upstreamDeps, trusted netList) *matrixProxy {
-	p := &matrixProxy{target: target, trusted: trusted, log: up.log, supervised: up.ready != nil, metrics: up.metrics}
+	p := &matrixProxy{target: target, trusted: trusted, log: up.log, supervised: up.ready != nil, metrics: up.metrics,
+		slots: up.slots.forHost(target.Host), wait: up.slots.wait}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
 		Transport: up.transport,
@@ -45,7 +51,20 @@ func newMatrixProxy(target *url.URL, up upstreamDeps, trusted netList) *matrixPr
 	return p
 }
 
-func (p *matrixProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.rp.ServeHTTP(w, r) }
+func (p *matrixProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !acquire(p.slots, p.wait, r.Context().Done()) {
+		if r.Context().Err() != nil {
+			return // the client left while waiting
+		}
+		p.metrics.proxyErrors.WithLabelValues("busy").Inc()
+		p.log.Warn("no upstream connection free; answered 503", "upstream", p.target.Redacted(), "limit", cap(p.slots), "waited", p.wait)
+		w.Header()["Retry-After"] = retryAfter
+		writeMatrixError(w, corsClientAPI, http.StatusServiceUnavailable, codeUnknown, "The homeserver is busy; try again shortly")
+		return
+	}
+	defer func() { <-p.slots }()
+	p.rp.ServeHTTP(w, r)
+}
 
 // rewrite keeps the request as the client sent it: the same Host, and the
 // same bytes of path and query, since event and room IDs travel
@@ -71,8 +90,19 @@ func (p *matrixProxy) rewrite(pr *httputil.ProxyRequest) {
 		}
 		return
 	}
-	pr.Out.Header.Del("X-Real-Ip")
+	// What other proxies and CDNs use to name the client: from a peer
+	// that is not trusted, each is a claim the client made about itself.
+	for _, k := range untrustedClientHeaders {
+		pr.Out.Header.Del(k)
+	}
 	pr.SetXForwarded()
+}
+
+// untrustedClientHeaders name the client or the front end in some proxy's
+// dialect; only a trusted proxy may send them on.
+var untrustedClientHeaders = []string{
+	"X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip",
+	"X-Cluster-Client-Ip", "X-Forwarded-Port", "X-Forwarded-Server", "X-Forwarded-Ssl", "Forwarded",
 }
 
 // modifyResponse puts the client API's CORS headers on every answer,
@@ -92,9 +122,16 @@ func (p *matrixProxy) modifyResponse(resp *http.Response) error {
 func (p *matrixProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	var tooLarge *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooLarge):
+	case errors.As(err, &tooLarge) || errors.As(bodyError(r), &tooLarge):
 		p.metrics.proxyErrors.WithLabelValues("too_large").Inc()
 		writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, codeTooLarge, "Request body too large")
+		return
+	case bodyError(r) != nil:
+		// The client's body broke (a bad chunk, a stall, a cut): the
+		// homeserver is not at fault, and the answer says so.
+		p.metrics.proxyErrors.WithLabelValues("client_body").Inc()
+		p.log.Debug("request body", "path", r.URL.Path, "err", bodyError(r))
+		writeBodyError(w, bodyError(r))
 		return
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer.

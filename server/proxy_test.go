@@ -70,6 +70,13 @@ func (rec *recorder) count() int {
 func newEdge(t *testing.T, cfgYAML string) *httptest.Server { return newEdgeB(t, cfgYAML) }
 
 func newEdgeB(t testing.TB, cfgYAML string) *httptest.Server {
+	_, ts := newEdgeServer(t, cfgYAML)
+	return ts
+}
+
+// newEdgeServer serves the edge's main handler for cfgYAML over httptest,
+// and returns the Server too, for its metrics and admin handler.
+func newEdgeServer(t testing.TB, cfgYAML string) (*Server, *httptest.Server) {
 	t.Helper()
 	cfg, problems := config.Parse("test.yaml", []byte(cfgYAML))
 	if errs := problems.Errors(); len(errs) > 0 {
@@ -81,7 +88,7 @@ func newEdgeB(t testing.TB, cfgYAML string) *httptest.Server {
 	}
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
-	return ts
+	return srv, ts
 }
 
 // edgeConfig is the test edge with a 1 KiB body cap, so that limits are

@@ -62,6 +62,8 @@ func restartOnly(a, b *config.Config) string {
 		return "listen"
 	case !reflect.DeepEqual(a.TLS, b.TLS):
 		return "tls"
+	case a.Limits != b.Limits:
+		return "limits"
 	}
 	return ""
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 )
@@ -20,6 +21,10 @@ type matrixRoutes struct {
 	trusted, exposeAdmin netList
 	// ready reports whether the supervised upstream can answer; nil: always.
 	ready func() bool
+	// bodyIdle ends a request whose body stops arriving for this long.
+	bodyIdle time.Duration
+	// buffers lend the 413 drain its buffer.
+	buffers *bufferPool
 }
 
 // retryAfter is the Retry-After of a 503 while the homeserver starts.
@@ -72,15 +77,21 @@ func (m *matrixRoutes) edge(next http.Handler) http.Handler {
 			return
 		}
 		if r.ContentLength > m.maxBody {
-			// Refused before a byte of the body is read: an oversized
-			// upload costs neither bandwidth to Dendrite nor its disk.
-			writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, codeTooLarge, "Request body too large")
+			// Refused before the homeserver sees a byte of the body: an
+			// oversized upload costs neither bandwidth to Dendrite nor its
+			// disk.
+			refuseTooLarge(w, r, m.buffers)
 			return
 		}
 		if r.ContentLength < 0 {
 			// Chunked: the size is known only while reading, so reading
 			// stops at the limit and the proxy's error handler says 413.
 			r.Body = http.MaxBytesReader(w, r.Body, m.maxBody)
+		}
+		if r.ContentLength != 0 {
+			if r = startBody(w, r, m.bodyIdle); r == nil {
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,6 +39,8 @@ type Server struct {
 	m   *metrics
 	// serving is true while the listeners accept.
 	serving atomic.Bool
+	// conns caps the public listeners' connections.
+	conns *connLimiter
 	// main, redirect and federation are the listeners' instrumented
 	// handlers, made once.
 	main, redirect, federation http.Handler
@@ -46,7 +49,7 @@ type Server struct {
 // New builds a server for a validated configuration. It renders the
 // documents and builds the routes, but does not listen yet.
 func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
-	s := &Server{log: log, up: newUpstreamDeps(log), opts: options{policy: supervise.DefaultPolicy}}
+	s := &Server{log: log, up: newUpstreamDeps(log, newLimits(cfg.Limits)), opts: options{policy: supervise.DefaultPolicy}}
 	s.cfg.Store(cfg)
 	for _, o := range opts {
 		o(&s.opts)
@@ -55,6 +58,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		s.sup = supervise.New(supervisedSpecs(cfg.Supervise), log, s.opts.policy)
 		s.up.ready = s.sup.Ready
 	}
+	s.conns = newConnLimiter(s.up.limits.maxConns)
 	s.m = newMetrics(s.opts.version)
 	s.m.reg.MustRegister(newStateCollector(s))
 	s.up.metrics = s.m
@@ -104,6 +108,10 @@ func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Reque
 			*rec = statusRecorder{}
 			recorders.Put(rec)
 		}()
+		if msg := badRequest(r); msg != "" {
+			writeMatrixError(rec, corsReadOnly, http.StatusBadRequest, codeUnrecognized, msg)
+			return
+		}
 		serve(st, rec, r, hr)
 	})
 }
@@ -165,6 +173,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.sup != nil {
 		// Not ctx: the stack is stopped only after the listeners drain.
 		s.sup.Start(context.Background())
+	} else {
+		probeCtx, stopProbe := context.WithCancel(ctx)
+		defer stopProbe()
+		go s.probeUpstream(probeCtx, cmp.Or(s.opts.probeInterval, probeInterval))
 	}
 	if runErr == nil && s.opts.onServing != nil {
 		s.opts.onServing()
@@ -314,7 +326,7 @@ func supervisedSpecs(entries []config.Supervised) []supervise.Spec {
 		specs = append(specs, supervise.Spec{
 			Name: e.Name, Command: e.Command, Dir: e.Dir, Env: e.Env, After: e.After,
 			Ready:      supervise.Probe{HTTP: e.Ready.HTTP, TCP: e.Ready.TCP},
-			StopSignal: config.Signals[e.StopSignal], StopTimeout: e.StopTimeout.D(),
+			StopSignal: config.Signals[e.StopSignal], StopTimeout: e.StopTimeout.D(), Credential: e.Credential,
 		})
 	}
 	return specs

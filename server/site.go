@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strings"
@@ -104,7 +105,7 @@ func newMatrixRoutes(u config.Upstream, up upstreamDeps) (*matrixRoutes, error) 
 		}
 		return l, nil
 	}
-	m := &matrixRoutes{maxBody: int64(u.MaxBody), ready: up.ready}
+	m := &matrixRoutes{maxBody: int64(u.MaxBody), ready: up.ready, bodyIdle: up.limits.bodyIdle, buffers: up.buffers}
 	var err error
 	if m.trusted, err = parseList("trusted_proxies", u.TrustedProxies); err != nil {
 		return nil, err
@@ -140,6 +141,72 @@ func urlHost(raw string) string {
 
 // lookup finds the route of a Host header, or nil for a name not in hosts.
 func (s *site) lookup(host string) *hostRoute { return s.hosts[hostOnly(host)] }
+
+// badRequest says what makes a request unfit to route, or "". Both are
+// ways past a check: a Host with a port that is not a port
+// ("matrix.example.com:evil") or brackets around a name is not the name it
+// resembles; and dot-segments ("/_matrix/../_synapse/admin", also as
+// %2e%2e) would be resolved by the homeserver's router after the edge had
+// judged the path by its prefix.
+func badRequest(r *http.Request) string {
+	if !validHost(r.Host) {
+		return "Malformed Host header"
+	}
+	if hasDotSegment(r.URL.Path) {
+		return "Paths with . or .. segments are not served"
+	}
+	return ""
+}
+
+// validHost accepts name, name:port, [IPv6] and [IPv6]:port, with a
+// decimal port.
+func validHost(h string) bool {
+	name, port := h, ""
+	if strings.HasPrefix(h, "[") {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return false
+		}
+		if a, err := netip.ParseAddr(h[1:end]); err != nil || !a.Is6() {
+			return false
+		}
+		name, port = "", h[end+1:]
+		if port != "" && port[0] != ':' {
+			return false
+		}
+	} else if i := strings.IndexByte(h, ':'); i >= 0 {
+		name, port = h[:i], h[i:]
+	}
+	if strings.ContainsAny(name, "[]") {
+		return false
+	}
+	if port != "" {
+		port = port[1:]
+		if len(port) > 5 {
+			return false
+		}
+		for i := 0; i < len(port); i++ {
+			if port[i] < '0' || port[i] > '9' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// hasDotSegment reports whether a (decoded) path has a "." or ".."
+// segment.
+func hasDotSegment(p string) bool {
+	if !strings.Contains(p, "/.") {
+		return false
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
 
 // serve answers a request on the main listeners (http with tls off, and
 // https). The discovery documents are served before any router runs: they

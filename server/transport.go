@@ -19,10 +19,19 @@ type upstreamDeps struct {
 	// nothing is supervised (the proxy then always tries).
 	ready   func() bool
 	metrics *metrics
+	// limits are the process's resource bounds; slots the upstream
+	// connections in use, per host.
+	limits limits
+	slots  *upstreamSlots
 }
 
-func newUpstreamDeps(log *slog.Logger) upstreamDeps {
-	return upstreamDeps{transport: newTransport(), buffers: newBufferPool(32 << 10), log: log}
+func newUpstreamDeps(log *slog.Logger, l limits) upstreamDeps {
+	t := newTransport()
+	// The proxies' slots keep below this; it is the backstop for the web
+	// site behind base_domain.proxy.
+	t.MaxConnsPerHost = l.upstreamConns
+	return upstreamDeps{transport: t, buffers: newBufferPool(32 << 10), log: log, limits: l,
+		slots: &upstreamSlots{size: l.upstreamConns, wait: l.upstreamWait}}
 }
 
 // newTransport returns the transport for every upstream this edge proxies

@@ -30,7 +30,7 @@ func edgeConfig(upstream string) string { return edgeconf.Plain(upstream, "100Mi
 func loggedInClient(t *testing.T, d *daemon, den *dendritetest.Dendrite, user string) *mautrix.Client {
 	t.Helper()
 	ctx := context.Background()
-	if err := dendriteadmin.Register(ctx, den.URL, den.Secret, user, "correct horse "+user, false); err != nil {
+	if _, err := dendriteadmin.Register(ctx, den.URL, "example.com", den.Secret, user, "correct horse "+user, false); err != nil {
 		t.Fatal(err)
 	}
 	cli, err := mautrix.NewClient("https://matrix.example.com", "", "")

@@ -101,7 +101,7 @@ func TestInitBoots(t *testing.T) {
 	if m == nil {
 		t.Fatal("no registration secret in dendrite.yaml")
 	}
-	if err := dendriteadmin.Register(context.Background(), "http://"+dendAddr, string(m[1]), "admin", "a long password", true); err != nil {
+	if _, err := dendriteadmin.Register(context.Background(), "http://"+dendAddr, "example.com", string(m[1]), "admin", "a long password", true); err != nil {
 		t.Fatalf("shared-secret registration with the generated secret: %v", err)
 	}
 }

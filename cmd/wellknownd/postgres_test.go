@@ -17,7 +17,8 @@ import (
 	"github.com/wellknownd/wellknownd/internal/freeport"
 )
 
-// asPostgres runs argv as the postgres user (PostgreSQL refuses root).
+// asPostgres runs argv as the postgres user (PostgreSQL refuses root),
+// for what the test runs itself; the supervised postgres has "user:".
 func asPostgres(argv ...string) []string {
 	return append([]string{"setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"}, argv...)
 }
@@ -52,7 +53,7 @@ func TestSupervisePostgresStack(t *testing.T) {
 	den := dendritetest.Setup(t, dendritetest.Options{ServerName: "example.com",
 		Database: "postgres://dendrite@127.0.0.1:" + port + "/postgres?sslmode=disable"})
 
-	pgCmd, _ := json.Marshal(asPostgres(filepath.Join(bin, "postgres"), "-D", data, "-k", sock, "-p", port, "-h", "127.0.0.1"))
+	pgCmd, _ := json.Marshal([]string{filepath.Join(bin, "postgres"), "-D", data, "-k", sock, "-p", port, "-h", "127.0.0.1"})
 	denCmd, _ := json.Marshal(den.Command())
 	cfg := edgeConfig(den.URL) + fmt.Sprintf(`supervise:
   - name: dendrite
@@ -62,6 +63,7 @@ func TestSupervisePostgresStack(t *testing.T) {
     ready: {http: "%s/_dendrite/monitor/up"}
   - name: postgres
     command: %s
+    user: postgres
     ready: {tcp: "127.0.0.1:%s"}
     stop_signal: SIGINT
 `, denCmd, den.Dir, den.URL, pgCmd, port)

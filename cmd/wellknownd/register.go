@@ -54,14 +54,15 @@ func runRegister(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if err != nil {
 		return err
 	}
-	if err := dendriteadmin.Register(ctx, cfg.Upstream.URL, secret, *user, password, *admin); err != nil {
+	userID, err := dendriteadmin.Register(ctx, cfg.Upstream.URL, cfg.ServerName, secret, *user, password, *admin)
+	if err != nil {
 		return err
 	}
 	kind := "user"
 	if *admin {
 		kind = "admin"
 	}
-	fmt.Fprintf(stdout, "registered @%s:%s (%s)\n", *user, cfg.ServerName, kind)
+	fmt.Fprintf(stdout, "registered %s (%s)\n", userID, kind)
 	return nil
 }
 

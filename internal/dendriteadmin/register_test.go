@@ -7,12 +7,14 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
 // homeserver is the shared-secret registration endpoint as Synapse and
 // Dendrite implement it: a nonce on GET, then a POST whose MAC must match.
 type homeserver struct {
+	name   string
 	secret string
 	mu     sync.Mutex
 	nonces map[string]bool
@@ -20,6 +22,10 @@ type homeserver struct {
 }
 
 func (h *homeserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/_matrix/key/v2/server" {
+		json.NewEncoder(w).Encode(map[string]string{"server_name": h.name})
+		return
+	}
 	if r.URL.Path != registerPath {
 		http.NotFound(w, r)
 		return
@@ -54,19 +60,19 @@ func (h *homeserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.users[req.Username] = req.Admin
-	w.Write([]byte(`{"user_id":"@` + req.Username + `:example.com"}`))
+	w.Write([]byte(`{"user_id":"@` + req.Username + `:` + h.name + `"}`))
 }
 
 func TestRegister(t *testing.T) {
-	hs := &homeserver{secret: "s3cret", nonces: map[string]bool{}, users: map[string]bool{}}
+	hs := &homeserver{name: "example.com", secret: "s3cret", nonces: map[string]bool{}, users: map[string]bool{}}
 	srv := httptest.NewServer(hs)
 	defer srv.Close()
 	ctx := context.Background()
 
-	if err := Register(ctx, srv.URL+"/", "s3cret", "alice", "pw one", true); err != nil {
-		t.Fatalf("register alice: %v", err)
+	if id, err := Register(ctx, srv.URL+"/", "example.com", "s3cret", "alice", "pw one", true); err != nil || id != "@alice:example.com" {
+		t.Fatalf("register alice: %q %v", id, err)
 	}
-	if err := Register(ctx, srv.URL, "s3cret", "bob", "pw two", false); err != nil {
+	if _, err := Register(ctx, srv.URL, "example.com", "s3cret", "bob", "pw two", false); err != nil {
 		t.Fatalf("register bob: %v", err)
 	}
 	if admin, ok := hs.users["alice"]; !ok || !admin {
@@ -76,20 +82,51 @@ func TestRegister(t *testing.T) {
 		t.Error("bob was made an admin")
 	}
 
-	err := Register(ctx, srv.URL, "s3cret", "alice", "again", false)
+	_, err := Register(ctx, srv.URL, "example.com", "s3cret", "alice", "again", false)
 	if err == nil || !strings.Contains(err.Error(), "the name is taken") {
 		t.Errorf("a taken name gave %v", err)
 	}
-	err = Register(ctx, srv.URL, "wrong", "carol", "pw", false)
+	_, err = Register(ctx, srv.URL, "example.com", "wrong", "carol", "pw", false)
 	if err == nil || !strings.Contains(err.Error(), "refused the shared secret") {
 		t.Errorf("a wrong secret gave %v", err)
 	}
 	if _, ok := hs.users["carol"]; ok {
 		t.Error("carol was registered with a wrong secret")
 	}
-	err = Register(ctx, srv.URL+"/elsewhere", "s3cret", "dave", "pw", false)
-	if err == nil || !strings.Contains(err.Error(), "registration nonce") {
-		t.Errorf("no registration endpoint gave %v", err)
+	// A homeserver for another name gets nothing: not even the nonce request.
+	_, err = Register(ctx, srv.URL, "example.org", "s3cret", "dave", "pw", false)
+	if err == nil || !strings.Contains(err.Error(), `is "example.com", not "example.org"; nothing was sent`) {
+		t.Errorf("another server name gave %v", err)
+	}
+	if _, ok := hs.users["dave"]; ok {
+		t.Error("dave was registered on the wrong server")
+	}
+}
+
+// TestRegisterNeverFollowsRedirects: a registration POST answered with a
+// redirect is an error; the password and MAC are not sent again.
+func TestRegisterNeverFollowsRedirects(t *testing.T) {
+	var elsewhere atomic.Int32
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		w.Write([]byte(`{"user_id":"@alice:evil.org"}`))
+	}))
+	defer evil.Close()
+	hs := &homeserver{name: "example.com", secret: "s3cret", nonces: map[string]bool{}, users: map[string]bool{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			http.Redirect(w, r, evil.URL+registerPath, http.StatusPermanentRedirect)
+			return
+		}
+		hs.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	_, err := Register(context.Background(), srv.URL, "example.com", "s3cret", "alice", "pw", false)
+	if err == nil || !strings.Contains(err.Error(), "redirects are not followed") {
+		t.Fatalf("a redirected registration gave %v", err)
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Fatalf("the redirect target received %d requests", n)
 	}
 }
 

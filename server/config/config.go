@@ -4,6 +4,7 @@
 package config
 
 import (
+	"syscall"
 	"time"
 )
 
@@ -30,6 +31,9 @@ type Config struct {
 	TLS TLS `yaml:"tls"`
 	// Upstream is the homeserver behind this edge.
 	Upstream Upstream `yaml:"upstream"`
+	// Limits bound what clients can make the edge hold: connections,
+	// streams, sockets to the homeserver, time spent waiting on a body.
+	Limits Limits `yaml:"limits"`
 	// ShutdownTimeout bounds how long a stopping daemon waits for in-flight
 	// requests (long-polls included) before it closes them.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
@@ -76,6 +80,16 @@ type Supervised struct {
 	// StopTimeout is how long it may take to stop before its process group
 	// is killed; default 30s.
 	StopTimeout Duration `yaml:"stop_timeout"`
+	// User runs the command as this user (a name or a uid), with the
+	// user's groups; wellknownd must run as root for it. Unlike a wrapper
+	// such as setpriv, the change happens before the command starts, so
+	// the kernel still kills the process if wellknownd dies.
+	User string `yaml:"user"`
+	// Group replaces the user's primary group (a name or a gid).
+	Group string `yaml:"group"`
+	// Credential is User and Group resolved by validation; nil for
+	// wellknownd's own.
+	Credential *syscall.Credential `yaml:"-"`
 }
 
 // Ready is a readiness probe.
@@ -233,6 +247,32 @@ type Upstream struct {
 	ExposeAdmin []string `yaml:"expose_admin"`
 }
 
+// Limits bound the resources a client can make the edge hold. A change
+// needs a restart.
+type Limits struct {
+	// MaxConns caps the connections open at once on the public listeners
+	// (http, https, federation) together. 0 (the default) derives it from
+	// the process's descriptor limit, leaving room for the homeserver
+	// connections, the admin listener and files, so that descriptors never
+	// run out. Past the cap, new connections wait in the kernel's queue.
+	MaxConns int `yaml:"max_conns"`
+	// UpstreamConns caps the connections to each upstream (default 512, or
+	// less where the descriptor limit is low). A request that finds none
+	// free waits up to UpstreamWait, then gets 503 with Retry-After.
+	UpstreamConns int `yaml:"upstream_conns"`
+	// UpstreamWait is how long a request waits for a free upstream
+	// connection (default 10s).
+	UpstreamWait Duration `yaml:"upstream_wait"`
+	// BodyIdleTimeout ends a request whose body stops arriving for this
+	// long (default 60s, as nginx's client_body_timeout). An upload that
+	// keeps moving is never cut. A body must start before the homeserver is
+	// dialled.
+	BodyIdleTimeout Duration `yaml:"body_idle_timeout"`
+	// H2MaxStreams caps the concurrent requests of one HTTP/2 connection
+	// (default 128, as nginx).
+	H2MaxStreams int `yaml:"h2_max_streams"`
+}
+
 // TLS modes.
 const (
 	TLSACME     = "acme"
@@ -267,7 +307,13 @@ func Default() Config {
 			CA:         "letsencrypt",
 			Challenges: []string{ChallengeHTTP01, ChallengeTLSALPN01},
 		},
-		Upstream:        Upstream{URL: "http://127.0.0.1:8008", MaxBody: 100 << 20},
+		Upstream: Upstream{URL: "http://127.0.0.1:8008", MaxBody: 100 << 20},
+		Limits: Limits{
+			UpstreamConns:   512,
+			UpstreamWait:    Duration(10 * time.Second),
+			BodyIdleTimeout: Duration(60 * time.Second),
+			H2MaxStreams:    128,
+		},
 		ShutdownTimeout: Duration(10 * time.Second),
 		Log:             Log{Format: "text", Level: "info"},
 	}

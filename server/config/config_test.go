@@ -94,7 +94,7 @@ func TestProblems(t *testing.T) {
 		want []string // each problem's full text, in order
 	}{
 		{"unknown top-level key", "hosts:", "hostz: [x]\nhosts:", []string{
-			`f.yaml:13: hostz: unknown field (did you mean "hosts"?); valid fields here: server_name, delegation, hosts, base_domain, listen, tls, upstream, shutdown_timeout, log, supervise`,
+			`f.yaml:13: hostz: unknown field (did you mean "hosts"?); valid fields here: server_name, delegation, hosts, base_domain, listen, tls, upstream, limits, shutdown_timeout, log, supervise`,
 		}},
 		{"unknown nested key", "  max_age: 4h", "  max_age: 4h\n  maxage: 4h", []string{
 			`f.yaml:13: delegation.maxage: unknown field (did you mean "max_age"?); valid fields here: server, client_base_url, identity_server, client_extra, support, max_age`,
@@ -212,8 +212,20 @@ func TestProblems(t *testing.T) {
 		{"two documents", "upstream:", "---\nupstream:", []string{
 			`f.yaml:23: holds more than one YAML document (a '---' line); keep one`,
 		}},
+		{"admin listener off loopback", `admin: "127.0.0.1:9090"`, `admin: "0.0.0.0:9090"`, []string{
+			`f.yaml:20: warning: listen.admin: "0.0.0.0:9090" is reachable from other machines, and its POST /reload and /status have no authentication; keep it on 127.0.0.1 and use listen.metrics for a remote Prometheus`,
+		}},
+		{"expose_admin and trusted_proxies everywhere", "url: http://127.0.0.1:8008", "url: http://127.0.0.1:8008\n  trusted_proxies: [\"::/0\"]\n  expose_admin: [10.0.0.0/8, 0.0.0.0/0]", []string{
+			`f.yaml:25: warning: upstream.trusted_proxies[0]: "::/0" matches every address: every client could then name its own address in X-Forwarded-For`,
+			`f.yaml:26: warning: upstream.expose_admin[1]: "0.0.0.0/0" matches every address: the homeserver's admin API (accounts, rooms, purges) would be open to the whole Internet`,
+		}},
+		{"bad limits", "server_name: example.com", "server_name: example.com\nlimits: {upstream_conns: 0, body_idle_timeout: 0s, h2_max_streams: -1}", []string{
+			`f.yaml:2: limits.upstream_conns: is 0; it must be 1 or more`,
+			`f.yaml:2: limits.h2_max_streams: is -1; it must be 1 or more`,
+			`f.yaml:2: limits.body_idle_timeout: must be more than 0, e.g. 60s`,
+		}},
 		{"all problems at once", "server_name: example.com", "server_name: example.com\nbogus: 1\nshutdown_timeout: 0s", []string{
-			`f.yaml:2: bogus: unknown field; valid fields here: server_name, delegation, hosts, base_domain, listen, tls, upstream, shutdown_timeout, log, supervise`,
+			`f.yaml:2: bogus: unknown field; valid fields here: server_name, delegation, hosts, base_domain, listen, tls, upstream, limits, shutdown_timeout, log, supervise`,
 			`f.yaml:3: shutdown_timeout: must be more than 0, e.g. 10s`,
 		}},
 	}

@@ -161,6 +161,8 @@ func (v *validator) validate() {
 	v.validateHosts()
 	v.validateBaseDomain()
 	v.validateListen()
+	v.warnAdminOffLoopback()
+	v.validateLimits()
 	v.validateTLS()
 	v.validateSupervise()
 	v.validateDendrite()
@@ -295,15 +297,53 @@ func (v *validator) validateUpstream() {
 		v.errf("upstream.max_body", "must be more than 0, e.g. 100MiB")
 	}
 	for _, list := range []struct {
-		field string
-		cidrs []string
-	}{{"upstream.trusted_proxies", u.TrustedProxies}, {"upstream.expose_admin", u.ExposeAdmin}} {
+		field, risk string
+		cidrs       []string
+	}{
+		{"upstream.trusted_proxies", "every client could then name its own address in X-Forwarded-For", u.TrustedProxies},
+		{"upstream.expose_admin", "the homeserver's admin API (accounts, rooms, purges) would be open to the whole Internet", u.ExposeAdmin},
+	} {
 		for i, c := range list.cidrs {
-			if _, err := ParsePrefix(c); err != nil {
+			p, err := ParsePrefix(c)
+			if err != nil {
 				v.errf(list.field+"["+strconv.Itoa(i)+"]", "%s", err)
+			} else if p.Bits() == 0 {
+				v.warnf(list.field+"["+strconv.Itoa(i)+"]", "%q matches every address: %s", c, list.risk)
 			}
 		}
 	}
+}
+
+func (v *validator) validateLimits() {
+	l := v.cfg.Limits
+	for _, n := range []struct {
+		field string
+		value int
+		min   int
+	}{{"limits.max_conns", l.MaxConns, 0}, {"limits.upstream_conns", l.UpstreamConns, 1}, {"limits.h2_max_streams", l.H2MaxStreams, 1}} {
+		if n.value < n.min {
+			v.errf(n.field, "is %d; it must be %d or more", n.value, n.min)
+		}
+	}
+	if l.UpstreamWait < 0 {
+		v.errf("limits.upstream_wait", "must not be negative")
+	}
+	if l.BodyIdleTimeout <= 0 {
+		v.errf("limits.body_idle_timeout", "must be more than 0, e.g. 60s")
+	}
+}
+
+// warnAdminOffLoopback warns when the admin listener (reload, status) may
+// be reached from other machines: it has no authentication.
+func (v *validator) warnAdminOffLoopback() {
+	host, _, err := net.SplitHostPort(v.cfg.Listen.Admin)
+	if err != nil || v.cfg.Listen.Admin == "" {
+		return
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.IsLoopback() || host == "localhost" {
+		return
+	}
+	v.warnf("listen.admin", "%q is reachable from other machines, and its POST /reload and /status have no authentication; keep it on 127.0.0.1 and use listen.metrics for a remote Prometheus", v.cfg.Listen.Admin)
 }
 
 // ParsePrefix parses a CIDR such as 10.0.0.0/8, or a single address as the

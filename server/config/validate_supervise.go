@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +62,7 @@ func (v *validator) validateSupervise() {
 		if e.StopTimeout <= 0 {
 			v.errf(at+".stop_timeout", "must be more than 0, e.g. 30s")
 		}
+		v.resolveCredential(at, &v.cfg.Supervise[i])
 	}
 	for i, e := range v.cfg.Supervise {
 		for j, a := range e.After {
@@ -141,4 +143,51 @@ func afterCycle(entries []Supervised) string {
 		}
 	}
 	return ""
+}
+
+// resolveCredential looks up a supervise entry's user and group, and
+// stores the ids it is started with.
+func (v *validator) resolveCredential(at string, e *Supervised) {
+	if e.User == "" && e.Group == "" {
+		return
+	}
+	if len(e.Command) == 0 {
+		v.errf(at+".user", "is only for an entry with a command")
+		return
+	}
+	if e.User == "" {
+		v.errf(at+".group", "needs user as well")
+		return
+	}
+	u, err := user.Lookup(e.User)
+	if err != nil {
+		if u, err = user.LookupId(e.User); err != nil {
+			v.errf(at+".user", "%q is no user of this machine", e.User)
+			return
+		}
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	if e.Group != "" {
+		g, err := user.LookupGroup(e.Group)
+		if err != nil {
+			if g, err = user.LookupGroupId(e.Group); err != nil {
+				v.errf(at+".group", "%q is no group of this machine", e.Group)
+				return
+			}
+		}
+		gid, _ = strconv.ParseUint(g.Gid, 10, 32)
+	}
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if ids, err := u.GroupIds(); err == nil {
+		for _, id := range ids {
+			if n, err := strconv.ParseUint(id, 10, 32); err == nil {
+				cred.Groups = append(cred.Groups, uint32(n))
+			}
+		}
+	}
+	if os.Geteuid() != 0 && uint32(os.Geteuid()) != cred.Uid {
+		v.warnf(at+".user", "wellknownd runs as uid %d here; only root can start %s as %s, so it will fail to start", os.Geteuid(), e.Name, e.User)
+	}
+	e.Credential = cred
 }

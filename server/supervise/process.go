@@ -34,6 +34,9 @@ type execProcess struct {
 	cmd *exec.Cmd
 	// pumps finish when every writer of the output pipes is gone.
 	pumps chan struct{}
+	// outR and errR are the pipes' read ends, closed to end the pumps
+	// when something outside the process group keeps them open.
+	outR, errR *os.File
 }
 
 func (execLauncher) start(spec Spec, log *slog.Logger) (process, error) {
@@ -45,7 +48,10 @@ func (execLauncher) start(spec Spec, log *slog.Logger) (process, error) {
 	}
 	// Its own process group, so that stopping reaches its children too;
 	// and killed by the kernel if wellknownd dies without stopping it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// The credentials change in the child before it runs the command, and
+	// the parent-death signal is set after that change (which would clear
+	// it): a wrapper such as setpriv changes them after, and loses it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: spec.Credential}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -65,7 +71,7 @@ func (execLauncher) start(spec Spec, log *slog.Logger) (process, error) {
 		errR.Close()
 		return nil, err
 	}
-	p := &execProcess{cmd: cmd, pumps: make(chan struct{})}
+	p := &execProcess{cmd: cmd, pumps: make(chan struct{}), outR: outR, errR: errR}
 	go func() {
 		done := make(chan struct{}, 2)
 		go func() { pump(outR, log, "stdout"); done <- struct{}{} }()
@@ -79,12 +85,25 @@ func (execLauncher) start(spec Spec, log *slog.Logger) (process, error) {
 
 func (p *execProcess) pid() int { return p.cmd.Process.Pid }
 
+// pumpGrace is how long the output of an exited process is still read:
+// what it wrote just before it exited.
+const pumpGrace = time.Second
+
 func (p *execProcess) wait() Exit {
+	// The process's own exit is what counts, never the end of its output:
+	// a grandchild that left the group (setsid) may hold the pipes open
+	// for ever, and the entry must still be seen to exit and restart.
 	err := p.cmd.Wait()
-	// Whatever of the group is left (a daemonised grandchild) goes too:
-	// nothing supervised outlives its entry.
+	// Whatever of the group is left goes too: nothing supervised outlives
+	// its entry.
 	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.pumps
+	select {
+	case <-p.pumps:
+	case <-time.After(pumpGrace):
+		p.outR.Close()
+		p.errR.Close()
+		<-p.pumps
+	}
 	ex := Exit{Code: p.cmd.ProcessState.ExitCode()}
 	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		ex.Signal = ws.Signal().String()

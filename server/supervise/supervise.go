@@ -34,6 +34,8 @@ type Spec struct {
 	// group is killed.
 	StopSignal  syscall.Signal
 	StopTimeout time.Duration
+	// Credential, when set, is the user and groups the command runs as.
+	Credential *syscall.Credential
 }
 
 // State is what an entry is doing, in words an operator reads.

@@ -1,0 +1,147 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// clientBody is a request body read on the client's behalf while it is
+// streamed to the homeserver.
+//
+// Each Read pushes the connection's read deadline idle into the future: an
+// upload that keeps moving is never cut, however long it takes, and one
+// that stalls for idle is (nginx's client_body_timeout). At the end of the
+// body the deadline is lifted again, so that a long answer to a short POST
+// is not cut either. A read error is remembered, so that the proxy blames
+// the client (400, 408) and not the homeserver (502).
+type clientBody struct {
+	io.ReadCloser
+	ctl  *http.ResponseController
+	idle time.Duration
+	// err is written by the transport's goroutine that sends the body,
+	// and read by the proxy's error handler.
+	mu  sync.Mutex
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	b.ctl.SetReadDeadline(time.Now().Add(b.idle))
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case err == io.EOF:
+		b.ctl.SetReadDeadline(time.Time{})
+	case err != nil:
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// startBody wraps r.Body in a clientBody and waits for its first byte:
+// only then is the homeserver dialled. A client that sends headers and then
+// nothing holds its own connection until the idle bound ends it, never one
+// to the homeserver. It returns the request to forward, or answers the
+// client itself and returns nil when the body does not start.
+func startBody(w http.ResponseWriter, r *http.Request, idle time.Duration) *http.Request {
+	b := &clientBody{ReadCloser: r.Body, ctl: http.NewResponseController(w), idle: idle}
+	var first [1]byte
+	n, err := b.Read(first[:])
+	if err != nil && err != io.EOF {
+		writeBodyError(w, err)
+		return nil
+	}
+	// The proxy's error handler is given a copy of the request with its
+	// own body: it finds this one through the context.
+	r = r.WithContext(context.WithValue(r.Context(), clientBodyKey{}, b))
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(first[:n]), b), b}
+	// Reading sent the client its 100 Continue, if it asked: the body is
+	// coming, and the homeserver need not be asked again (its own 100
+	// would reach the client as a second one).
+	r.Header.Del("Expect")
+	return r
+}
+
+type clientBodyKey struct{}
+
+// bodyError is the error reading r's body ended with, if startBody wrapped it.
+func bodyError(r *http.Request) error {
+	if b, ok := r.Context().Value(clientBodyKey{}).(*clientBody); ok {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.err
+	}
+	return nil
+}
+
+// writeBodyError answers a request whose body could not be read: 408 when
+// it stalled, 413 when it outgrew max_body on the way, 400 for anything
+// else (a malformed chunk, a connection cut mid-body).
+func writeBodyError(w http.ResponseWriter, err error) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, codeTooLarge, "Request body too large")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		w.Header().Set("Connection", "close")
+		writeMatrixError(w, corsClientAPI, http.StatusRequestTimeout, codeUnknown, "The request body stopped arriving")
+	default:
+		w.Header().Set("Connection", "close")
+		writeMatrixError(w, corsClientAPI, http.StatusBadRequest, codeUnknown, "The request body could not be read")
+	}
+}
+
+// The bounds of the drain after a 413: nginx's lingering_time and
+// lingering_timeout, and a byte count so that no one can keep a
+// connection busy by sending for ever.
+const (
+	drainTime  = 30 * time.Second
+	drainIdle  = 5 * time.Second
+	drainBytes = 1 << 30
+)
+
+// refuseTooLarge answers 413 to a body whose declared length is over the
+// cap, then reads and discards the body for a bounded while, as nginx's
+// lingering close does. A client that sends its whole body before reading
+// the answer (a browser's fetch, Python's urllib: anything without
+// "Expect: 100-continue") then reads the 413, instead of a connection reset
+// that reads as a network error. A client that asked for 100 Continue
+// sends no body: nothing to drain.
+func refuseTooLarge(w http.ResponseWriter, r *http.Request, buffers *bufferPool) {
+	w.Header().Set("Connection", "close")
+	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, codeTooLarge, "Request body too large")
+		return
+	}
+	ctl := http.NewResponseController(w)
+	ctl.EnableFullDuplex() // HTTP/1: keep the body readable after the answer
+	writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, codeTooLarge, "Request body too large")
+	ctl.Flush()
+	buf := buffers.Get()
+	defer buffers.Put(buf)
+	end := time.Now().Add(drainTime)
+	for n := 0; n < drainBytes; {
+		now := time.Now()
+		if !now.Before(end) {
+			return
+		}
+		ctl.SetReadDeadline(now.Add(min(drainIdle, end.Sub(now))))
+		m, err := r.Body.Read(buf)
+		n += m
+		if err != nil {
+			return
+		}
+	}
+}
