@@ -55,7 +55,15 @@ func (b *clientBody) Read(p []byte) (int, error) {
 func startBody(w http.ResponseWriter, r *http.Request, idle time.Duration) *http.Request {
 	b := &clientBody{ReadCloser: r.Body, ctl: http.NewResponseController(w), idle: idle}
 	var first [1]byte
+	if r.ProtoMajor == 1 {
+		// Until the body starts, the connection only waits: the first to
+		// go when the connection cap is reached.
+		markWaiting(r.Context(), true)
+	}
 	n, err := b.Read(first[:])
+	if r.ProtoMajor == 1 {
+		markWaiting(r.Context(), false)
+	}
 	if err != nil && err != io.EOF {
 		writeBodyError(w, err)
 		return nil
@@ -144,4 +152,14 @@ func refuseTooLarge(w http.ResponseWriter, r *http.Request, buffers *bufferPool)
 			return
 		}
 	}
+}
+
+// boundLeftoverBody bounds what net/http does with a request body the
+// handler did not read to the end (a redirect, a 404, an answer before the
+// upload finished): it reads up to 256 KiB more to keep the connection,
+// with no deadline at all, so a client that sends headers and then
+// nothing would hold the connection for ever. With this, it waits at most
+// drainIdle; the next request's header timeout replaces the deadline.
+func boundLeftoverBody(w http.ResponseWriter) {
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(drainIdle))
 }

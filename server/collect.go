@@ -15,6 +15,7 @@ type stateCollector struct {
 	supUp, supState, supRestarts, supUptime *prometheus.Desc
 	supCrashLoop                            *prometheus.Desc
 	connsOpen, connsMax, connsReached       *prometheus.Desc
+	connsEvicted                            *prometheus.Desc
 	upstreamConns                           *prometheus.Desc
 }
 
@@ -41,6 +42,8 @@ func newStateCollector(s *Server) *stateCollector {
 			"The cap on client connections of the public listeners (limits.max_conns, or derived from the descriptor limit).", nil, nil),
 		connsReached: prometheus.NewDesc("wellknownd_connections_limit_reached_total",
 			"Connections that had to wait for a slot because the cap was reached.", nil, nil),
+		connsEvicted: prometheus.NewDesc("wellknownd_connections_evicted_total",
+			"Connections closed at the cap to make room, each the one that had waited longest on its client (idle keep-alive, unfinished headers, a body not started).", nil, nil),
 		upstreamConns: prometheus.NewDesc("wellknownd_upstream_connections",
 			"Requests holding a connection to each upstream host, of at most limits.upstream_conns.", []string{"upstream"}, nil),
 	}
@@ -48,7 +51,7 @@ func newStateCollector(s *Server) *stateCollector {
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.notAfter, c.upstreamUp, c.supUp, c.supState, c.supRestarts, c.supUptime, c.supCrashLoop,
-		c.connsOpen, c.connsMax, c.connsReached, c.upstreamConns} {
+		c.connsOpen, c.connsMax, c.connsReached, c.connsEvicted, c.upstreamConns} {
 		ch <- d
 	}
 }
@@ -71,6 +74,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.connsOpen, prometheus.GaugeValue, float64(cl.open()))
 	ch <- prometheus.MustNewConstMetric(c.connsMax, prometheus.GaugeValue, float64(cap(cl.slots)))
 	ch <- prometheus.MustNewConstMetric(c.connsReached, prometheus.CounterValue, float64(cl.reached.Load()))
+	ch <- prometheus.MustNewConstMetric(c.connsEvicted, prometheus.CounterValue, float64(cl.evicted.Load()))
 	for host, n := range c.s.up.slots.inUse() {
 		ch <- prometheus.MustNewConstMetric(c.upstreamConns, prometheus.GaugeValue, float64(n), host)
 	}

@@ -104,18 +104,25 @@ func grepLines(text, sub string) string {
 }
 
 // countingUpstream is a homeserver that counts the connections it has open
-// and holds each request until release is closed.
+// and holds each request until release is closed (but for the edge's
+// readiness probe, /_matrix/client/versions).
 type countingUpstream struct {
 	*httptest.Server
 	open, peak atomic.Int32
-	release    chan struct{}
+	// held are the requests being held now.
+	held    atomic.Int32
+	release chan struct{}
 }
 
 func newCountingUpstream(t *testing.T) *countingUpstream {
 	u := &countingUpstream{release: make(chan struct{})}
 	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
-		<-u.release
+		if r.URL.Path != "/_matrix/client/versions" {
+			u.held.Add(1)
+			<-u.release
+			u.held.Add(-1)
+		}
 		w.Write([]byte(`{}`))
 	}))
 	u.Config.ConnState = func(_ net.Conn, s http.ConnState) {
@@ -261,26 +268,21 @@ func TestUpstreamConnectionCap(t *testing.T) {
 	wg.Wait()
 }
 
-// TestConnectionLimit: past limits.max_conns the public listeners accept
-// no more, the admin listener still answers and says so, and a slot freed
-// lets the next client in.
+// TestConnectionLimit: at limits.max_conns, a new connection takes the
+// place of one that only waits on its client (a body that has not
+// started, an idle keep-alive); with every connection busy it waits, the
+// admin listener still answers and says so, and a slot freed lets it in.
 func TestConnectionLimit(t *testing.T) {
+	up := newCountingUpstream(t)
 	httpAddr, adminAddr := freeport.Addr(t), freeport.Addr(t)
 	runEdge(t, fmt.Sprintf(`server_name: example.com
 delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
 listen: {http: %q, https: "", federation: "", admin: %q}
 tls: {mode: "off"}
+upstream: {url: %q}
 limits: {max_conns: 3}
-`, httpAddr, adminAddr))
+`, httpAddr, adminAddr, up.URL))
 	wait.TCP(t, adminAddr) // listening on both: they open together
-	var held []net.Conn
-	for range 3 {
-		c, err := net.Dial("tcp", httpAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
-	}
 	wellKnown := func(timeout time.Duration) (int, error) {
 		c := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 		req, _ := http.NewRequest("GET", "http://"+httpAddr+"/.well-known/matrix/server", nil)
@@ -292,8 +294,43 @@ limits: {max_conns: 3}
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
+	send := func(request string) net.Conn {
+		c, err := net.Dial("tcp", httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprint(c, request)
+		return c
+	}
+
+	// Three clients whose bodies never start: a fourth is served, in the
+	// place of the one that waited longest.
+	var slow []net.Conn
+	for range 3 {
+		slow = append(slow, send("POST /_matrix/client/v3/rooms/x/send/m.room.message/1 HTTP/1.1\r\nHost: matrix.example.com\r\nContent-Length: 10\r\n\r\n"))
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if code, err := wellKnown(2 * time.Second); err != nil || code != 200 {
+		t.Fatalf("well-known with the cap full of stalled bodies: %d %v", code, err)
+	}
+	slow[0].SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := slow[0].Read(make([]byte, 1)); err == nil {
+		t.Fatal("the oldest stalled client was not the one closed")
+	}
+	for _, c := range slow {
+		c.Close()
+	}
+
+	// Three requests being answered (the upstream holds them): nothing is
+	// closed, the fourth waits.
+	var busy []net.Conn
+	for range 3 {
+		busy = append(busy, send("GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: matrix.example.com\r\n\r\n"))
+	}
+	wait.True(t, "three requests at the upstream", 5*time.Second, func() bool { return up.held.Load() == 3 })
 	if _, err := wellKnown(300 * time.Millisecond); err == nil {
-		t.Fatal("a fourth connection was served past max_conns 3")
+		t.Fatal("a fourth connection was served past max_conns 3 with all three busy")
 	}
 	resp, err := http.Get("http://" + adminAddr + "/healthz")
 	if err != nil {
@@ -304,11 +341,12 @@ limits: {max_conns: 3}
 	if resp.StatusCode != 200 || !strings.Contains(string(b), "connection limit reached: 3 of 3") {
 		t.Fatalf("/healthz at the limit: %d %q", resp.StatusCode, b)
 	}
-	held[0].Close()
+	busy[0].Close()
 	if code, err := wellKnown(5 * time.Second); err != nil || code != 200 {
 		t.Fatalf("after a slot was freed: %d %v", code, err)
 	}
-	for _, c := range held[1:] {
+	close(up.release)
+	for _, c := range busy[1:] {
 		c.Close()
 	}
 }
@@ -481,5 +519,38 @@ upstream: {url: %q}
 	wait.True(t, "ready again", 2*time.Second, func() bool { return readyz() == 200 })
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("ready again after %v, with a 100ms probe", took)
+	}
+}
+
+// TestUnreadBodyDoesNotHoldTheConnection: a request with a body that the
+// edge answers without reading it (here the redirect to https of the plain
+// listener) does not leave its connection waiting for that body for ever.
+func TestUnreadBodyDoesNotHoldTheConnection(t *testing.T) {
+	httpAddr, tlsAddr := freeport.Addr(t), freeport.Addr(t)
+	runEdge(t, fmt.Sprintf(`server_name: example.com
+delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
+listen: {http: %q, https: %q, federation: "", admin: ""}
+tls: {mode: internal, storage: %q}
+`, httpAddr, tlsAddr, t.TempDir()))
+	wait.TCP(t, tlsAddr)
+	c, err := net.Dial("tcp", httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "POST /_matrix/client/v3/rooms/x/send/m.room.message/1 HTTP/1.1\r\nHost: matrix.example.com\r\nContent-Length: 100\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusPermanentRedirect {
+		t.Fatalf("%v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	start := time.Now()
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("more than the answer came")
+	}
+	if took := time.Since(start); took > 8*time.Second {
+		t.Fatalf("the connection was held %v waiting for the unread body", took)
 	}
 }

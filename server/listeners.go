@@ -57,5 +57,9 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		// limit: its streams are requests, each may hold an upstream slot.
 		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: s.up.limits.h2Streams},
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// What the connection limiter needs to evict waiting connections
+		// first (a no-op on the admin and metrics listeners).
+		ConnState:   connState,
+		ConnContext: connContext,
 	}
 }

@@ -108,6 +108,9 @@ func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Reque
 			*rec = statusRecorder{}
 			recorders.Put(rec)
 		}()
+		if r.ContentLength != 0 && r.ProtoMajor == 1 {
+			defer boundLeftoverBody(rec)
+		}
 		if msg := badRequest(r); msg != "" {
 			writeMatrixError(rec, corsReadOnly, http.StatusBadRequest, codeUnrecognized, msg)
 			return
