@@ -256,7 +256,7 @@ type Limits struct {
 	// connections, the admin listener and files, so that descriptors never
 	// run out. Past the cap, new connections wait in the kernel's queue.
 	MaxConns int `yaml:"max_conns"`
-	// UpstreamConns caps the connections to each upstream (default 512, or
+	// UpstreamConns caps the connections to each upstream (default 4096, or
 	// less where the descriptor limit is low). A request that finds none
 	// free waits up to UpstreamWait, then gets 503 with Retry-After.
 	UpstreamConns int `yaml:"upstream_conns"`
@@ -309,7 +309,7 @@ func Default() Config {
 		},
 		Upstream: Upstream{URL: "http://127.0.0.1:8008", MaxBody: 100 << 20},
 		Limits: Limits{
-			UpstreamConns:   512,
+			UpstreamConns:   4096,
 			UpstreamWait:    Duration(10 * time.Second),
 			BodyIdleTimeout: Duration(60 * time.Second),
 			H2MaxStreams:    128,
