@@ -321,6 +321,15 @@ limits: {max_conns: 3}
 	for _, c := range slow {
 		c.Close()
 	}
+	wait.True(t, "the stalled clients to be gone", 5*time.Second, func() bool {
+		resp, err := http.Get("http://" + adminAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(string(b), "\nwellknownd_connections_open 0\n")
+	})
 
 	// Three requests being answered (the upstream holds them): nothing is
 	// closed, the fourth waits.

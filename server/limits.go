@@ -77,14 +77,19 @@ func newConnLimiter(n int) *connLimiter {
 	return &connLimiter{slots: make(chan struct{}, n), conns: map[*limitedConn]struct{}{}}
 }
 
+// evictGrace is how long a connection must have waited before it may be
+// closed to make room: in a burst of new clients, one whose request is
+// still on its way is not taken for an idle one.
+const evictGrace = 250 * time.Millisecond
+
 // evictOldest closes the connection that has waited longest without being
-// served, and reports whether there was one.
+// served, if it has waited evictGrace, and reports whether there was one.
 func (c *connLimiter) evictOldest() bool {
 	c.mu.Lock()
 	var oldest *limitedConn
-	var since int64
+	since := time.Now().Add(-evictGrace).UnixNano()
 	for lc := range c.conns {
-		if t := lc.waitingSince.Load(); t != 0 && (oldest == nil || t < since) {
+		if t := lc.waitingSince.Load(); t != 0 && t <= since {
 			oldest, since = lc, t
 		}
 	}
