@@ -7,6 +7,7 @@ package deploy
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"crypto/rand"
 	"embed"
@@ -53,6 +54,9 @@ type Options struct {
 	// from when it is not there yet; "" leaves the compose file's default,
 	// the public repository.
 	Source string
+	// Keep are identities and secrets to write again instead of new ones
+	// (see Existing); empty fields are made anew.
+	Keep Existing
 }
 
 // File is one file of a deployment.
@@ -86,11 +90,13 @@ func Generate(o Options) (*Deployment, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, keyID, err := NewSigningKey()
-	if err != nil {
-		return nil, err
+	key, keyID := o.Keep.SigningKey, o.Keep.KeyID
+	if key == nil {
+		if key, keyID, err = NewSigningKey(); err != nil {
+			return nil, err
+		}
 	}
-	secret, pgPassword := randomToken(32), randomToken(24)
+	secret, pgPassword := cmp.Or(o.Keep.RegistrationSecret, randomToken(32)), cmp.Or(o.Keep.PostgresPassword, randomToken(24))
 	tmpl, err := template.New("").Funcs(template.FuncMap{
 		"q":  func(s string) string { b, _ := json.Marshal(s); return string(b) },
 		"sq": func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" },

@@ -24,7 +24,7 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	postgres := fs.Bool("postgres", false, "Run Dendrite on the system's PostgreSQL (a postgres-init.sql is written) instead of SQLite files.")
 	dendriteBin := fs.String("dendrite-bin", "", "The dendrite binary to supervise. Default: dendrite on $PATH, else /usr/local/bin/dendrite.")
 	dendriteAddr := fs.String("dendrite-addr", "127.0.0.1:8008", "The address Dendrite's HTTP listener binds, on loopback.")
-	force := fs.Bool("force", false, "Overwrite files that exist. Without it, init writes nothing when any of its files is there.")
+	force := fs.Bool("force", false, "Rewrite files that exist. The signing key, the registration secret and the database password already there are kept, never replaced. Without it, init writes nothing when any of its files is there.")
 	src := fs.String("src", "", "A clone of wellknownd for docker compose to build the image from (written to compose/.env). Default: the public repository.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -55,9 +55,15 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	if err != nil || strings.Contains(self, "go-build") {
 		self = "/usr/local/bin/wellknownd"
 	}
+	var keep deploy.Existing
+	if *force {
+		if keep, err = deploy.ReadExisting(*dir); err != nil {
+			return fmt.Errorf("%w; nothing was written", err)
+		}
+	}
 	d, err := deploy.Generate(deploy.Options{
 		ServerName: *serverName, Delegate: *delegate, Dir: *dir, Email: *email, Postgres: *postgres,
-		DendriteBin: *dendriteBin, DendriteAddr: *dendriteAddr, WellknowndBin: self, Source: *src,
+		DendriteBin: *dendriteBin, DendriteAddr: *dendriteAddr, WellknowndBin: self, Source: *src, Keep: keep,
 	})
 	if err != nil {
 		return err
@@ -67,6 +73,12 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, f := range d.Files {
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*dir, f.Path))
+	}
+	if keep.KeyID != "" {
+		fmt.Fprintf(stdout, "kept the signing key %s: it is the server's identity in federation\n", keep.KeyID)
+	}
+	if keep.RegistrationSecret != "" || keep.PostgresPassword != "" {
+		fmt.Fprintln(stdout, "kept the registration secret and the database password that Dendrite and the database already use")
 	}
 	cfg := filepath.Join(*dir, "wellknownd.yaml")
 	fmt.Fprintf(stdout, "\nNext: check %s (tls.email, listen), then run\n  wellknownd validate -config %s\n", cfg, cfg)

@@ -105,3 +105,61 @@ func TestInitBoots(t *testing.T) {
 		t.Fatalf("shared-secret registration with the generated secret: %v", err)
 	}
 }
+
+// TestInitForceKeepsIdentities: "init -force" rewrites the deployment but
+// keeps the signing key (the server's identity in federation), the
+// registration secret and the database password that a running Dendrite
+// and a live database already hold; a file where the key should be that
+// is not a key stops it before anything is written.
+func TestInitForceKeepsIdentities(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	initArgs := []string{"init", "-server-name", "example.com", "-delegate", "matrix.example.com", "-dir", dir, "-dendrite-bin", "/bin/true"}
+	if err := run(context.Background(), initArgs, &out, &out); err != nil {
+		t.Fatalf("init: %v\n%s", err, out.String())
+	}
+	read := func(p string) string {
+		b, err := os.ReadFile(filepath.Join(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	secretRE := regexp.MustCompile(`registration_shared_secret: "([^"]+)"`)
+	key, secret, password := read("dendrite/matrix_key.pem"), secretRE.FindStringSubmatch(read("dendrite/dendrite.yaml"))[1], read("compose/postgres_password.secret")
+	// Something the operator changed, which -force puts back.
+	os.WriteFile(filepath.Join(dir, "wellknownd.yaml"), []byte("broken: [\n"), 0o644)
+
+	out.Reset()
+	if err := run(context.Background(), append(initArgs, "-force"), &out, &out); err != nil {
+		t.Fatalf("init -force: %v\n%s", err, out.String())
+	}
+	if read("dendrite/matrix_key.pem") != key {
+		t.Fatal("init -force replaced the signing key")
+	}
+	for _, p := range []string{"dendrite/dendrite.yaml", "compose/dendrite.yaml"} {
+		if got := secretRE.FindStringSubmatch(read(p))[1]; got != secret {
+			t.Errorf("%s: registration secret replaced", p)
+		}
+		if !strings.Contains(read(p), "postgres://dendrite:"+strings.TrimSpace(password)+"@") && p == "compose/dendrite.yaml" {
+			t.Errorf("%s: database password replaced", p)
+		}
+	}
+	if read("compose/postgres_password.secret") != password {
+		t.Error("the database password secret was replaced")
+	}
+	if !strings.Contains(read("wellknownd.yaml"), "server_name:") {
+		t.Error("init -force did not rewrite wellknownd.yaml")
+	}
+	if !strings.Contains(out.String(), "kept the signing key ed25519:") {
+		t.Errorf("init -force did not say it kept the key:\n%s", out.String())
+	}
+
+	// Not a key where the key goes: nothing is written.
+	os.WriteFile(filepath.Join(dir, "dendrite/matrix_key.pem"), []byte("garbage"), 0o600)
+	os.WriteFile(filepath.Join(dir, "wellknownd.yaml"), []byte("left alone\n"), 0o644)
+	err := run(context.Background(), append(initArgs, "-force"), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "is not a Matrix signing key") || read("wellknownd.yaml") != "left alone\n" {
+		t.Fatalf("init -force over a broken key: %v", err)
+	}
+}
