@@ -1,7 +1,6 @@
 # wellknownd container image: a static binary on distroless, running as non-root.
 #   docker build -t wellknownd .
 #   docker build --build-arg VERSION=v1.2.3 -t wellknownd:v1.2.3 .
-#   docker buildx build --platform linux/amd64,linux/arm64 -t wellknownd .
 #   docker run -p 80:80 -p 443:443 -p 8448:8448 \
 #     -v ./wellknownd.yaml:/etc/wellknownd/wellknownd.yaml:ro -v wellknownd-state:/var/lib/wellknownd wellknownd
 

@@ -25,6 +25,7 @@ import (
 	"github.com/wellknownd/wellknownd/internal/deploytest"
 	"github.com/wellknownd/wellknownd/internal/dnstest"
 	"github.com/wellknownd/wellknownd/internal/freeport"
+	"github.com/wellknownd/wellknownd/internal/wait"
 )
 
 // TestComposeDeployment builds the image from the repository's Dockerfile,
@@ -205,6 +206,20 @@ func TestComposeDeployment(t *testing.T) {
 	}
 	if out, err := d.Try(compose, "compose", "exec", "-T", "dendrite", "curl", "-sS", "--max-time", "5", "http://wellknownd:9090/status"); err == nil {
 		t.Errorf("the admin listener is reachable from the compose network:\n%s", out)
+	}
+
+	// Reloading the configuration, both ways the README gives.
+	if out := d.Run(compose, "compose", "exec", "-T", "wellknownd", "wellknownd", "reload", "-config", "/etc/wellknownd/wellknownd.yaml"); out != "reloaded\n" {
+		t.Errorf("wellknownd reload in the container: %q", out)
+	}
+	d.Run(compose, "compose", "kill", "-s", "HUP", "wellknownd")
+	if err := wait.For(10*time.Second, func() error {
+		if n := strings.Count(d.Run(compose, "compose", "logs", "--no-color", "wellknownd"), "msg=reloaded"); n != 2 {
+			return fmt.Errorf("%d reloads logged", n)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("docker compose kill -s HUP: %v", err)
 	}
 
 	d.Run(compose, "compose", "restart")

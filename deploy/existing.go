@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/wellknownd/wellknownd/server/config"
 )
 
 // Existing are the identities and secrets of a deployment already written
@@ -48,9 +47,11 @@ func ReadExisting(dir string) (Existing, error) {
 		return e, err
 	}
 	for _, p := range []string{"dendrite/dendrite.yaml", "compose/dendrite.yaml"} {
-		secret, password, err := dendriteSecrets(filepath.Join(dir, p))
-		if err != nil {
-			return e, err
+		secret, password, err := config.DendriteSecrets(filepath.Join(dir, p))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return e, fmt.Errorf("%w; init -force keeps its secrets, so it must parse", err)
 		}
 		if e.RegistrationSecret == "" {
 			e.RegistrationSecret = secret
@@ -63,32 +64,4 @@ func ReadExisting(dir string) (Existing, error) {
 		e.PostgresPassword = strings.TrimSpace(string(pw))
 	}
 	return e, nil
-}
-
-// dendriteSecrets reads the registration secret and the database password
-// of a dendrite.yaml; a missing file has neither.
-func dendriteSecrets(path string) (secret, password string, err error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", "", nil
-	} else if err != nil {
-		return "", "", err
-	}
-	var doc struct {
-		Global struct {
-			Database struct {
-				ConnectionString string `yaml:"connection_string"`
-			} `yaml:"database"`
-		} `yaml:"global"`
-		ClientAPI struct {
-			Secret string `yaml:"registration_shared_secret"`
-		} `yaml:"client_api"`
-	}
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return "", "", fmt.Errorf("%s: %w; init -force keeps its secrets, so it must parse", path, err)
-	}
-	if u, err := url.Parse(doc.Global.Database.ConnectionString); err == nil && u.User != nil {
-		password, _ = u.User.Password()
-	}
-	return doc.ClientAPI.Secret, password, nil
 }

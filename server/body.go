@@ -95,20 +95,16 @@ func bodyError(r *http.Request) error {
 }
 
 // writeBodyError answers a request whose body could not be read: 408 when
-// it stalled, 413 when it outgrew max_body on the way, 400 for anything
-// else (a malformed chunk, a connection cut mid-body).
+// it stalled, 400 for anything else (a malformed chunk, a connection cut
+// mid-body). A body over max_body is the proxy's 413, decided before this.
 func writeBodyError(w http.ResponseWriter, err error) {
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, codeTooLarge, "Request body too large")
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		w.Header().Set("Connection", "close")
+	// The connection is in an unknown state mid-body: it is not reused.
+	w.Header().Set("Connection", "close")
+	if errors.Is(err, os.ErrDeadlineExceeded) {
 		writeMatrixError(w, corsClientAPI, http.StatusRequestTimeout, codeUnknown, "The request body stopped arriving")
-	default:
-		w.Header().Set("Connection", "close")
-		writeMatrixError(w, corsClientAPI, http.StatusBadRequest, codeUnknown, "The request body could not be read")
+		return
 	}
+	writeMatrixError(w, corsClientAPI, http.StatusBadRequest, codeUnknown, "The request body could not be read")
 }
 
 // The bounds of the drain after a 413: nginx's lingering_time and

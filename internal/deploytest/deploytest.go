@@ -101,3 +101,11 @@ func Build(t testing.TB, dir string) string {
 	}
 	return out
 }
+
+// removeAll removes a directory a container engine used: whatever it left
+// mounted under it is unmounted first (deepest first), or the removal
+// would fail on busy mounts.
+func removeAll(dir string) {
+	exec.Command("sh", "-c", "grep -o ' "+dir+"[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l").Run()
+	os.RemoveAll(dir)
+}

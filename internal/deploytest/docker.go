@@ -86,10 +86,7 @@ func (d *Docker) stop() {
 		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 	}
-	// The engine unmounts its layers when it stops; whatever is left
-	// mounted under its directory goes before the directory does.
-	exec.Command("sh", "-c", "grep -o ' "+d.dir+"[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l").Run()
-	os.RemoveAll(d.dir)
+	removeAll(d.dir)
 }
 
 // Command is a docker command against this engine, run in dir.

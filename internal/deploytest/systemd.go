@@ -82,8 +82,7 @@ func (s *Systemd) podman(args ...string) string {
 func (s *Systemd) remove() {
 	run(s.command("rm", "-f", "-t", "5", s.name))
 	run(s.command("rmi", "-a", "-f"))
-	exec.Command("sh", "-c", "grep -o ' "+s.dir+"[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l").Run()
-	os.RemoveAll(s.dir)
+	removeAll(s.dir)
 }
 
 // Copy copies a file of this machine into the container.

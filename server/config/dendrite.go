@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -163,14 +164,29 @@ func (c *Config) DendriteConfig() string {
 	return ""
 }
 
+// DendriteSecrets reads from a dendrite.yaml its registration shared
+// secret and the password in global.database.connection_string; either is
+// "" when it has none.
+func DendriteSecrets(dendriteYAML string) (secret, dbPassword string, err error) {
+	d, err := loadDendriteDoc(dendriteYAML)
+	if err != nil {
+		return "", "", err
+	}
+	secret, _ = d.get("client_api.registration_shared_secret")
+	conn, _ := d.get("global.database.connection_string")
+	if u, err := url.Parse(conn); err == nil && u.User != nil {
+		dbPassword, _ = u.User.Password()
+	}
+	return secret, dbPassword, nil
+}
+
 // RegistrationSecret reads client_api.registration_shared_secret from a
 // Dendrite configuration file.
 func RegistrationSecret(dendriteYAML string) (string, error) {
-	d, err := loadDendriteDoc(dendriteYAML)
+	secret, _, err := DendriteSecrets(dendriteYAML)
 	if err != nil {
 		return "", err
 	}
-	secret, _ := d.get("client_api.registration_shared_secret")
 	if secret == "" {
 		return "", fmt.Errorf("%s has no client_api.registration_shared_secret; set one (and restart Dendrite) to create accounts without opening registration", dendriteYAML)
 	}
