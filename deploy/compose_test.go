@@ -40,26 +40,7 @@ func TestComposeDeployment(t *testing.T) {
 	d.StandIns(dendritetest.Binaries(t))
 	t.Logf("engine and stand-in images ready after %v", time.Since(start).Round(time.Second))
 
-	// The image, from the repository's Dockerfile. --network host: the
-	// module proxy is reached through this machine's network.
-	buildStart := time.Now()
-	d.Run(deploytest.Root(), "build", "--network", "host", "--build-arg", "VERSION=v0.0.0-deploytest", "-t", "wellknownd:latest", ".")
-	var image struct {
-		Size   int64
-		Config struct {
-			User   string
-			Labels map[string]string
-		}
-	}
-	d.Inspect(&image, "wellknownd:latest")
-	t.Logf("image built in %v: %.1f MB", time.Since(buildStart).Round(time.Second), float64(image.Size)/1e6)
-	if image.Config.User != "nonroot:nonroot" || image.Config.Labels["org.opencontainers.image.version"] != "v0.0.0-deploytest" ||
-		image.Config.Labels["org.opencontainers.image.source"] == "" {
-		t.Errorf("image config: user %q, labels %v", image.Config.User, image.Config.Labels)
-	}
-	if v := d.Run("", "run", "--rm", "wellknownd:latest", "version"); !strings.HasPrefix(v, "wellknownd v0.0.0-deploytest ") {
-		t.Errorf("wellknownd version in the image: %q", v)
-	}
+	buildImage(t, d)
 
 	// The deployment, as init writes it; the local CA stands in for Let's
 	// Encrypt, which is not reachable here.
@@ -230,4 +211,30 @@ func TestComposeDeployment(t *testing.T) {
 	up()
 	verify("after down and up", true)
 	t.Logf("compose deployment test took %v", time.Since(start).Round(time.Second))
+}
+
+// buildImage builds wellknownd:latest from the repository's Dockerfile in
+// d, and checks what the image says about itself.
+func buildImage(t *testing.T, d *deploytest.Docker) {
+	t.Helper()
+	// From the repository's Dockerfile. --network host: the
+	// module proxy is reached through this machine's network.
+	buildStart := time.Now()
+	d.Run(deploytest.Root(), "build", "--network", "host", "--build-arg", "VERSION=v0.0.0-deploytest", "-t", "wellknownd:latest", ".")
+	var image struct {
+		Size   int64
+		Config struct {
+			User   string
+			Labels map[string]string
+		}
+	}
+	d.Inspect(&image, "wellknownd:latest")
+	t.Logf("image built in %v: %.1f MB", time.Since(buildStart).Round(time.Second), float64(image.Size)/1e6)
+	if image.Config.User != "nonroot:nonroot" || image.Config.Labels["org.opencontainers.image.version"] != "v0.0.0-deploytest" ||
+		image.Config.Labels["org.opencontainers.image.source"] == "" {
+		t.Errorf("image config: user %q, labels %v", image.Config.User, image.Config.Labels)
+	}
+	if v := d.Run("", "run", "--rm", "wellknownd:latest", "version"); !strings.HasPrefix(v, "wellknownd v0.0.0-deploytest ") {
+		t.Errorf("wellknownd version in the image: %q", v)
+	}
 }

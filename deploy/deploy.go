@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/template"
 )
@@ -97,18 +98,11 @@ func Generate(o Options) (*Deployment, error) {
 		}
 	}
 	secret, pgPassword := cmp.Or(o.Keep.RegistrationSecret, randomToken(32)), cmp.Or(o.Keep.PostgresPassword, randomToken(24))
-	tmpl, err := template.New("").Funcs(template.FuncMap{
-		"q":  func(s string) string { b, _ := json.Marshal(s); return string(b) },
-		"sq": func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" },
-	}).ParseFS(files, "templates/*.tmpl")
-	if err != nil {
-		return nil, err
-	}
 	base := map[string]any{
 		"ServerName": o.ServerName, "Delegate": o.Delegate, "MServer": o.Delegate + ":443",
 		"BaseURL": "https://" + o.Delegate, "Email": o.Email, "RegistrationSecret": secret,
 		"PostgresPassword": pgPassword, "MaxFileSize": maxFileSize, "MaxBody": "100MiB",
-		"DendriteVersion": "v0.13.8", "KeyID": keyID,
+		"DendriteVersion": "v0.13.8", "KeyID": keyID, "Hosts": hostList(o.ServerName, o.Delegate),
 	}
 	with := func(extra map[string]any) map[string]any {
 		m := map[string]any{}
@@ -119,13 +113,6 @@ func Generate(o Options) (*Deployment, error) {
 			m[k] = v
 		}
 		return m
-	}
-	render := func(name string, data map[string]any) ([]byte, error) {
-		var b bytes.Buffer
-		if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
-			return nil, fmt.Errorf("rendering %s: %w", name, err)
-		}
-		return b.Bytes(), nil
 	}
 
 	dendriteDir := filepath.Join(dir, "dendrite")
@@ -249,6 +236,34 @@ func NewSigningKey() (pemBytes []byte, keyID string, err error) {
 	}
 	keyID = "ed25519:" + string(id)
 	return pem.EncodeToMemory(&pem.Block{Type: "MATRIX PRIVATE KEY", Headers: map[string]string{"Key-ID": keyID}, Bytes: seed}), keyID, nil
+}
+
+// render executes one of templates/ with data.
+func render(name string, data map[string]any) ([]byte, error) {
+	tmpl, err := template.New("").Funcs(template.FuncMap{
+		"q":  func(s string) string { b, _ := json.Marshal(s); return string(b) },
+		"sq": func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" },
+	}).ParseFS(files, "templates/*.tmpl")
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
+		return nil, fmt.Errorf("rendering %s: %w", name, err)
+	}
+	return b.Bytes(), nil
+}
+
+// hostList is the names the edge answers for: the server name, whose host
+// serves the documents, then the other names, each once.
+func hostList(names ...string) []string {
+	var out []string
+	for _, n := range names {
+		if n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func randomToken(n int) string {

@@ -24,6 +24,7 @@ Commands:
   validate   check a configuration file and print every problem
   reload     make the running daemon re-read its configuration
   init       write a complete deployment: wellknownd.yaml, Dendrite's config and key, unit, compose
+  adopt      put wellknownd in front of a Dendrite that already runs, keeping its identity
   register   create an account on the supervised Dendrite (shared-secret registration)
   check      test a server's federation and client discovery, and say how to fix what fails
   healthcheck  exit 0 when the running daemon answers /healthz (for container health checks)
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCheck(ctx, args[1:], stdout, stderr)
 	case "init":
 		return runInit(args[1:], stdout, stderr)
+	case "adopt":
+		return runAdopt(args[1:], stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args[1:], stderr)
 	case "version", "-version", "--version":

@@ -10,6 +10,7 @@ package dendritetest
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -87,6 +88,24 @@ func build() error {
 		return fmt.Errorf("go install tool in tools/dendrite: %w\n%s", err, out)
 	}
 	return os.WriteFile(stamp, nil, 0o644)
+}
+
+// SourceFile returns a file of Dendrite's release source, as the module
+// proxy serves it (e.g. build/docker/docker-compose.yml).
+func SourceFile(t testing.TB, path string) []byte {
+	t.Helper()
+	cmd := exec.Command("go", "mod", "download", "-json", "github.com/matrix-org/dendrite@"+Version)
+	cmd.Dir = filepath.Join(root(), "tools", "dendrite")
+	out, err := cmd.Output()
+	var mod struct{ Dir string }
+	if err != nil || json.Unmarshal(out, &mod) != nil || mod.Dir == "" {
+		t.Fatalf("go mod download dendrite@%s: %v\n%s", Version, err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(mod.Dir, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // Options configure a Dendrite.

@@ -97,6 +97,10 @@ func (d *Docker) Command(dir string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// Env is the environment docker commands run with against this engine,
+// for scripts that run docker themselves.
+func (d *Docker) Env() []string { return d.env }
+
 // Try runs docker with args in dir and returns its output.
 func (d *Docker) Try(dir string, args ...string) (string, error) {
 	return run(d.Command(dir, args...))
@@ -131,7 +135,8 @@ var standins embed.FS
 // StandIns makes, in this engine, the images the Dockerfile and the
 // compose file name, from Debian's packages and this machine's builds:
 // golang:1.26-bookworm, gcr.io/distroless/static-debian12:nonroot,
-// matrixdotorg/dendrite-monolith:v0.13.8 and postgres:15-alpine. Each
+// matrixdotorg/dendrite-monolith:v0.13.8 (also tagged :latest) and
+// postgres:15-alpine. Each
 // file in standins/ says what of the official image it reproduces.
 // dendriteBin is the directory holding Dendrite's binaries.
 func (d *Docker) StandIns(dendriteBin string) {
@@ -160,6 +165,8 @@ func (d *Docker) StandIns(dendriteBin string) {
 		bins[b] = filepath.Join(dendriteBin, b)
 	}
 	d.build("matrixdotorg/dendrite-monolith:v0.13.8", "dendrite.Dockerfile", bins)
+	// Dendrite's own compose file names :latest, which v0.13.8 is.
+	d.Run("", "tag", "matrixdotorg/dendrite-monolith:v0.13.8", "matrixdotorg/dendrite-monolith:latest")
 	d.build("golang:1.26-bookworm", "golang.Dockerfile", map[string]string{
 		"go": "/usr/local/go", "ca-certificates.crt": "/etc/ssl/certs/ca-certificates.crt"})
 }

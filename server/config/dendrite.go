@@ -48,7 +48,7 @@ func (v *validator) validateDendrite() {
 		if path == "" {
 			continue
 		}
-		d, err := loadDendriteDoc(path)
+		d, err := LoadDendrite(path)
 		var p Problem
 		switch {
 		case errors.As(err, &p):
@@ -59,23 +59,23 @@ func (v *validator) validateDendrite() {
 			continue
 		}
 		c := v.cfg
-		if got, line := d.get("global.server_name"); got != c.ServerName {
+		if got, line := d.Get("global.server_name"); got != c.ServerName {
 			v.problems = append(v.problems, Problem{File: path, Line: line, Field: "global.server_name",
 				Msg: fmt.Sprintf("is %q, but wellknownd's server_name is %q; users and rooms would be named after the wrong server", got, c.ServerName)})
 		}
-		if got, line := d.get("global.well_known_server_name"); got != "" && !sameServer(got, c.Delegation.Server) {
+		if got, line := d.Get("global.well_known_server_name"); got != "" && !sameServer(got, c.Delegation.Server) {
 			v.problems = append(v.problems, Problem{File: path, Line: line, Field: "global.well_known_server_name", Warning: true,
 				Msg: fmt.Sprintf("is %q, but delegation.server is %q", got, c.Delegation.Server)})
 		}
-		if got, line := d.get("global.well_known_client_name"); got != "" && strings.TrimSuffix(got, "/") != strings.TrimSuffix(c.Delegation.ClientBaseURL, "/") {
+		if got, line := d.Get("global.well_known_client_name"); got != "" && strings.TrimSuffix(got, "/") != strings.TrimSuffix(c.Delegation.ClientBaseURL, "/") {
 			v.problems = append(v.problems, Problem{File: path, Line: line, Field: "global.well_known_client_name", Warning: true,
 				Msg: fmt.Sprintf("is %q, but delegation.client_base_url is %q", got, c.Delegation.ClientBaseURL)})
 		}
-		if got, line := d.get("client_api.registration_shared_secret"); got == "" {
+		if got, line := d.Get("client_api.registration_shared_secret"); got == "" {
 			v.problems = append(v.problems, Problem{File: path, Line: line, Field: "client_api.registration_shared_secret", Warning: true,
 				Msg: "is empty; \"wellknownd register\" creates accounts with it, without opening registration"})
 		}
-		if got, line := d.get("media_api.max_file_size_bytes"); got != "" {
+		if got, line := d.Get("media_api.max_file_size_bytes"); got != "" {
 			if n, err := strconv.ParseInt(got, 10, 64); err == nil && n > int64(c.Upstream.MaxBody) {
 				v.problems = append(v.problems, Problem{File: path, Line: line, Field: "media_api.max_file_size_bytes", Warning: true,
 					Msg: fmt.Sprintf("is %d, above upstream.max_body (%s): uploads between the two are refused at the edge", n, c.Upstream.MaxBody)})
@@ -101,34 +101,38 @@ func sameServer(a, b string) bool {
 	return strings.EqualFold(na.Host, nb.Host) && pa == pb
 }
 
-// dendriteDoc reads scalar values of a YAML document by dotted path.
-type dendriteDoc struct {
+// DendriteFile is a parsed dendrite.yaml, read by dotted path with the line
+// of each value, so that what wellknownd says about Dendrite's
+// configuration names the line to change.
+type DendriteFile struct {
+	// Path is the file it was read from.
+	Path string
 	root *yaml.Node
 }
 
-// loadDendriteDoc reads and parses a dendrite.yaml: the one loader of
+// LoadDendrite reads and parses a dendrite.yaml: the one loader of
 // Dendrite's configuration. A file that cannot be read gives the os error;
 // one that does not parse, or is empty, a Problem naming the file (and the
 // line of a syntax error).
-func loadDendriteDoc(path string) (dendriteDoc, error) {
+func LoadDendrite(path string) (DendriteFile, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return dendriteDoc{}, err
+		return DendriteFile{}, err
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line, msg := syntaxLine(err, data)
-		return dendriteDoc{}, Problem{File: path, Line: line, Msg: "is not valid YAML: " + msg}
+		return DendriteFile{}, Problem{File: path, Line: line, Msg: "is not valid YAML: " + msg}
 	}
 	if len(doc.Content) == 0 {
-		return dendriteDoc{}, Problem{File: path, Msg: "is empty; Dendrite needs its configuration (wellknownd init writes one)"}
+		return DendriteFile{}, Problem{File: path, Msg: "is empty; Dendrite needs its configuration (wellknownd init writes one)"}
 	}
-	return dendriteDoc{root: doc.Content[0]}, nil
+	return DendriteFile{Path: path, root: doc.Content[0]}, nil
 }
 
-// get returns the scalar at path and its line (the nearest existing
+// Get returns the scalar at path and its line (the nearest existing
 // parent's line when it is missing).
-func (d dendriteDoc) get(path string) (string, int) {
+func (d DendriteFile) Get(path string) (string, int) {
 	n, line := d.root, d.root.Line
 	for _, k := range strings.Split(path, ".") {
 		if n.Kind != yaml.MappingNode {
@@ -168,12 +172,12 @@ func (c *Config) DendriteConfig() string {
 // secret and the password in global.database.connection_string; either is
 // "" when it has none.
 func DendriteSecrets(dendriteYAML string) (secret, dbPassword string, err error) {
-	d, err := loadDendriteDoc(dendriteYAML)
+	d, err := LoadDendrite(dendriteYAML)
 	if err != nil {
 		return "", "", err
 	}
-	secret, _ = d.get("client_api.registration_shared_secret")
-	conn, _ := d.get("global.database.connection_string")
+	secret, _ = d.Get("client_api.registration_shared_secret")
+	conn, _ := d.Get("global.database.connection_string")
 	if u, err := url.Parse(conn); err == nil && u.User != nil {
 		dbPassword, _ = u.User.Password()
 	}

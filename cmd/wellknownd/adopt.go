@@ -1,0 +1,106 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/wellknownd/wellknownd/deploy"
+)
+
+// runAdopt puts wellknownd in front of a Dendrite that already runs,
+// keeping its identity: see deploy.Adopt. It prints what it will write and
+// change, then writes; it never writes Dendrite's files.
+func runAdopt(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("adopt", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o deploy.AdoptOptions
+	fs.StringVar(&o.DendriteConfig, "dendrite-config", "", "The dendrite.yaml the homeserver runs with, e.g. ./config/dendrite.yaml. Required. It is read, never written.")
+	fs.StringVar(&o.ServerName, "server-name", "", "The server name you expect dendrite.yaml to have; adopt stops when it has another.")
+	fs.StringVar(&o.Delegate, "delegate", "", "The host that serves the homeserver, e.g. matrix.example.com. Default: the host in dendrite.yaml's global.well_known_server_name or well_known_client_name.")
+	fs.StringVar(&o.Compose, "compose", "", "The compose file that runs Dendrite. adopt writes wellknownd.yaml and an override file beside it. Without it, Dendrite runs on this host and a systemd unit fronts it at -upstream.")
+	fs.StringVar(&o.Service, "service", "", "Dendrite's compose service, when adopt cannot tell it by its image or its mount of dendrite.yaml's directory.")
+	fs.StringVar(&o.Upstream, "upstream", "http://127.0.0.1:8008", "Without -compose: Dendrite's plain HTTP listener on this host.")
+	fs.StringVar(&o.Dir, "dir", "/var/lib/wellknownd", "Without -compose: write wellknownd.yaml and the unit into this directory (as init does).")
+	fs.StringVar(&o.TLSMode, "tls", "acme", "Where certificates come from: acme (wellknownd obtains and renews them itself), files (-cert-file and -key-file, e.g. what acme.sh installs) or internal (a local CA, for trying it out).")
+	fs.StringVar(&o.CertFile, "cert-file", "", "With -tls files: the PEM certificate chain, which must name the server name's host and the delegated host.")
+	fs.StringVar(&o.KeyFile, "key-file", "", "With -tls files: the certificate's PEM private key.")
+	fs.StringVar(&o.Email, "email", "", "With -tls acme: the ACME account's e-mail. Default: admin@SERVER_NAME.")
+	fs.StringVar(&o.Site, "site", "", "The web server (http:// or https:// URL) that answers on the server name's host besides the documents, e.g. the project's web site; wellknownd proxies to it. Without it, that host answers 404 outside /.well-known/matrix.")
+	fs.StringVar(&o.Source, "src", "", "With -compose: a clone of wellknownd to build the image from. Default: the public repository.")
+	dryRun := fs.Bool("dry-run", false, "Print what adopt would write and change, and write nothing.")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if o.DendriteConfig == "" {
+		fs.Usage()
+		return usageError{"adopt: -dendrite-config is required"}
+	}
+	if o.Compose != "" {
+		o.Upstream, o.Dir = "", ""
+	}
+	self, err := os.Executable()
+	if err != nil || strings.Contains(self, "go-build") {
+		self = "/usr/local/bin/wellknownd"
+	}
+	o.WellknowndBin = self
+	a, err := deploy.Adopt(o)
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintf(stdout, "wellknownd adopt: %s, served at %s\n\nIt writes:\n", a.ServerName, a.Delegate)
+	for _, f := range a.Files {
+		fmt.Fprintf(stdout, "  %s\n", filepath.Join(a.Dir, f.Path))
+	}
+	list(stdout, "Once started, this changes:", a.Changes)
+	list(stdout, "It keeps, and never writes:", a.Kept)
+	if len(a.DendriteEdits) > 0 {
+		fmt.Fprintln(stdout, "\nIn Dendrite's configuration, change (adopt does not edit it):")
+		for _, p := range a.DendriteEdits {
+			fmt.Fprintf(stdout, "  %s\n", p)
+		}
+	}
+	for _, w := range a.Warnings {
+		fmt.Fprintln(stdout, "\nwarning: "+w)
+	}
+	if *dryRun {
+		fmt.Fprintln(stdout, "\nNothing was written (-dry-run).")
+		return nil
+	}
+	if err := deploy.Write(a.Dir, a.Files, false); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	for _, f := range a.Files {
+		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(a.Dir, f.Path))
+	}
+	// The test suite runs these lines: keep the headings and the indent.
+	steps(stdout, "First, as root:", a.Before)
+	steps(stdout, "Then start it:", a.Start)
+	steps(stdout, "To go back to how it was:", a.Rollback)
+	return nil
+}
+
+func list(w io.Writer, heading string, items []string) {
+	if len(items) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\n"+heading)
+	for _, s := range items {
+		fmt.Fprintln(w, "  - "+s)
+	}
+}
+
+func steps(w io.Writer, heading string, lines []string) {
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\n"+heading)
+	for _, s := range lines {
+		fmt.Fprintln(w, "  "+s)
+	}
+}
