@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/wellknownd/wellknownd/server/certs"
 	"github.com/wellknownd/wellknownd/server/supervise"
 )
 
@@ -17,28 +18,7 @@ import (
 func (s *Server) adminHandler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(localOnly)
-	// /healthz answers while the process serves requests at all: a
-	// liveness probe, which must not fail because Dendrite is restarting.
-	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte("ok\n"))
-		// Still 200: a full listener is load, not a dead process, and a
-		// restart would drop every connection. But say so.
-		if s.conns.full() {
-			fmt.Fprintf(w, "connection limit reached: %d of %d connections open on the public listeners\n", s.conns.open(), cap(s.conns.slots))
-		}
-	})
-	// /readyz says whether traffic can be sent here: listeners up, a
-	// certificate for every host, the upstream ready.
-	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if why := s.notReady(); len(why) > 0 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte("not ready: " + strings.Join(why, "; ") + "\n"))
-			return
-		}
-		w.Write([]byte("ready\n"))
-	})
+	s.probes(r)
 	r.Handle("/metrics", s.m.handler())
 	// POST /reload re-reads the configuration file, as SIGHUP does; the
 	// answer says whether it was applied, and if not, why.
@@ -61,9 +41,15 @@ func (s *Server) adminHandler() http.Handler {
 		doc := struct {
 			UpstreamReady bool               `json:"upstream_ready"`
 			Supervised    []supervise.Status `json:"supervised"`
+			// TLSStorage is where certificates are kept and whether it
+			// answers; absent for tls.mode files and off.
+			TLSStorage *certs.StorageStatus `json:"tls_storage,omitempty"`
 		}{UpstreamReady: s.upstreamReady(), Supervised: []supervise.Status{}}
 		if s.sup != nil {
 			doc.Supervised = s.sup.Status()
+		}
+		if st, ok := s.storageStatus(); ok {
+			doc.TLSStorage = &st
 		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
@@ -73,12 +59,41 @@ func (s *Server) adminHandler() http.Handler {
 	return r
 }
 
-// metricsHandler serves listen.metrics: GET /metrics and nothing else, so
-// that it may face a network without exposing reload or the stack's state.
+// metricsHandler serves listen.metrics: GET /metrics and the health
+// probes, nothing else, so that it may face a network (a Prometheus, a
+// load balancer) without exposing reload or the stack's state.
 func (s *Server) metricsHandler() http.Handler {
 	r := chi.NewRouter()
 	r.Get("/metrics", s.m.handler().ServeHTTP)
+	s.probes(r)
 	return r
+}
+
+// probes adds /healthz and /readyz, which the admin listener and
+// listen.metrics (for a load balancer's health checks) both serve.
+func (s *Server) probes(r chi.Router) {
+	// /healthz answers while the process serves requests at all: a
+	// liveness probe, which must not fail because Dendrite is restarting.
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+		// Still 200: a full listener is load, not a dead process, and a
+		// restart would drop every connection. But say so.
+		if s.conns.full() {
+			fmt.Fprintf(w, "connection limit reached: %d of %d connections open on the public listeners\n", s.conns.open(), cap(s.conns.slots))
+		}
+	})
+	// /readyz says whether traffic can be sent here: listeners up, a
+	// certificate for every host, the upstream ready.
+	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if why := s.notReady(); len(why) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not ready: " + strings.Join(why, "; ") + "\n"))
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
 }
 
 // upstreamReady: every supervised entry ready or, with nothing

@@ -21,6 +21,7 @@ type options struct {
 	onServing    func()
 	// probeInterval replaces probeInterval, for tests.
 	probeInterval time.Duration
+	renewCheck    time.Duration
 }
 
 // WithProbeInterval sets how often an unsupervised upstream is probed.
@@ -58,4 +59,13 @@ func WithSupervisePolicy(p supervise.Policy) Option {
 // WithFilePollInterval sets how often tls.mode files checks its files.
 func WithFilePollInterval(d time.Duration) Option {
 	return func(o *options) { o.pollInterval = d }
+}
+
+// WithShortLivedCertificates checks managed certificates for renewal every
+// checkEvery (certmagic's default is 10 minutes) and renews them by their
+// lifetime alone (the last third), for tests with certificates that live
+// minutes: ACME Renewal Information would suggest a window as long as such
+// a certificate's whole life, with a time picked in it at random.
+func WithShortLivedCertificates(checkEvery time.Duration) Option {
+	return func(o *options) { o.renewCheck = checkEvery }
 }

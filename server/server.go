@@ -60,6 +60,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	}
 	s.conns = newConnLimiter(s.up.limits.maxConns)
 	s.m = newMetrics(s.opts.version)
+	s.m.reg.MustRegister(newStorageCollector(s.storageStatus))
 	s.m.reg.MustRegister(newStateCollector(s))
 	s.up.metrics = s.m
 	st, err := newSite(cfg, s.up, s.m)
@@ -224,7 +225,7 @@ func (s *Server) newCertificates(lns []listener) (certs.Source, error) {
 	}
 	opts := certs.Options{
 		TLS: s.config().TLS, Hosts: s.config().Hosts, Log: s.log.With("component", "certs"),
-		DNSProvider: s.opts.dnsProvider, PollInterval: s.opts.pollInterval,
+		DNSProvider: s.opts.dnsProvider, PollInterval: s.opts.pollInterval, RenewCheckInterval: s.opts.renewCheck, DisableARI: s.opts.renewCheck != 0,
 		OnEvent: func(event string) { s.m.certEvents.WithLabelValues(event).Inc() },
 	}
 	for _, l := range lns {

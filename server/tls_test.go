@@ -55,7 +55,7 @@ upstream: {url: "http://127.0.0.1:1"}
 }
 
 // runEdge starts a Server on cfgYAML and stops it when the test ends.
-func runEdge(t *testing.T, cfgYAML string, opts ...Option) (*Server, func()) {
+func runEdge(t testing.TB, cfgYAML string, opts ...Option) (*Server, func()) {
 	t.Helper()
 	cfg, problems := config.Parse("acme.yaml", []byte(cfgYAML))
 	if errs := problems.Errors(); len(errs) > 0 {
@@ -106,7 +106,7 @@ func handshake(addr, name string, roots *x509.CertPool) (*x509.Certificate, erro
 
 // waitCert waits until addr serves a certificate for name that verifies
 // against roots, and returns it.
-func waitCert(t *testing.T, addr, name string, roots *x509.CertPool) *x509.Certificate {
+func waitCert(t testing.TB, addr, name string, roots *x509.CertPool) *x509.Certificate {
 	t.Helper()
 	var leaf *x509.Certificate
 	wait.Until(t, "a valid certificate for "+name+" on "+addr, 60*time.Second, func() (err error) {

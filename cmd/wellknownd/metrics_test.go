@@ -100,3 +100,29 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		t.Fatal("/healthz failed while the upstream is down")
 	}
 }
+
+// TestMetricsListener: listen.metrics serves /metrics and the health probes
+// to whoever reaches it, and nothing that changes or reveals the stack.
+func TestMetricsListener(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	cfg := strings.Replace(edgeConfig(up.URL), `admin: "127.0.0.1:0"}`, `admin: "127.0.0.1:0", metrics: "127.0.0.1:0"}`, 1)
+	d := startDaemon(t, cfg, "http", "metrics")
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		body         string
+	}{
+		{"GET", "/metrics", 200, "wellknownd_build_info"},
+		{"GET", "/healthz", 200, "ok\n"},
+		{"GET", "/readyz", 0, "ready"},
+		{"GET", "/status", 404, ""},
+		{"POST", "/reload", 404, ""},
+	} {
+		resp := d.do(tc.method, "metrics", "10.0.0.5:9100", tc.path)
+		body := readBody(t, resp)
+		if (tc.code != 0 && resp.StatusCode != tc.code) || !strings.Contains(body, tc.body) {
+			t.Errorf("%s %s on the metrics listener: %d %.100q", tc.method, tc.path, resp.StatusCode, body)
+		}
+	}
+}

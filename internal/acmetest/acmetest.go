@@ -13,11 +13,15 @@ import (
 	"encoding/pem"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/letsencrypt/challtestsrv"
 	"github.com/letsencrypt/pebble/v2/ca"
@@ -47,12 +51,27 @@ type CA struct {
 	ca  *ca.CAImpl
 	srv *httptest.Server
 	mu  sync.Mutex
+
+	// orders counts new-order requests.
+	orders atomic.Int64
+	// gate, when set, holds challenge responses until it is closed; caught
+	// is closed when the first one arrives.
+	gateMu sync.Mutex
+	gate   chan struct{}
+	caught chan struct{}
 }
 
 // Start runs Pebble. Its validation authority connects to 127.0.0.1 at
 // httpPort for HTTP-01 and tlsPort for TLS-ALPN-01: the ports of the
 // listeners under test.
 func Start(t testing.TB, httpPort, tlsPort int) *CA {
+	t.Helper()
+	return StartValidity(t, httpPort, tlsPort, 0)
+}
+
+// StartValidity is Start with certificates valid for validity (0: Pebble's
+// default, 90 days), for renewal tests.
+func StartValidity(t testing.TB, httpPort, tlsPort int, validity time.Duration) *CA {
 	t.Helper()
 	// Read by the constructors: no random validation sleeps, no bad-nonce
 	// injection, and no authorization reuse, so a renewal re-validates.
@@ -76,7 +95,7 @@ func Start(t testing.TB, httpPort, tlsPort int) *CA {
 	wait.TCP(t, dnsAddr)
 
 	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
+	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default", ValidityPeriod: uint64(validity.Seconds())}})
 	validator := va.New(logger, httpPort, tlsPort, false, dnsAddr, store)
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 3, 5)
 
@@ -87,16 +106,69 @@ func Start(t testing.TB, httpPort, tlsPort int) *CA {
 	if err := os.WriteFile(rootFile, apiCA.PEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(front.Handler())
+	c := &CA{}
+	srv := httptest.NewUnstartedServer(c.watch(front.Handler()))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{apiCA.Issue(t, "localhost", "127.0.0.1")}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	c := &CA{DirectoryURL: srv.URL + wfe.DirectoryPath, APIRootFile: rootFile, DNS: dns, ca: authority, srv: srv}
+	c.DirectoryURL, c.APIRootFile, c.DNS, c.ca, c.srv = srv.URL+wfe.DirectoryPath, rootFile, dns, authority, srv
 	c.ResolverAddr = c.startZoneServer(t)
 	return c
 }
 
 // Stop switches the CA off: its address refuses connections from now on.
+// watch counts new orders and holds challenge responses while a gate is
+// set.
+func (c *CA) watch(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			switch {
+			case r.URL.Path == "/order-plz":
+				c.orders.Add(1)
+			case strings.HasPrefix(r.URL.Path, "/chalZ/"):
+				c.gateMu.Lock()
+				gate, caught := c.gate, c.caught
+				c.gateMu.Unlock()
+				if gate != nil {
+					select {
+					case <-caught:
+					default:
+						close(caught)
+					}
+					select {
+					case <-gate:
+					case <-r.Context().Done():
+						return
+					}
+				}
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// NewOrders is how many orders clients have placed.
+func (c *CA) NewOrders() int { return int(c.orders.Load()) }
+
+// HoldChallenges makes the CA hold every challenge response (the request
+// that starts a validation) until release is called: the moment an order
+// is in flight. caught is closed when the first one arrives.
+func (c *CA) HoldChallenges() (caught <-chan struct{}, release func()) {
+	c.gateMu.Lock()
+	defer c.gateMu.Unlock()
+	gate, ch := make(chan struct{}), make(chan struct{})
+	c.gate, c.caught = gate, ch
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			c.gateMu.Lock()
+			c.gate = nil
+			c.gateMu.Unlock()
+			close(gate)
+		})
+	}
+}
+
 func (c *CA) Stop() {
 	c.srv.CloseClientConnections()
 	c.srv.Close()

@@ -22,14 +22,11 @@ var caURLs = map[string]string{
 
 func newACME(opts Options) (Source, error) {
 	t := opts.TLS
-	dir, err := StorageDir(t.Storage)
+	st, err := openStorage(opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkWritable(dir); err != nil {
-		return nil, err
-	}
-	m := newManaged(opts, dir)
+	m := newManaged(opts, st)
 	m.async = true
 	tmpl := certmagic.ACMEIssuer{
 		Email:                   t.Email,

@@ -68,6 +68,12 @@ type Options struct {
 	DNSProvider certmagic.DNSProvider
 	// PollInterval is how often mode files checks its files; default 5s.
 	PollInterval time.Duration
+	// RenewCheckInterval is how often managed certificates are checked for
+	// renewal (and for a renewal another edge stored); default certmagic's.
+	RenewCheckInterval time.Duration
+	// DisableARI renews by lifetime alone, ignoring the CA's ACME Renewal
+	// Information: for tests whose certificates live minutes.
+	DisableARI bool
 	// OnEvent, when set, is told of each certificate obtained, renewed or
 	// failed ("obtained", "renewed", "failed"), for metrics.
 	OnEvent func(event string)

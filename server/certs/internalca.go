@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"os"
@@ -37,20 +38,26 @@ const (
 )
 
 func newInternal(opts Options) (Source, error) {
-	dir, err := StorageDir(opts.TLS.Storage)
+	st, err := openStorage(opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkWritable(dir); err != nil {
-		return nil, err
+	var ca *localCA
+	if st.pg != nil {
+		// One CA for every edge that shares the storage.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*lockLease)
+		ca, err = loadOrCreateSharedCA(ctx, st.pg)
+		cancel()
+	} else {
+		ca, err = loadOrCreateCA(filepath.Join(st.dir, "internal-ca"))
 	}
-	ca, err := loadOrCreateCA(filepath.Join(dir, "internal-ca"))
 	if err != nil {
+		st.close()
 		return nil, err
 	}
 	opts.Log.Info("internal CA: trust this root to verify the certificates", "root", ca.rootPath,
 		"example", "curl --cacert "+ca.rootPath+" https://"+opts.Hosts[0]+"/.well-known/matrix/client")
-	m := newManaged(opts, dir)
+	m := newManaged(opts, st)
 	m.magic.Issuers = []certmagic.Issuer{ca}
 	m.roots = x509.NewCertPool()
 	m.roots.AddCert(ca.root)
@@ -72,9 +79,67 @@ func loadOrCreateCA(dir string) (*localCA, error) {
 	if !errors.Is(certErr, os.ErrNotExist) || !errors.Is(keyErr, os.ErrNotExist) {
 		return nil, fmt.Errorf("internal CA in %s is incomplete (root.crt: %v; root.key: %v); remove both to create a new one", dir, certErr, keyErr)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, keyPEM, err := newRoot()
 	if err != nil {
 		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := writeNew(keyPath, keyPEM, 0o600); err != nil {
+		return nil, fmt.Errorf("internal CA: writing its key: %w", err)
+	}
+	if err := writeNew(certPath, certPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("internal CA: writing its root: %w", err)
+	}
+	return ca, ca.parse(certPEM, keyPEM)
+}
+
+// Keys of the internal CA in a shared storage.
+const (
+	caRootKey  = "internal-ca/root.crt"
+	caKeyKey   = "internal-ca/root.key"
+	caLockName = "internal-ca"
+)
+
+// loadOrCreateSharedCA reads the CA from a storage that several edges
+// share, or creates it there, under the storage's lock so that two edges
+// starting at once make one CA between them.
+func loadOrCreateSharedCA(ctx context.Context, st certmagic.Storage) (*localCA, error) {
+	if err := st.Lock(ctx, caLockName); err != nil {
+		return nil, fmt.Errorf("internal CA: %w", err)
+	}
+	defer st.Unlock(context.WithoutCancel(ctx), caLockName)
+	ca := &localCA{rootPath: "tls.storage:" + caRootKey}
+	certPEM, certErr := st.Load(ctx, caRootKey)
+	keyPEM, keyErr := st.Load(ctx, caKeyKey)
+	switch {
+	case certErr == nil && keyErr == nil:
+		if err := ca.parse(certPEM, keyPEM); err != nil {
+			return nil, fmt.Errorf("internal CA in tls.storage: %w", err)
+		}
+		return ca, nil
+	case !errors.Is(certErr, fs.ErrNotExist) || !errors.Is(keyErr, fs.ErrNotExist):
+		return nil, fmt.Errorf("internal CA in tls.storage is incomplete or unreadable (root.crt: %v; root.key: %v)", certErr, keyErr)
+	}
+	certPEM, keyPEM, err := newRoot()
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Store(ctx, caKeyKey, keyPEM); err != nil {
+		return nil, fmt.Errorf("internal CA: storing its key: %w", err)
+	}
+	if err := st.Store(ctx, caRootKey, certPEM); err != nil {
+		return nil, fmt.Errorf("internal CA: storing its root: %w", err)
+	}
+	return ca, ca.parse(certPEM, keyPEM)
+}
+
+// newRoot makes a root certificate and its key, PEM-encoded.
+func newRoot() (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
 	}
 	host, _ := os.Hostname()
 	tmpl := &x509.Certificate{
@@ -89,24 +154,13 @@ func loadOrCreateCA(dir string) (*localCA, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := writeNew(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, fmt.Errorf("internal CA: writing its key: %w", err)
-	}
-	if err := writeNew(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return nil, fmt.Errorf("internal CA: writing its root: %w", err)
-	}
-	ca.key = key
-	ca.root, err = x509.ParseCertificate(der)
-	return ca, err
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 func (ca *localCA) parse(certPEM, keyPEM []byte) error {

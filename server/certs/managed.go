@@ -40,24 +40,29 @@ type managed struct {
 	// async: an ACME CA may be slow or down, and the listeners must serve
 	// meanwhile (they answer its challenges); the local CA is instant.
 	async bool
+	// storage is where certificates are kept: a directory, or PostgreSQL
+	// shared with other edges.
+	storage storage
 }
 
 // newManaged sets up certmagic with storage under dir. Issuers are added by
 // the caller.
-func newManaged(opts Options, dir string) *managed {
-	m := &managed{log: opts.Log, names: lowerAll(opts.Hosts), notify: opts.OnEvent}
+func newManaged(opts Options, st storage) *managed {
+	m := &managed{log: opts.Log, names: lowerAll(opts.Hosts), notify: opts.OnEvent, storage: st}
 	if m.notify == nil {
 		m.notify = func(string) {}
 	}
 	zl := zapToSlog(opts.Log)
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
-		Logger:           zl,
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
+		Logger:             zl,
+		RenewCheckInterval: opts.RenewCheckInterval,
 	})
 	m.magic = certmagic.New(m.cache, certmagic.Config{
-		Storage: &certmagic.FileStorage{Path: dir},
-		OnEvent: m.onEvent,
-		Logger:  zl,
+		Storage:    st.certmagic(),
+		OnEvent:    m.onEvent,
+		Logger:     zl,
+		DisableARI: opts.DisableARI,
 	})
 	return m
 }
@@ -98,8 +103,14 @@ func (m *managed) Start(ctx context.Context) error {
 		return err
 	}
 	go m.watchExpiry(ctx)
+	if m.storage.pg != nil {
+		go m.storage.pg.watch(ctx)
+	}
 	return nil
 }
+
+// StorageStatus says which storage is in use and whether it answers.
+func (m *managed) StorageStatus() StorageStatus { return m.storage.status() }
 
 func (m *managed) manage(ctx context.Context, names []string) error {
 	var err error
@@ -198,7 +209,10 @@ func (m *managed) Status() []Status {
 	return out
 }
 
-func (m *managed) Stop() { m.cache.Stop() }
+func (m *managed) Stop() {
+	m.cache.Stop()
+	m.storage.close()
+}
 
 func (m *managed) Roots() *x509.CertPool { return m.roots }
 

@@ -1,12 +1,77 @@
 package certs
 
 import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+
 	"errors"
 	"fmt"
+	"github.com/wellknownd/wellknownd/server/config"
 	"os"
 	"path/filepath"
 	"syscall"
 )
+
+// storage is where a managed source keeps certificates: a directory, or a
+// PostgreSQL database that several edges share.
+type storage struct {
+	dir string
+	pg  *PGStorage
+}
+
+// openStorage opens tls.storage: it checks that a directory can be
+// written, or connects to the database and creates its tables.
+func openStorage(opts Options) (storage, error) {
+	t := opts.TLS
+	if config.IsPostgresStorage(t.Storage) {
+		var password string
+		if t.StoragePasswordFile != "" {
+			b, err := os.ReadFile(t.StoragePasswordFile)
+			if err != nil {
+				return storage{}, fmt.Errorf("tls.storage_password_file: %w", err)
+			}
+			password = strings.TrimSpace(string(b))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		pg, err := NewPGStorage(ctx, t.Storage, password, opts.Log)
+		if err != nil {
+			return storage{}, err
+		}
+		return storage{pg: pg}, nil
+	}
+	dir, err := StorageDir(t.Storage)
+	if err != nil {
+		return storage{}, err
+	}
+	if err := checkWritable(dir); err != nil {
+		return storage{}, err
+	}
+	return storage{dir: dir}, nil
+}
+
+func (s storage) certmagic() certmagic.Storage {
+	if s.pg != nil {
+		return s.pg
+	}
+	return &certmagic.FileStorage{Path: s.dir}
+}
+
+func (s storage) status() StorageStatus {
+	if s.pg != nil {
+		return s.pg.Status()
+	}
+	return StorageStatus{Kind: "files", Reachable: true}
+}
+
+func (s storage) close() {
+	if s.pg != nil {
+		s.pg.Close()
+	}
+}
 
 // StorageDir is where certificates, keys and the ACME account live: the
 // configured directory, else systemd's $STATE_DIRECTORY, else the user's

@@ -166,9 +166,10 @@ type Listen struct {
 	Federation string `yaml:"federation"`
 	// Admin serves health, metrics, status and reload; keep it on loopback.
 	Admin string `yaml:"admin"`
-	// Metrics serves GET /metrics alone (no reload, no status), for a
-	// Prometheus that scrapes from another host or container, e.g. ":9100"
-	// on a compose network. Off ("") by default.
+	// Metrics serves GET /metrics, /healthz and /readyz alone (no reload,
+	// no status), for a Prometheus or a load balancer's health checks from
+	// another host or container, e.g. ":9100" on a compose network. Off
+	// ("") by default.
 	Metrics string `yaml:"metrics"`
 }
 
@@ -198,10 +199,17 @@ type TLS struct {
 	CARoot string `yaml:"ca_root"`
 	// ZeroSSLAPIKeyFile holds a ZeroSSL API key; needed for ca: zerossl.
 	ZeroSSLAPIKeyFile string `yaml:"zerossl_api_key_file"`
-	// Storage holds certificates, keys and the ACME account. Default:
+	// Storage holds certificates, keys, the ACME account and challenge
+	// tokens: a directory, or a PostgreSQL URL (postgres://user@host/db)
+	// that several edges share, which then also coordinates who orders a
+	// certificate (see "Running several edges"). Default for a directory:
 	// $STATE_DIRECTORY (systemd), else $XDG_DATA_HOME/wellknownd, else
 	// ~/.local/share/wellknownd.
 	Storage string `yaml:"storage"`
+	// StoragePasswordFile holds the PostgreSQL password for a postgres://
+	// storage, kept out of this file. Without it the password comes from
+	// $PGPASSWORD or ~/.pgpass, as for psql.
+	StoragePasswordFile string `yaml:"storage_password_file"`
 	// Challenges are the ACME challenge types to use: http-01 (needs
 	// listen.http reachable on port 80), tls-alpn-01 (needs listen.https
 	// reachable on 443), dns-01 (needs dns).

@@ -65,6 +65,23 @@ func TestTLSProblems(t *testing.T) {
 			"f.yaml:7: tls.cert_file: " + garbage + " and " + garbage + ": tls: failed to find any PEM data in certificate input",
 		}},
 		{"tls without https listeners", "  mode: internal\n", nil},
+		{"postgres storage", "  mode: acme\n  email: a@example.com\n  storage: postgres://wellknownd@db.example.com/certs\n  storage_password_file: " + garbage + "\n", nil},
+		{"postgres storage with a password inline", "  mode: acme\n  email: a@example.com\n  storage: postgres://wellknownd:secret@db.example.com/certs\n", []string{
+			"f.yaml:8: warning: tls.storage: holds a password; put it in tls.storage_password_file (or $PGPASSWORD) so that this file can stay readable",
+		}},
+		{"postgres storage without a database", "  mode: acme\n  email: a@example.com\n  storage: postgres://wellknownd:secret@db.example.com\n", []string{
+			`f.yaml:8: tls.storage: "postgres://wellknownd:xxxxx@db.example.com" needs a host and a database: postgres://USER@HOST:5432/DATABASE`,
+		}},
+		{"postgres storage password file missing", "  mode: internal\n  storage: postgresql://wellknownd@db.example.com/certs\n  storage_password_file: " + missing + "\n", []string{
+			"f.yaml:8: tls.storage_password_file: cannot be read: " + missing + ": no such file or directory",
+		}},
+		{"password file for a directory", "  mode: acme\n  email: a@example.com\n  storage: /var/lib/wellknownd\n  storage_password_file: " + garbage + "\n", []string{
+			"f.yaml:9: tls.storage_password_file: is only for a postgres:// tls.storage",
+		}},
+		{"postgres storage with files", "  mode: files\n  cert_file: " + garbage + "\n  key_file: " + garbage + "\n  storage: postgres://wellknownd@db.example.com/certs\n", []string{
+			"f.yaml:7: tls.cert_file: " + garbage + " and " + garbage + ": tls: failed to find any PEM data in certificate input",
+			"f.yaml:9: tls.storage: is a database, but tls.mode files keeps nothing in storage; remove it or use mode acme",
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

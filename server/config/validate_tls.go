@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -37,6 +38,49 @@ func (v *validator) validateTLS() {
 	case TLSACME:
 		v.validateACME()
 	}
+	v.validateStorage()
+}
+
+// IsPostgresStorage says whether tls.storage names a PostgreSQL database
+// rather than a directory.
+func IsPostgresStorage(storage string) bool {
+	return strings.HasPrefix(storage, "postgres://") || strings.HasPrefix(storage, "postgresql://")
+}
+
+func (v *validator) validateStorage() {
+	t := v.cfg.TLS
+	if !IsPostgresStorage(t.Storage) {
+		if t.StoragePasswordFile != "" {
+			v.errf("tls.storage_password_file", "is only for a postgres:// tls.storage")
+		}
+		return
+	}
+	if t.Mode == TLSFiles {
+		v.errf("tls.storage", "is a database, but tls.mode files keeps nothing in storage; remove it or use mode acme")
+		return
+	}
+	u, err := url.Parse(t.Storage)
+	switch {
+	case err != nil:
+		v.errf("tls.storage", "is not a URL: %v", err)
+		return
+	case u.Host == "" || strings.Trim(u.Path, "/") == "":
+		v.errf("tls.storage", "%q needs a host and a database: postgres://USER@HOST:5432/DATABASE", redactURL(u))
+		return
+	}
+	if _, set := u.User.Password(); set {
+		v.warnf("tls.storage", "holds a password; put it in tls.storage_password_file (or $PGPASSWORD) so that this file can stay readable")
+	}
+	if t.StoragePasswordFile != "" {
+		if _, err := os.ReadFile(t.StoragePasswordFile); err != nil {
+			v.errf("tls.storage_password_file", "cannot be read: %v", unwrapPathError(err))
+		}
+	}
+}
+
+// redactURL hides a URL's password in messages.
+func redactURL(u *url.URL) string {
+	return u.Redacted()
 }
 
 func (v *validator) validateFiles() {

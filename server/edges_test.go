@@ -1,0 +1,213 @@
+package server
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wellknownd/wellknownd/internal/acmetest"
+	"github.com/wellknownd/wellknownd/internal/edgeconf"
+	"github.com/wellknownd/wellknownd/internal/freeport"
+	"github.com/wellknownd/wellknownd/internal/pgtest"
+	"github.com/wellknownd/wellknownd/internal/wait"
+)
+
+// sharedEdgeConfig is edge n of several on pg's storage and ca.
+func sharedEdgeConfig(ca *acmetest.CA, pg *pgtest.Server, n, httpPort, tlsPort int) string {
+	return edgeconf.SharedEdge(n, httpPort, tlsPort, ca.DirectoryURL, ca.APIRootFile, pg.URL, pg.PasswordFile)
+}
+
+// TestSharedStorageEdges: three edges on one PostgreSQL storage order one
+// certificate between them, the CA validates it on an edge that did not
+// order it, all three serve it; its renewal happens once and reaches all
+// three without a restart; and a 30-second PostgreSQL outage leaves all
+// three serving, and is seen and recovered from.
+func TestSharedStorageEdges(t *testing.T) {
+	pg := pgtest.Start(t)
+	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
+	// Short-lived certificates, so that a renewal comes within the test.
+	ca := acmetest.StartValidity(t, httpPort, tlsPort, time.Minute)
+	edge := func(n int) *Server {
+		srv, _ := runEdge(t, sharedEdgeConfig(ca, pg, n, httpPort, tlsPort), WithShortLivedCertificates(time.Second))
+		return srv
+	}
+	addr := func(n int) string { return fmt.Sprintf("127.0.0.%d:%d", n, tlsPort) }
+
+	// Edges 1 and 2 start; one of them orders, and the CA holds the
+	// validation until edge 3 runs and the name resolves to it alone.
+	caught, release := ca.HoldChallenges()
+	start := time.Now()
+	edges := []*Server{edge(1), edge(2)}
+	select {
+	case <-caught:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no edge placed an order")
+	}
+	edges = append(edges, edge(3))
+	ca.DNS.AddDNSARecord("example.com", []string{"127.0.0.3"})
+	release()
+	first := waitCert(t, addr(1), "example.com", ca.Roots())
+	t.Logf("first certificate after %v", time.Since(start).Round(time.Millisecond))
+	for n := 2; n <= 3; n++ {
+		if got := waitCert(t, addr(n), "example.com", ca.Roots()); got.SerialNumber.Cmp(first.SerialNumber) != 0 {
+			t.Fatalf("edge %d serves serial %s, edge 1 %s", n, got.SerialNumber, first.SerialNumber)
+		}
+	}
+	if n := ca.NewOrders(); n != 1 {
+		t.Fatalf("%d orders for one name across three edges", n)
+	}
+
+	// The renewal: once, and every edge serves the renewed certificate.
+	var renewed string
+	wait.Until(t, "every edge serves the renewed certificate", 90*time.Second, func() error {
+		serials := map[string]bool{}
+		for n := 1; n <= 3; n++ {
+			leaf, err := handshake(addr(n), "example.com", ca.Roots())
+			if err != nil {
+				return err
+			}
+			serials[leaf.SerialNumber.String()] = true
+			renewed = leaf.SerialNumber.String()
+		}
+		if len(serials) != 1 || serials[first.SerialNumber.String()] {
+			return fmt.Errorf("serials served: %v", serials)
+		}
+		return nil
+	})
+	if n := ca.NewOrders(); n != 2 {
+		t.Fatalf("%d orders after one renewal, want 2", n)
+	}
+	t.Logf("renewed once (serial %s), on all three edges", renewed)
+
+	// PostgreSQL goes away for 30 seconds: every edge keeps serving, and
+	// says the storage is down; then it comes back.
+	pg.Stop()
+	down := time.Now()
+	for time.Since(down) < 30*time.Second {
+		for n := 1; n <= 3; n++ {
+			if _, err := handshake(addr(n), "example.com", ca.Roots()); err != nil {
+				t.Fatalf("edge %d with PostgreSQL down for %v: %v", n, time.Since(down).Round(time.Second), err)
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	for n, srv := range edges {
+		if st, ok := srv.storageStatus(); !ok || st.Reachable || st.Kind != "postgres" {
+			t.Errorf("edge %d status with PostgreSQL down: %+v", n+1, st)
+		}
+		rec := httptest.NewRecorder()
+		srv.m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		if !strings.Contains(rec.Body.String(), `wellknownd_tls_storage_up{kind="postgres"} 0`) {
+			t.Errorf("edge %d metrics with PostgreSQL down lack wellknownd_tls_storage_up 0", n+1)
+		}
+	}
+	pg.Start()
+	for n, srv := range edges {
+		wait.Until(t, fmt.Sprintf("edge %d sees PostgreSQL again", n+1), 20*time.Second, func() error {
+			if st, _ := srv.storageStatus(); !st.Reachable {
+				return fmt.Errorf("%+v", st)
+			}
+			return nil
+		})
+	}
+}
+
+// TestSharedInternalCA: edges in tls.mode internal on one PostgreSQL
+// storage make one CA between them, even when they start together, and
+// /status says where certificates are kept.
+func TestSharedInternalCA(t *testing.T) {
+	pg := pgtest.Start(t)
+	tlsPort := freeport.Port(t)
+	cfg := func(n int) string {
+		return fmt.Sprintf(`server_name: example.com
+delegation: {server: "example.com:443", client_base_url: "https://example.com"}
+hosts: [example.com]
+listen: {http: "", https: "127.0.0.%d:%d", federation: "", admin: ""}
+tls: {mode: internal, storage: %q, storage_password_file: %q}
+upstream: {url: "http://127.0.0.1:1"}
+`, n, tlsPort, pg.URL, pg.PasswordFile)
+	}
+	edges := make([]*Server, 2)
+	done := make(chan struct{})
+	for i := range edges {
+		go func() { edges[i], _ = runEdge(t, cfg(i+1)); done <- struct{}{} }()
+	}
+	<-done
+	<-done
+	for i, srv := range edges {
+		wait.Until(t, fmt.Sprintf("edge %d runs", i+1), 20*time.Second, func() error {
+			if srv.Certificates() == nil {
+				return fmt.Errorf("no certificates yet")
+			}
+			return nil
+		})
+	}
+	for i, srv := range edges {
+		roots := srv.Certificates().Roots()
+		if !roots.Equal(edges[0].Certificates().Roots()) {
+			t.Fatalf("edge %d has a CA of its own", i+1)
+		}
+		waitCert(t, fmt.Sprintf("127.0.0.%d:%d", i+1, tlsPort), "example.com", edges[0].Certificates().Roots())
+	}
+	rec := httptest.NewRecorder()
+	edges[1].adminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/status", nil))
+	if !strings.Contains(rec.Body.String(), `"tls_storage": {
+    "kind": "postgres",
+    "reachable": true,`) {
+		t.Fatalf("/status:\n%s", rec.Body.String())
+	}
+	if n := pg.Query(`SELECT count(*) FROM wellknownd.certmagic_data WHERE key LIKE 'internal-ca/%'`); n != "2\n" {
+		t.Fatalf("internal CA keys in storage: %s", n)
+	}
+}
+
+// BenchmarkSharedStorageIssuance measures the time to the first
+// certificates (two names) with one edge and with three on shared
+// PostgreSQL storage, and the lock statements each issuance costs:
+//
+//	go test ./server -run '^$' -bench SharedStorageIssuance -benchtime 1x
+func BenchmarkSharedStorageIssuance(b *testing.B) {
+	pg := pgtest.Start(b)
+	for _, edges := range []int{1, 3} {
+		b.Run(fmt.Sprintf("edges=%d", edges), func(b *testing.B) {
+			for i := range b.N {
+				// A database of its own: no certificate, account or lock
+				// from the run before.
+				db := fmt.Sprintf("bench_%d_%d", edges, i)
+				pg.Query("CREATE DATABASE " + db)
+				shared := *pg
+				shared.URL = strings.Replace(pg.URL, "/wellknownd?", "/"+db+"?", 1)
+				httpPort, tlsPort := freeport.Port(b), freeport.Port(b)
+				ca := acmetest.Start(b, httpPort, tlsPort)
+				start := time.Now()
+				var srvs []*Server
+				var stops []func()
+				for n := 1; n <= edges; n++ {
+					cfg := strings.Replace(sharedEdgeConfig(ca, &shared, n, httpPort, tlsPort), "hosts: [example.com]", "hosts: [example.com, matrix.example.com]", 1)
+					srv, stop := runEdge(b, cfg)
+					srvs, stops = append(srvs, srv), append(stops, stop)
+				}
+				for n := 1; n <= edges; n++ {
+					for _, h := range []string{"example.com", "matrix.example.com"} {
+						waitCert(b, fmt.Sprintf("127.0.0.%d:%d", n, tlsPort), h, ca.Roots())
+					}
+				}
+				elapsed := time.Since(start)
+				var trips int64
+				for _, srv := range srvs {
+					st, _ := srv.storageStatus()
+					trips += st.LockRoundTrips
+				}
+				for _, stop := range stops {
+					stop()
+				}
+				b.ReportMetric(elapsed.Seconds(), "s-to-first-certs")
+				b.ReportMetric(float64(trips)/2, "lock-round-trips/issuance")
+				b.ReportMetric(float64(ca.NewOrders())/2, "orders/name")
+				ca.Stop()
+			}
+		})
+	}
+}
