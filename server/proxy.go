@@ -110,10 +110,18 @@ var untrustedClientHeaders = []string{
 // Dendrite errs before its own CORS middleware runs.
 func (p *matrixProxy) modifyResponse(resp *http.Response) error {
 	setCORS(resp.Header, corsClientAPI)
+	dropTransportPolicy(resp.Header)
 	if !p.metrics.upstreamUp.Load() {
 		p.metrics.upstreamUp.Store(true)
 	}
 	return nil
+}
+
+// dropTransportPolicy removes an upstream's Strict-Transport-Security: the
+// upstream speaks plain HTTP to the edge, and the policy for the
+// browser's connection is the edge's (tls.hsts), sent once.
+func dropTransportPolicy(h http.Header) {
+	h.Del("Strict-Transport-Security")
 }
 
 // errorHandler answers for an upstream that could not be reached, in JSON a

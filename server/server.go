@@ -112,11 +112,25 @@ func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Reque
 		if r.ContentLength != 0 && r.ProtoMajor == 1 {
 			defer boundLeftoverBody(rec)
 		}
+		if r.TLS != nil && hr != nil && st.hsts != "" {
+			w.Header()["Strict-Transport-Security"] = []string{st.hsts}
+		}
 		if msg := badRequest(r); msg != "" {
 			writeMatrixError(rec, corsReadOnly, http.StatusBadRequest, codeUnrecognized, msg)
 			return
 		}
-		serve(st, rec, r, hr)
+		var out http.ResponseWriter = rec
+		if st.compressMin > 0 && r.Method != http.MethodHead && r.Header.Get("Range") == "" && !isMediaPath(r.URL.Path) {
+			if enc := negotiateEncoding(r.Header.Get("Accept-Encoding")); enc != "" {
+				stripEncodingTags(r.Header)
+				cw := newCompressWriter(rec, enc, st.compressMin)
+				// Before the recorder's accounting above: defers run last
+				// first.
+				defer cw.Close()
+				out = cw
+			}
+		}
+		serve(st, out, r, hr)
 	})
 }
 

@@ -25,6 +25,11 @@ type site struct {
 	federation http.Handler
 	// logRequests is log.requests.
 	logRequests bool
+	// hsts is the Strict-Transport-Security value for HTTPS answers to the
+	// names in hosts; "" sends none.
+	hsts string
+	// compressMin is compression.min_length; 0 when compression is off.
+	compressMin int
 }
 
 // hostRoute is how one name in hosts is served.
@@ -52,6 +57,8 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
 	s := &site{
 		unknown:     m.forHost(hostUnknown),
 		logRequests: cfg.Log.Requests,
+		hsts:        cfg.TLS.HSTSHeader(),
+		compressMin: compressMin(cfg.Compression),
 		hosts:       make(map[string]*hostRoute, len(cfg.Hosts)),
 		wk:          newWellKnown(docs, cfg.Delegation.MaxAge.D()),
 	}
@@ -300,4 +307,11 @@ func redirectHandler(target *url.URL) http.Handler {
 		u.RawQuery = r.URL.RawQuery
 		http.Redirect(w, r, u.String(), http.StatusPermanentRedirect)
 	})
+}
+
+func compressMin(c config.Compression) int {
+	if !c.Enabled {
+		return 0
+	}
+	return max(int(c.MinLength), 1)
 }

@@ -18,6 +18,10 @@ func newWebProxy(target *url.URL, up upstreamDeps) http.Handler {
 		},
 		Transport:  up.transport,
 		BufferPool: up.buffers,
+		ModifyResponse: func(resp *http.Response) error {
+			dropTransportPolicy(resp.Header)
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			up.log.LogAttrs(r.Context(), slog.LevelWarn, "base domain proxy failed", slog.String("upstream", target.Redacted()), slog.Any("err", err))
 			writeMatrixError(w, corsReadOnly, http.StatusBadGateway, codeUnknown, "The web site behind this domain is not reachable")

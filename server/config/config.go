@@ -4,6 +4,7 @@
 package config
 
 import (
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -31,6 +32,9 @@ type Config struct {
 	TLS TLS `yaml:"tls"`
 	// Upstream is the homeserver behind this edge.
 	Upstream Upstream `yaml:"upstream"`
+	// Compression compresses JSON and text answers for clients that
+	// accept it.
+	Compression Compression `yaml:"compression"`
 	// Limits bound what clients can make the edge hold: connections,
 	// streams, sockets to the homeserver, time spent waiting on a body.
 	Limits Limits `yaml:"limits"`
@@ -220,6 +224,34 @@ type TLS struct {
 	// an existing acme.sh setup's fullchain.cer and domain.key.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// HSTS is the Strict-Transport-Security header on HTTPS answers for
+	// the names in hosts: browsers (Element Web) then never try plain
+	// HTTP for them again.
+	HSTS HSTS `yaml:"hsts"`
+}
+
+// HSTS configures the Strict-Transport-Security header.
+type HSTS struct {
+	// MaxAge is how long a browser remembers to use HTTPS only; 0 sends
+	// no header. Default: 365 days (8760h) for tls.mode acme and files,
+	// 0 for internal, whose certificates browsers do not trust.
+	MaxAge Duration `yaml:"max_age"`
+	// IncludeSubdomains extends it to every subdomain of each name: of the
+	// server name's host too, so only when every site under the base
+	// domain speaks HTTPS. Off by default.
+	IncludeSubdomains bool `yaml:"include_subdomains"`
+}
+
+// HSTSHeader is the Strict-Transport-Security value, "" for none.
+func (t TLS) HSTSHeader() string {
+	if t.HSTS.MaxAge <= 0 || t.Mode == TLSOff {
+		return ""
+	}
+	v := "max-age=" + strconv.FormatInt(int64(time.Duration(t.HSTS.MaxAge)/time.Second), 10)
+	if t.HSTS.IncludeSubdomains {
+		v += "; includeSubDomains"
+	}
+	return v
 }
 
 // DNS configures the DNS provider for the dns-01 challenge.
@@ -253,6 +285,17 @@ type Upstream struct {
 	// ExposeAdmin are CIDRs (or single addresses) of clients allowed to
 	// reach /_synapse/admin and /_dendrite/admin; everyone else gets 403.
 	ExposeAdmin []string `yaml:"expose_admin"`
+}
+
+// Compression configures the compression of answers: zstd or gzip, as the
+// client's Accept-Encoding prefers, for JSON, text, JavaScript, XML and
+// SVG; never for media, ranges or answers already encoded.
+type Compression struct {
+	// Enabled turns it on (the default) or off.
+	Enabled bool `yaml:"enabled"`
+	// MinLength is the smallest body that is compressed (default 1KiB):
+	// below it the frame costs more than it saves.
+	MinLength Size `yaml:"min_length"`
 }
 
 // Limits bound the resources a client can make the edge hold. A change
@@ -315,7 +358,8 @@ func Default() Config {
 			CA:         "letsencrypt",
 			Challenges: []string{ChallengeHTTP01, ChallengeTLSALPN01},
 		},
-		Upstream: Upstream{URL: "http://127.0.0.1:8008", MaxBody: 100 << 20},
+		Upstream:    Upstream{URL: "http://127.0.0.1:8008", MaxBody: 100 << 20},
+		Compression: Compression{Enabled: true, MinLength: 1 << 10},
 		Limits: Limits{
 			UpstreamConns:   4096,
 			UpstreamWait:    Duration(10 * time.Second),

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/wellknownd/wellknownd/delegation"
 )
@@ -36,6 +37,9 @@ func Parse(file string, data []byte) (*Config, Problems) {
 	}
 	if _, set := d.lines["hosts"]; !set {
 		cfg.Hosts = defaultHosts(cfg)
+	}
+	if _, set := d.lines["tls.hsts.max_age"]; !set && (cfg.TLS.Mode == TLSACME || cfg.TLS.Mode == TLSFiles) {
+		cfg.TLS.HSTS.MaxAge = Duration(365 * 24 * time.Hour)
 	}
 	for i := range cfg.Supervise {
 		supervisedDefaults(&cfg.Supervise[i])

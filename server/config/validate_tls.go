@@ -39,6 +39,9 @@ func (v *validator) validateTLS() {
 		v.validateACME()
 	}
 	v.validateStorage()
+	if t.Mode == TLSInternal && t.HSTS.MaxAge > 0 {
+		v.warnf("tls.hsts.max_age", "is set with tls.mode internal: a browser that does not trust the local CA can then not even click through the warning for %s", time.Duration(t.HSTS.MaxAge))
+	}
 }
 
 // IsPostgresStorage says whether tls.storage names a PostgreSQL database
