@@ -231,14 +231,16 @@ func (c *compressWriter) writePending() error {
 }
 
 // FlushError sends what is compressed so far; http.ResponseController and
-// the proxy's flushes of a stream come here. A stream that has not reached
-// the minimum length by its first flush goes out uncompressed.
+// the proxy's flushes of a stream come here. A stream of unknown length
+// that is flushed before it reached the minimum length is compressed all
+// the same: its length cannot be known, and the proxy flushes after every
+// read from the upstream, whose first may be a short one.
 func (c *compressWriter) FlushError() error {
+	if c.code == 0 {
+		c.WriteHeader(http.StatusOK)
+	}
 	if c.state == undecided {
-		if c.code == 0 {
-			c.code = http.StatusOK
-		}
-		c.passThrough()
+		c.startCompressing()
 		if err := c.writePending(); err != nil {
 			return err
 		}

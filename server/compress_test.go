@@ -157,7 +157,7 @@ func TestCompressionOnTheWire(t *testing.T) {
 			}
 			resp, body := rawGet(t, ts, tc.path, hdr...)
 			if got := resp.Header.Get("Content-Encoding"); got != tc.wantEnc {
-				t.Fatalf("Content-Encoding %q, want %q", got, tc.wantEnc)
+				t.Fatalf("Content-Encoding %q, want %q (status %d, %d bytes: %.200q)", got, tc.wantEnc, resp.StatusCode, len(body), body)
 			}
 			if got := strings.Contains(strings.Join(resp.Header.Values("Vary"), ","), "Accept-Encoding"); got != tc.wantVary {
 				t.Errorf("Vary %q", resp.Header.Values("Vary"))

@@ -27,6 +27,9 @@ type matrixProxy struct {
 	// a request waits for one.
 	slots chan struct{}
 	wait  time.Duration
+	// plain: not the homeserver but a service of routes:, whose answers
+	// get no CORS headers from the edge (the service sets its own).
+	plain bool
 }
 
 func newMatrixProxy(target *url.URL, up upstreamDeps, trusted netList) *matrixProxy {
@@ -109,7 +112,9 @@ var untrustedClientHeaders = []string{
 // replacing what the upstream sent, so that they are right even when
 // Dendrite errs before its own CORS middleware runs.
 func (p *matrixProxy) modifyResponse(resp *http.Response) error {
-	setCORS(resp.Header, corsClientAPI)
+	if !p.plain {
+		setCORS(resp.Header, corsClientAPI)
+	}
 	dropTransportPolicy(resp.Header)
 	if !p.metrics.upstreamUp.Load() {
 		p.metrics.upstreamUp.Store(true)

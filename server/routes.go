@@ -25,6 +25,9 @@ type matrixRoutes struct {
 	bodyIdle time.Duration
 	// buffers lend the 413 drain its buffer.
 	buffers *bufferPool
+	// plain: a service of routes:, not the homeserver: CORS preflights go
+	// to it rather than being answered here.
+	plain bool
 }
 
 // retryAfter is the Retry-After of a 503 while the homeserver starts.
@@ -62,7 +65,7 @@ func (m *matrixRoutes) mount(r chi.Router) {
 // over the limit) and forwards the rest.
 func (m *matrixRoutes) edge(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodOptions {
+		if r.Method == http.MethodOptions && !m.plain {
 			// Browsers preflight every authenticated client request; the
 			// answer never depends on the homeserver, so it is not asked.
 			setCORS(w.Header(), corsClientAPI)

@@ -73,16 +73,43 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
 	// The base domain carries the Matrix APIs too when a client or server
 	// is pointed at it: m.server or base_url names it.
 	baseServesMatrix := base == cfg.DelegatedHost() || base == urlHost(cfg.Delegation.ClientBaseURL)
+	routes, err := newRouteHandlers(cfg, up)
+	if err != nil {
+		return nil, err
+	}
+	// Names that only routes use serve nothing else.
+	routeOnly := map[string]bool{}
+	for _, rt := range cfg.Routes {
+		if h := rt.Host; h != "" && h != base && h != cfg.DelegatedHost() && h != urlHost(cfg.Delegation.ClientBaseURL) {
+			routeOnly[h] = true
+		}
+	}
 	for _, h := range cfg.Hosts {
 		h = strings.ToLower(h)
 		hr := &hostRoute{cors: corsReadOnly, metrics: m.forHost(h)}
 		r := chi.NewRouter()
+		fallbackRoute := routes.mount(r, h)
+		if routeOnly[h] {
+			r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+				writeMatrixError(w, corsReadOnly, http.StatusNotFound, codeNotFound, "Not found")
+			})
+			if fallbackRoute != nil {
+				r.NotFound(fallbackRoute.ServeHTTP)
+				r.MethodNotAllowed(fallbackRoute.ServeHTTP)
+			}
+			hr.next = r
+			s.hosts[h] = hr
+			continue
+		}
 		if h != base || baseServesMatrix {
 			hr.cors = corsClientAPI
 			hr.matrix = mr
 			mr.mount(r)
 		}
-		if h == base {
+		if fallbackRoute != nil {
+			r.NotFound(fallbackRoute.ServeHTTP)
+			r.MethodNotAllowed(fallbackRoute.ServeHTTP)
+		} else if h == base {
 			fallback, err := baseDomainHandler(cfg.BaseDomain, up)
 			if err != nil {
 				return nil, err
@@ -101,23 +128,12 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
 }
 
 func newMatrixRoutes(u config.Upstream, up upstreamDeps) (*matrixRoutes, error) {
-	parseList := func(field string, cidrs []string) (netList, error) {
-		var l netList
-		for _, c := range cidrs {
-			p, err := config.ParsePrefix(c)
-			if err != nil {
-				return nil, fmt.Errorf("upstream.%s: %w", field, err)
-			}
-			l = append(l, p)
-		}
-		return l, nil
-	}
 	m := &matrixRoutes{maxBody: int64(u.MaxBody), ready: up.ready, bodyIdle: up.limits.bodyIdle, buffers: up.buffers}
 	var err error
-	if m.trusted, err = parseList("trusted_proxies", u.TrustedProxies); err != nil {
+	if m.trusted, err = parseNetList("upstream.trusted_proxies", u.TrustedProxies); err != nil {
 		return nil, err
 	}
-	if m.exposeAdmin, err = parseList("expose_admin", u.ExposeAdmin); err != nil {
+	if m.exposeAdmin, err = parseNetList("upstream.expose_admin", u.ExposeAdmin); err != nil {
 		return nil, err
 	}
 	target, err := url.Parse(u.URL)
@@ -135,6 +151,19 @@ func newMatrixRoutes(u config.Upstream, up upstreamDeps) (*matrixRoutes, error) 
 	}
 	m.init()
 	return m, nil
+}
+
+// parseNetList parses a config field's CIDRs and addresses.
+func parseNetList(field string, cidrs []string) (netList, error) {
+	var l netList
+	for _, c := range cidrs {
+		p, err := config.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+		l = append(l, p)
+	}
+	return l, nil
 }
 
 // urlHost is the lower-cased host of a URL, or "".

@@ -32,6 +32,9 @@ type Config struct {
 	TLS TLS `yaml:"tls"`
 	// Upstream is the homeserver behind this edge.
 	Upstream Upstream `yaml:"upstream"`
+	// Routes send other names or paths of this edge to other services or
+	// to a directory: Element Web, a sliding-sync proxy, a web site.
+	Routes []Route `yaml:"routes"`
 	// Compression compresses JSON and text answers for clients that
 	// accept it.
 	Compression Compression `yaml:"compression"`
@@ -285,6 +288,30 @@ type Upstream struct {
 	// ExposeAdmin are CIDRs (or single addresses) of clients allowed to
 	// reach /_synapse/admin and /_dendrite/admin; everyone else gets 403.
 	ExposeAdmin []string `yaml:"expose_admin"`
+}
+
+// Route is one route: the requests for Host (every name in hosts when
+// empty) whose path is Path or below it go to Upstream or are served from
+// Static. /_matrix/, /_synapse/, /_dendrite/ and /.well-known/matrix/
+// always stay the homeserver's and the documents'.
+type Route struct {
+	// Host is one of hosts; a name that only routes use (element.example.com)
+	// serves nothing but its routes, never the Matrix APIs. A route for a
+	// name wins over an overlapping one without a host.
+	Host string `yaml:"host"`
+	// Path is the prefix, matched by whole segments ("/element" is
+	// /element and /element/..., not /elementary); default "/".
+	Path string `yaml:"path"`
+	// Upstream is an http:// or https:// server (scheme and host only)
+	// that gets the request as it came, with the same forwarded headers,
+	// body limit and JSON errors as the homeserver.
+	Upstream string `yaml:"upstream"`
+	// Static is a directory served read-only, for a single-page app such
+	// as Element Web: no listings, no dotfiles, nothing outside it,
+	// index.html and config.json never cached, hashed assets cached a year.
+	Static string `yaml:"static"`
+	// MaxBody caps request bodies to Upstream; default upstream.max_body.
+	MaxBody Size `yaml:"max_body"`
 }
 
 // Compression configures the compression of answers: zstd or gzip, as the

@@ -1,0 +1,84 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/wellknownd/wellknownd/server/config"
+)
+
+// routeHandlers are the handlers of the configuration's routes:, built
+// once per site.
+type routeHandlers struct {
+	routes   []config.Route
+	handlers []http.Handler
+}
+
+// newRouteHandlers builds a proxy (with the homeserver's forwarded
+// headers, body limit and JSON errors, but no CORS of the edge's) or a
+// static directory for each route.
+func newRouteHandlers(cfg *config.Config, up upstreamDeps) (*routeHandlers, error) {
+	rh := &routeHandlers{routes: cfg.Routes}
+	trusted, err := parseNetList("upstream.trusted_proxies", cfg.Upstream.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	// A route's service is not supervised: a refused connection is an
+	// error, not a restart.
+	plainUp := up
+	plainUp.ready = nil
+	for i, rt := range cfg.Routes {
+		var h http.Handler
+		if rt.Static != "" {
+			h = &staticDir{dir: rt.Static}
+			if rt.Path != "/" {
+				h = http.StripPrefix(rt.Path, h)
+			}
+		} else {
+			target, err := url.Parse(rt.Upstream)
+			if err != nil {
+				return nil, fmt.Errorf("routes[%d].upstream: %w", i, err)
+			}
+			p := newMatrixProxy(target, plainUp, trusted)
+			p.plain = true
+			m := &matrixRoutes{maxBody: int64(rt.MaxBody), bodyIdle: up.limits.bodyIdle, buffers: up.buffers, trusted: trusted, plain: true}
+			h = m.edge(p)
+		}
+		rh.handlers = append(rh.handlers, h)
+	}
+	return rh, nil
+}
+
+// mount adds the routes that apply to host to r, and returns the one whose
+// path is "/", which serves whatever nothing else does (nil if none).
+func (rh *routeHandlers) mount(r chi.Router, host string) (fallback http.Handler) {
+	for i, rt := range rh.routes {
+		if rt.Host != "" && rt.Host != host {
+			continue
+		}
+		if rt.Host == "" && rh.shadowed(rt, host) {
+			continue
+		}
+		if rt.Path == "/" {
+			fallback = rh.handlers[i]
+			continue
+		}
+		r.Handle(rt.Path, rh.handlers[i])
+		r.Handle(rt.Path+"/*", rh.handlers[i])
+	}
+	return fallback
+}
+
+// shadowed says whether a route without a host overlaps one for host,
+// which then wins.
+func (rh *routeHandlers) shadowed(rt config.Route, host string) bool {
+	for _, o := range rh.routes {
+		if o.Host == host && (config.UnderPrefix(rt.Path, o.Path) || config.UnderPrefix(o.Path, rt.Path)) {
+			return true
+		}
+	}
+	return false
+}
