@@ -355,7 +355,7 @@ func (a *Adoption) compose(o AdoptOptions, d config.DendriteFile, values map[str
     build: %s   # when the image is not there yet
     restart: unless-stopped
     depends_on: [%s]
-    ports: ["80:80", "443:443", "8448:8448"]
+    ports: ["80:80", "443:443", "443:443/udp", "8448:8448", "8448:8448/udp"]   # UDP: HTTP/3
     volumes:
       # readable by the image's user (%d); it holds no secret
       - ./wellknownd.yaml:/etc/wellknownd/wellknownd.yaml:ro
@@ -372,7 +372,7 @@ func (a *Adoption) compose(o AdoptOptions, d config.DendriteFile, values map[str
 		}
 	}
 	fmt.Fprintf(&o2, "    healthcheck:\n      interval: 5s\n      start_period: 30s\n    networks: [%s]\nvolumes:\n  wellknownd: {}\n", strings.Join(s.networks, ", "))
-	a.Changes = append(a.Changes, fmt.Sprintf("a new service wellknownd publishes 80, 443 and 8448, joins the network %s and proxies to Dendrite at %s; its certificates and ACME account live in the volume wellknownd",
+	a.Changes = append(a.Changes, fmt.Sprintf("a new service wellknownd publishes 80, 443 and 8448 (and 443 and 8448 over UDP, for HTTP/3), joins the network %s and proxies to Dendrite at %s; its certificates and ACME account live in the volume wellknownd",
 		strings.Join(s.networks, ", "), upstream))
 	for _, svc := range p.services {
 		if svc != s {

@@ -112,7 +112,7 @@ func TestAdoptCompose(t *testing.T) {
 		t.Errorf("monolith's ports in the override: %s %d entries\n%s", p.Tag, len(p.Content), text)
 	}
 	wk := override.Services["wellknownd"]
-	if strings.Join(wk.Networks, " ") != "internal" || len(wk.Ports.Content) != 3 || wk.Volumes[0] != "./wellknownd.yaml:/etc/wellknownd/wellknownd.yaml:ro" ||
+	if strings.Join(wk.Networks, " ") != "internal" || len(wk.Ports.Content) != 5 || wk.Volumes[0] != "./wellknownd.yaml:/etc/wellknownd/wellknownd.yaml:ro" ||
 		override.Volumes["wellknownd"] == nil || len(override.Services) != 2 {
 		t.Errorf("the override:\n%s", text)
 	}

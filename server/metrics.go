@@ -47,6 +47,8 @@ type metrics struct {
 	proxyErrors *prometheus.CounterVec
 	certEvents  *prometheus.CounterVec
 	selfCheck   *prometheus.GaugeVec
+	// byProtocol counts requests over HTTP/1, HTTP/2 and HTTP/3.
+	byProtocol [3]prometheus.Counter
 	// upstreamUp is the last thing the proxy saw of the upstream when
 	// nothing is supervised: a response (up) or a failed connection (down).
 	upstreamUp atomic.Bool
@@ -80,6 +82,13 @@ func newMetrics(version string) *metrics {
 		Name: "wellknownd_self_check_ok",
 		Help: "1 when the named check passed in the self-check run once the daemon is ready, 0 when it failed.",
 	}, []string{"check"})
+	protocols := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wellknownd_http_requests_by_protocol_total",
+		Help: "HTTP requests by protocol: h1 (HTTP/1.x), h2, h3 (over QUIC).",
+	}, []string{"protocol"})
+	for i, p := range []string{"h1", "h2", "h3"} {
+		m.byProtocol[i] = protocols.WithLabelValues(p)
+	}
 	for _, k := range []string{"refused", "timeout", "too_large", "canceled", "client_body", "busy", "other"} {
 		m.proxyErrors.WithLabelValues(k)
 	}
@@ -93,7 +102,7 @@ func newMetrics(version string) *metrics {
 	buildInfo.WithLabelValues(version).Set(1)
 	// Not known to be up until the probe or a proxied request says so.
 	m.upstreamUp.Store(false)
-	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.proxyErrors, m.certEvents, m.selfCheck, buildInfo,
+	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.proxyErrors, m.certEvents, m.selfCheck, buildInfo, protocols,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

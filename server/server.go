@@ -115,6 +115,7 @@ func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Reque
 		if r.TLS != nil && hr != nil && st.hsts != "" {
 			w.Header()["Strict-Transport-Security"] = []string{st.hsts}
 		}
+		s.m.byProtocol[min(max(r.ProtoMajor, 1), 3)-1].Inc()
 		if msg := badRequest(r); msg != "" {
 			writeMatrixError(rec, corsReadOnly, http.StatusBadRequest, codeUnrecognized, msg)
 			return
@@ -158,13 +159,20 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	src, err := s.newCertificates(lns)
+	h3s, err := s.listenHTTP3(lns)
 	if err != nil {
 		closeAll(lns)
 		return err
 	}
-	s.configure(lns, src)
-	errc := make(chan error, len(lns))
+	src, err := s.newCertificates(lns)
+	if err != nil {
+		closeAll(lns)
+		shutdownHTTP3(context.Background(), h3s)
+		return err
+	}
+	s.configure(lns, src, len(h3s) > 0)
+	errc := make(chan error, len(lns)+len(h3s))
+	s.serveHTTP3(h3s, lns, errc)
 	var wg sync.WaitGroup
 	for _, l := range lns {
 		s.log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String(), "tls", l.tls)
@@ -220,7 +228,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	s.serving.Store(false)
-	s.shutdown(lns)
+	s.shutdown(lns, h3s)
 	wg.Wait()
 	if s.sup != nil {
 		// In reverse start order, each process group gone before the next.
@@ -260,7 +268,7 @@ func (s *Server) newCertificates(lns []listener) (certs.Source, error) {
 
 // configure gives each listener its server: the handler for what it
 // serves and, for TLS listeners, the certificate source.
-func (s *Server) configure(lns []listener, src certs.Source) {
+func (s *Server) configure(lns []listener, src certs.Source, h3 bool) {
 	for i := range lns {
 		l := &lns[i]
 		var h http.Handler
@@ -279,6 +287,10 @@ func (s *Server) configure(lns []listener, src certs.Source) {
 			s.httpsPort.Store(int32(l.ln.Addr().(*net.TCPAddr).Port))
 		case "federation":
 			h = s.federation
+		}
+		if h3 && (l.name == "https" || l.name == "federation") {
+			// The UDP socket has the TCP listener's port.
+			h = altSvc(h, l.ln.Addr().(*net.TCPAddr).Port)
 		}
 		l.srv = s.httpServer(h)
 		if l.name == "https" || l.name == "federation" {
@@ -317,12 +329,13 @@ func serveFederation(st *site, w http.ResponseWriter, r *http.Request, hr *hostR
 	st.federation.ServeHTTP(w, r)
 }
 
-func (s *Server) shutdown(lns []listener) {
+func (s *Server) shutdown(lns []listener, h3s []h3Listener) {
 	timeout := s.config().ShutdownTimeout.D()
 	s.log.Info("shutting down", "drain_timeout", timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var wg sync.WaitGroup
+	wg.Go(func() { shutdownHTTP3(ctx, h3s) })
 	for _, l := range lns {
 		wg.Go(func() {
 			if err := l.srv.Shutdown(ctx); err != nil {

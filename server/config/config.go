@@ -173,6 +173,10 @@ type Listen struct {
 	Federation string `yaml:"federation"`
 	// Admin serves health, metrics, status and reload; keep it on loopback.
 	Admin string `yaml:"admin"`
+	// HTTP3 serves HTTP/3 (QUIC) on the UDP ports of https and federation,
+	// and advertises it with Alt-Svc; on by default. A restart applies a
+	// change.
+	HTTP3 bool `yaml:"http3"`
 	// Metrics serves GET /metrics, /healthz and /readyz alone (no reload,
 	// no status), for a Prometheus or a load balancer's health checks from
 	// another host or container, e.g. ":9100" on a compose network. Off
@@ -379,6 +383,7 @@ func Default() Config {
 			HTTPS:      ":443",
 			Federation: ":8448",
 			Admin:      "127.0.0.1:9090",
+			HTTP3:      true,
 		},
 		TLS: TLS{
 			Mode:       TLSACME,

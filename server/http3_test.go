@@ -1,0 +1,181 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/wellknownd/wellknownd/internal/freeport"
+	"github.com/wellknownd/wellknownd/internal/wait"
+)
+
+// h3Edge runs an edge with the local CA and HTTP/3 in front of up, and
+// returns its TLS address (TCP and UDP) and the CA's roots.
+func h3Edge(t testing.TB, up string, http3 bool) (*Server, string, *x509.CertPool) {
+	t.Helper()
+	tlsAddr := freeport.Addr(t)
+	srv, _ := runEdge(t, fmt.Sprintf(`server_name: example.com
+delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
+listen: {http: "", https: %q, federation: "", admin: "", http3: %t}
+tls: {mode: internal, storage: %q}
+upstream: {url: %q, max_body: 10MiB}
+`, tlsAddr, http3, t.TempDir(), up))
+	var roots *x509.CertPool
+	wait.Until(t, "the edge's certificate", 10*time.Second, func() error {
+		src := srv.Certificates()
+		if src == nil {
+			return fmt.Errorf("not yet")
+		}
+		roots = src.Roots()
+		_, err := handshake(tlsAddr, "matrix.example.com", roots)
+		return err
+	})
+	return srv, tlsAddr, roots
+}
+
+// h3Client speaks HTTP/3 to addr whatever the URL's host, verifying the
+// certificate against roots for the URL's name.
+func h3Client(addr string, roots *x509.CertPool) (*http.Client, *http3.Transport) {
+	tr := &http3.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+		Dial: func(ctx context.Context, _ string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
+			return quic.DialAddrEarly(ctx, addr, tlsCfg, cfg)
+		},
+	}
+	return &http.Client{Transport: tr}, tr
+}
+
+// TestHTTP3: quic-go's HTTP/3 client against the daemon: the documents, a
+// proxied request, a 5 MiB upload and a long-poll held longer than a QUIC
+// client's own idle timeout; Alt-Svc on the TCP answers, and the requests
+// counted by protocol.
+func TestHTTP3(t *testing.T) {
+	t.Parallel()
+	hold := 35 * time.Second
+	if testing.Short() {
+		hold = 2 * time.Second
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/_matrix/media/v3/upload":
+			h := sha256.New()
+			n, _ := io.Copy(h, r.Body)
+			fmt.Fprintf(w, `{"bytes":%d,"sha256":"%x"}`, n, h.Sum(nil))
+		case "/_matrix/client/v3/sync":
+			select {
+			case <-time.After(hold):
+			case <-r.Context().Done():
+				return
+			}
+			w.Write([]byte(`{"next_batch":"s2"}`))
+		default:
+			w.Write([]byte(`{"versions":["v1.11"]}`))
+		}
+	}))
+	defer up.Close()
+	srv, addr, roots := h3Edge(t, up.URL, true)
+	client, tr := h3Client(addr, roots)
+	defer tr.Close()
+	get := func(url string) (*http.Response, string) {
+		t.Helper()
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s over HTTP/3: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.ProtoMajor != 3 {
+			t.Fatalf("GET %s: %s, not HTTP/3", url, resp.Proto)
+		}
+		return resp, string(b)
+	}
+	if resp, body := get("https://example.com/.well-known/matrix/server"); resp.StatusCode != 200 || body != `{"m.server":"matrix.example.com:443"}` ||
+		resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("server document over HTTP/3: %d %q", resp.StatusCode, body)
+	}
+	if resp, body := get("https://matrix.example.com/_matrix/client/versions"); resp.StatusCode != 200 || !strings.Contains(body, "v1.11") {
+		t.Fatalf("proxied over HTTP/3: %d %q", resp.StatusCode, body)
+	}
+
+	media := make([]byte, 5<<20)
+	rand.Read(media)
+	req, _ := http.NewRequest("POST", "https://matrix.example.com/_matrix/media/v3/upload", bytes.NewReader(media))
+	req.ContentLength = int64(len(media))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("5 MiB upload over HTTP/3: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf(`{"bytes":%d,"sha256":"%x"}`, len(media), sha256.Sum256(media)); string(body) != want {
+		t.Fatalf("upload over HTTP/3: %d %s", resp.StatusCode, body)
+	}
+
+	start := time.Now()
+	if resp, body := get("https://matrix.example.com/_matrix/client/v3/sync?timeout=30000"); resp.StatusCode != 200 || body != `{"next_batch":"s2"}` {
+		t.Fatalf("long-poll over HTTP/3: %d %q", resp.StatusCode, body)
+	}
+	t.Logf("long-poll held %v over HTTP/3", time.Since(start).Round(100*time.Millisecond))
+
+	// Over TCP the same edge says where HTTP/3 is.
+	h2 := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{RootCAs: roots},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}}}
+	resp, err = h2.Get("https://matrix.example.com/_matrix/client/versions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	if got := resp.Header.Get("Alt-Svc"); resp.ProtoMajor != 2 || got != `h3=":`+port+`"; ma=86400` {
+		t.Errorf("%s answer: Alt-Svc %q", resp.Proto, got)
+	}
+	rec := httptest.NewRecorder()
+	srv.m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{`wellknownd_http_requests_by_protocol_total{protocol="h3"} 4`, `wellknownd_http_requests_by_protocol_total{protocol="h2"} `} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// TestHTTP3Off: with listen.http3 false nothing listens on UDP and no
+// Alt-Svc is sent.
+func TestHTTP3Off(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	for _, on := range []bool{true, false} {
+		_, addr, roots := h3Edge(t, up.URL, on)
+		pc, err := net.ListenPacket("udp", addr)
+		if err == nil {
+			pc.Close()
+		}
+		if (err != nil) != on {
+			t.Errorf("http3 %t: binding UDP %s: %v", on, addr, err)
+		}
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "matrix.example.com"}}}
+		resp, err := c.Get("https://" + addr + "/.well-known/matrix/client")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if (resp.Header.Get("Alt-Svc") != "") != on {
+			t.Errorf("http3 %t: Alt-Svc %q", on, resp.Header.Get("Alt-Svc"))
+		}
+	}
+}
