@@ -114,6 +114,35 @@ func TestSharedStorageEdges(t *testing.T) {
 	}
 }
 
+// TestSharedStorageTLSALPN: with tls-alpn-01 alone, the CA's validation
+// handshake reaches an edge that did not order, which answers it with the
+// challenge certificate from the shared storage.
+func TestSharedStorageTLSALPN(t *testing.T) {
+	pg := pgtest.Start(t)
+	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
+	ca := acmetest.Start(t, httpPort, tlsPort)
+	edge := func(n int) {
+		runEdge(t, strings.Replace(sharedEdgeConfig(ca, pg, n, httpPort, tlsPort), "challenges: [http-01]", "challenges: [tls-alpn-01]", 1))
+	}
+	caught, release := ca.HoldChallenges()
+	edge(1)
+	select {
+	case <-caught:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the edge placed no order")
+	}
+	edge(2)
+	ca.DNS.AddDNSARecord("example.com", []string{"127.0.0.2"})
+	release()
+	first := waitCert(t, fmt.Sprintf("127.0.0.1:%d", tlsPort), "example.com", ca.Roots())
+	if got := waitCert(t, fmt.Sprintf("127.0.0.2:%d", tlsPort), "example.com", ca.Roots()); got.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatalf("edge 2 serves serial %s, edge 1 %s", got.SerialNumber, first.SerialNumber)
+	}
+	if n := ca.NewOrders(); n != 1 {
+		t.Fatalf("%d orders", n)
+	}
+}
+
 // TestSharedInternalCA: edges in tls.mode internal on one PostgreSQL
 // storage make one CA between them, even when they start together, and
 // /status says where certificates are kept.
