@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -55,28 +56,57 @@ func StartDocker(t testing.TB) *Docker {
 		t.Fatal(err)
 	}
 	// No default bridge: every container this test runs is on a network
-	// its compose project creates.
+	// its compose project creates. Those networks come from a pool of this
+	// engine's own, so that engines running at once (tests in parallel)
+	// never compete for Docker's few default /16s, and a bridge left by a
+	// killed run cannot exhaust them.
+	pool := fmt.Sprintf("base=10.%d.0.0/16,size=24", 200+int(engines.Add(1)+int64(os.Getpid()))%50)
 	d.cmd = exec.Command("dockerd", "--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
-		"-H", "unix://"+sock, "-p", filepath.Join(dir, "dockerd.pid"), "--bridge=none", "--log-level=warn")
+		"-H", "unix://"+sock, "-p", filepath.Join(dir, "dockerd.pid"), "--bridge=none", "--log-level=warn",
+		"--default-address-pool", pool)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.stop)
-	if err := wait.For(30*time.Second, func() error { _, err := d.Try("", "info"); return err }); err != nil {
-		logs, _ := os.ReadFile(filepath.Join(dir, "dockerd.log"))
-		t.Fatalf("dockerd did not answer: %v\n%s", err, tail(string(logs), 3000))
-	}
+	// One engine starts at a time: each sets up the host's iptables chains
+	// (DOCKER, DOCKER-USER) on start, by "does it exist? create it", and
+	// two at once race to "Chain already exists".
+	locked(t, "dockerd-start", func() error {
+		if err := d.cmd.Start(); err != nil {
+			return err
+		}
+		t.Cleanup(d.stop)
+		if err := wait.For(30*time.Second, func() error { _, err := d.Try("", "info"); return err }); err != nil {
+			logs, _ := os.ReadFile(filepath.Join(dir, "dockerd.log"))
+			return fmt.Errorf("dockerd did not answer: %v\n%s", err, tail(string(logs), 3000))
+		}
+		return nil
+	})
 	return d
 }
 
-// stop removes every container this engine runs, by id, stops the engine
-// and removes its directory.
+// engines numbers the engines this process starts, for their address
+// pools.
+var engines atomic.Int64
+
+// stop removes every container and network this engine made, by id, stops
+// the engine and removes its directory. The networks' bridge interfaces
+// live in the host's namespace and outlive the engine unless removed: a
+// run that left them would, after a few dozen, leave no address pool for
+// the next.
 func (d *Docker) stop() {
 	if ids, err := d.Try("", "ps", "-aq"); err == nil && strings.TrimSpace(ids) != "" {
 		d.Try("", append([]string{"rm", "-f", "-v"}, strings.Fields(ids)...)...)
 	}
+	nets, _ := d.Try("", "network", "ls", "-q", "--no-trunc", "--filter", "driver=bridge")
+	d.Try("", "network", "prune", "-f")
+	defer func() {
+		for _, id := range strings.Fields(nets) {
+			if len(id) >= 12 {
+				// Gone already when the prune worked; this is for when
+				// it did not.
+				exec.Command("ip", "link", "delete", "br-"+id[:12]).Run()
+			}
+		}
+	}()
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { d.cmd.Wait(); close(done) }()
