@@ -46,6 +46,8 @@ func TestSharedStorageEdges(t *testing.T) {
 		t.Fatal("no edge placed an order")
 	}
 	edges = append(edges, edge(3))
+	// Listening before the CA is let go to it.
+	wait.TCP(t, fmt.Sprintf("127.0.0.3:%d", httpPort))
 	ca.DNS.AddDNSARecord("example.com", []string{"127.0.0.3"})
 	release()
 	first := waitCert(t, addr(1), "example.com", ca.Roots())
@@ -132,6 +134,8 @@ func TestSharedStorageTLSALPN(t *testing.T) {
 		t.Fatal("the edge placed no order")
 	}
 	edge(2)
+	// Listening before the CA is let go to it.
+	wait.TCP(t, fmt.Sprintf("127.0.0.2:%d", tlsPort))
 	ca.DNS.AddDNSARecord("example.com", []string{"127.0.0.2"})
 	release()
 	first := waitCert(t, fmt.Sprintf("127.0.0.1:%d", tlsPort), "example.com", ca.Roots())
