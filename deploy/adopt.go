@@ -468,7 +468,7 @@ func mountSource(dir, path string) string {
 	if err != nil {
 		return path
 	}
-	if r, err := filepath.Rel(dir, abs); err == nil && !strings.HasPrefix(r, "..") {
+	if r := rel(dir, abs); r != abs {
 		return "./" + r
 	}
 	return abs

@@ -68,7 +68,7 @@ func (v *validator) validateStorage() {
 		v.errf("tls.storage", "is not a URL: %v", err)
 		return
 	case u.Host == "" || strings.Trim(u.Path, "/") == "":
-		v.errf("tls.storage", "%q needs a host and a database: postgres://USER@HOST:5432/DATABASE", redactURL(u))
+		v.errf("tls.storage", "%q needs a host and a database: postgres://USER@HOST:5432/DATABASE", u.Redacted())
 		return
 	}
 	if _, set := u.User.Password(); set {
@@ -79,11 +79,6 @@ func (v *validator) validateStorage() {
 			v.errf("tls.storage_password_file", "cannot be read: %v", unwrapPathError(err))
 		}
 	}
-}
-
-// redactURL hides a URL's password in messages.
-func redactURL(u *url.URL) string {
-	return u.Redacted()
 }
 
 func (v *validator) validateFiles() {
