@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -18,6 +19,10 @@ import (
 // immutable once built; a reload builds a new one and swaps it in.
 type site struct {
 	hosts map[string]*hostRoute
+	// wild maps the parent of each wildcard in hosts (example.com for
+	// *.example.com) to its route: a name not in hosts that a wildcard
+	// covers is served as the wildcard is.
+	wild map[string]*hostRoute
 	// unknown are the metrics of requests for names not in hosts.
 	unknown *hostMetrics
 	wk      *wellKnown
@@ -60,6 +65,7 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
 		hsts:        cfg.TLS.HSTSHeader(),
 		compressMin: compressMin(cfg.Compression),
 		hosts:       make(map[string]*hostRoute, len(cfg.Hosts)),
+		wild:        map[string]*hostRoute{},
 		wk:          newWellKnown(docs, cfg.Delegation.MaxAge.D()),
 	}
 	s.federation = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -84,9 +90,20 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
 			routeOnly[h] = true
 		}
 	}
-	for _, h := range cfg.Hosts {
+	// A route's host that a wildcard covers is not in hosts itself, but
+	// gets a route of its own.
+	names := slices.Clone(cfg.Hosts)
+	for _, rt := range cfg.Routes {
+		if rt.Host != "" && !slices.ContainsFunc(names, func(h string) bool { return strings.EqualFold(h, rt.Host) }) {
+			names = append(names, rt.Host)
+		}
+	}
+	for _, h := range names {
 		h = strings.ToLower(h)
 		hr := &hostRoute{cors: corsReadOnly, metrics: m.forHost(h)}
+		if config.IsWildcard(h) {
+			s.wild[h[2:]] = hr
+		}
 		r := chi.NewRouter()
 		fallbackRoute := routes.mount(r, h)
 		if routeOnly[h] {
@@ -175,8 +192,19 @@ func urlHost(raw string) string {
 	return strings.ToLower(u.Hostname())
 }
 
-// lookup finds the route of a Host header, or nil for a name not in hosts.
-func (s *site) lookup(host string) *hostRoute { return s.hosts[hostOnly(host)] }
+// lookup finds the route of a Host header: its own, else that of a
+// wildcard in hosts that covers it; nil for a name hosts does not cover.
+func (s *site) lookup(host string) *hostRoute {
+	h := hostOnly(host)
+	if hr := s.hosts[h]; hr != nil || len(s.wild) == 0 {
+		return hr
+	}
+	// A wildcard stands for one whole label, never for "*" itself.
+	if i := strings.IndexByte(h, '.'); i > 0 && h[:i] != "*" {
+		return s.wild[h[i+1:]]
+	}
+	return nil
+}
 
 // badRequest says what makes a request unfit to route, or "". Both are
 // ways past a check: a Host with a port that is not a port

@@ -73,6 +73,24 @@ func Start(t testing.TB, httpPort, tlsPort int) *CA {
 // default, 90 days), for renewal tests.
 func StartValidity(t testing.TB, httpPort, tlsPort int, validity time.Duration) *CA {
 	t.Helper()
+	return StartOptions(t, httpPort, tlsPort, Options{Validity: validity})
+}
+
+// Options change what StartOptions runs.
+type Options struct {
+	// Validity is how long certificates are valid; 0: Pebble's default,
+	// 90 days.
+	Validity time.Duration
+	// VADNS, host:port, is the DNS server the validation authority asks
+	// instead of the in-memory one: a real nameserver the test runs, so
+	// that dns-01 is validated against what a provider wrote there.
+	VADNS string
+}
+
+// StartOptions is Start with options.
+func StartOptions(t testing.TB, httpPort, tlsPort int, o Options) *CA {
+	t.Helper()
+	validity := o.Validity
 	// Read by the constructors: no random validation sleeps, no bad-nonce
 	// injection, and no authorization reuse, so a renewal re-validates.
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
@@ -96,7 +114,11 @@ func StartValidity(t testing.TB, httpPort, tlsPort int, validity time.Duration) 
 
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default", ValidityPeriod: uint64(validity.Seconds())}})
-	validator := va.New(logger, httpPort, tlsPort, false, dnsAddr, store)
+	vaDNS := dnsAddr
+	if o.VADNS != "" {
+		vaDNS = o.VADNS
+	}
+	validator := va.New(logger, httpPort, tlsPort, false, vaDNS, store)
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 3, 5)
 
 	// Pebble's bundled API certificate expires in 2027: its HTTPS

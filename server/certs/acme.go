@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/caddyserver/certmagic"
-	"github.com/libdns/cloudflare"
 
 	"github.com/wellknownd/wellknownd/server/config"
 )
@@ -54,20 +53,18 @@ func newACME(opts Options) (Source, error) {
 			return nil, fmt.Errorf("tls.ca_root %s holds no PEM certificate", t.CARoot)
 		}
 	}
-	// dnsManager is nil without dns-01; each caller gets its own, as
-	// certmagic's DNSManager holds its own lock and records.
+	// dnsManager is nil without dns-01, and for a provider that cannot
+	// write ZeroSSL's CNAME record.
 	dnsManager := func() *certmagic.DNSManager { return nil }
 	if slices.Contains(t.Challenges, config.ChallengeDNS01) {
-		p := opts.DNSProvider
-		if p == nil {
-			if p, err = dnsProvider(t.DNS); err != nil {
-				return nil, err
-			}
+		d, err := newDNS01(t.DNS, opts.DNSProvider, opts.Log)
+		if err != nil {
+			return nil, err
 		}
-		dnsManager = func() *certmagic.DNSManager {
-			return &certmagic.DNSManager{DNSProvider: p, Resolvers: t.DNS.Resolvers, Logger: zapToSlog(opts.Log)}
+		tmpl.DNS01Solver = d.solver
+		if d.manager != nil {
+			dnsManager = d.manager
 		}
-		tmpl.DNS01Solver = &certmagic.DNS01Solver{DNSManager: *dnsManager()}
 	}
 	if t.CA == "zerossl" {
 		if m.zerossl, err = zeroSSL(m, t, tmpl, dnsManager()); err != nil {
@@ -114,17 +111,4 @@ func zeroSSL(m *managed, t config.TLS, acme certmagic.ACMEIssuer, dns *certmagic
 		zs.CNAMEValidation = dns
 	}
 	return zs, nil
-}
-
-// dnsProvider builds the libdns provider the config names.
-func dnsProvider(d config.DNS) (certmagic.DNSProvider, error) {
-	token, err := os.ReadFile(d.APITokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("tls.dns.api_token_file: %w", err)
-	}
-	switch d.Provider {
-	case "cloudflare":
-		return &cloudflare.Provider{APIToken: strings.TrimSpace(string(token))}, nil
-	}
-	return nil, fmt.Errorf("tls.dns.provider %q is not supported", d.Provider)
 }

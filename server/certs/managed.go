@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
+	"github.com/wellknownd/wellknownd/server/config"
 )
 
 // managed is a Source whose certificates certmagic obtains, stores, renews
@@ -48,7 +49,7 @@ type managed struct {
 // newManaged sets up certmagic with storage under dir. Issuers are added by
 // the caller.
 func newManaged(opts Options, st storage) *managed {
-	m := &managed{log: opts.Log, names: lowerAll(opts.Hosts), notify: opts.OnEvent, storage: st}
+	m := &managed{log: opts.Log, names: config.CertificateNames(opts.Hosts), notify: opts.OnEvent, storage: st}
 	if m.notify == nil {
 		m.notify = func(string) {}
 	}
@@ -132,7 +133,7 @@ func (m *managed) hostNames() []string {
 }
 
 func (m *managed) SetHosts(ctx context.Context, hosts []string) error {
-	names := lowerAll(hosts)
+	names := config.CertificateNames(hosts)
 	old := m.hostNames()
 	var added []string
 	for _, n := range names {

@@ -261,18 +261,6 @@ func (t TLS) HSTSHeader() string {
 	return v
 }
 
-// DNS configures the DNS provider for the dns-01 challenge.
-type DNS struct {
-	// Provider names the DNS API: cloudflare.
-	Provider string `yaml:"provider"`
-	// APITokenFile holds the provider's API token (for Cloudflare, a token
-	// with Zone.DNS edit permission), kept out of the config file.
-	APITokenFile string `yaml:"api_token_file"`
-	// Resolvers are DNS servers (host:port) asked to find the zone and to
-	// see the challenge record propagate; default: the system's.
-	Resolvers []string `yaml:"resolvers"`
-}
-
 // Upstream is the homeserver this edge fronts.
 type Upstream struct {
 	// URL is Dendrite's HTTP listener, e.g. http://127.0.0.1:8008. The

@@ -231,14 +231,7 @@ func TestProblems(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, problems := Parse("f.yaml", []byte(replace(t, tc.old, tc.new)))
-			var got []string
-			for _, p := range problems {
-				got = append(got, p.String())
-			}
-			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
-				t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
-			}
+			wantProblems(t, replace(t, tc.old, tc.new), tc.want)
 		})
 	}
 }
@@ -278,4 +271,19 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// wantProblems parses file as f.yaml and fails the test unless its
+// problems are exactly want, in order.
+func wantProblems(t *testing.T, file string, want []string) *Config {
+	t.Helper()
+	cfg, problems := Parse("f.yaml", []byte(file))
+	var got []string
+	for _, p := range problems {
+		got = append(got, p.String())
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	return cfg
 }

@@ -42,14 +42,7 @@ tls: {mode: internal}
 				file += "base_domain: {redirect: \"https://www.example.com\"}\n"
 				tc.want[0] = strings.Replace(tc.want[0], "f.yaml:6", "f.yaml:7", 1)
 			}
-			_, problems := Parse("f.yaml", []byte(file+"routes:\n"+tc.routes))
-			var got []string
-			for _, p := range problems {
-				got = append(got, p.String())
-			}
-			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
-				t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
-			}
+			wantProblems(t, file+"routes:\n"+tc.routes, tc.want)
 		})
 	}
 }

@@ -3,7 +3,6 @@ package config
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -44,14 +43,7 @@ supervise:
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, problems := Parse("f.yaml", []byte(base+tc.entries))
-			var got []string
-			for _, p := range problems {
-				got = append(got, p.String())
-			}
-			if strings.Join(got, "\n") != tc.want {
-				t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), tc.want)
-			}
+			cfg := wantProblems(t, base+tc.entries, []string{tc.want})
 			if tc.name == "valid" && (cfg.Supervise[0].StopSignal != "SIGTERM" || cfg.Supervise[0].StopTimeout.D().Seconds() != 30) {
 				t.Fatalf("defaults not filled: %+v", cfg.Supervise[0])
 			}

@@ -194,7 +194,21 @@ func (v *validator) validateHosts() {
 	valid := true
 	for i, h := range c.Hosts {
 		field := "hosts[" + strconv.Itoa(i) + "]"
-		if _, err := delegation.ParseHostname(h); err != nil {
+		name := h
+		if IsWildcard(h) {
+			name = h[2:]
+			if strings.Count(name, ".") == 0 {
+				v.errf(field, "%q would cover every name under a top-level domain; a wildcard needs at least two labels after *.", h)
+				valid = false
+				continue
+			}
+		}
+		if strings.Contains(name, "*") {
+			v.errf(field, "%q: only a whole leftmost label may be a wildcard (*.example.com)", h)
+			valid = false
+			continue
+		}
+		if _, err := delegation.ParseHostname(name); err != nil {
 			v.errf(field, "%q %s", h, err)
 			valid = false
 			continue
@@ -216,7 +230,7 @@ func (v *validator) validateHosts() {
 		}
 	}
 	if dh := c.DelegatedHost(); dh != "" {
-		if _, ok := seen[dh]; !ok {
+		if HostEntry(c.Hosts, dh) == "" {
 			v.warnf("delegation.server", "names host %q, which is not in hosts; this daemon will not answer for it (fine if another server does)", dh)
 		}
 	}

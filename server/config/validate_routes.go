@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 )
 
@@ -50,7 +49,10 @@ func (v *validator) validateRoutes() {
 			r.MaxBody = c.Upstream.MaxBody
 		}
 		r.Host = strings.ToLower(r.Host)
-		if r.Host != "" && !slices.ContainsFunc(c.Hosts, func(h string) bool { return strings.EqualFold(h, r.Host) }) {
+		switch {
+		case IsWildcard(r.Host):
+			v.errf(f+".host", "%q is a wildcard; a route names one host (a wildcard in hosts covers it)", r.Host)
+		case r.Host != "" && HostEntry(c.Hosts, r.Host) == "":
 			v.errf(f+".host", "%q is not in hosts; add it there (certificates are obtained for hosts, and other names get 421)", r.Host)
 		}
 		if !validPath(r.Path) {

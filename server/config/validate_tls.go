@@ -21,6 +21,13 @@ var publicCAs = []string{"letsencrypt", "letsencrypt-staging", "zerossl"}
 func (v *validator) validateTLS() {
 	t := v.cfg.TLS
 	l := v.cfg.Listen
+	if t.Mode != TLSACME {
+		for i, h := range v.cfg.Hosts {
+			if IsWildcard(h) {
+				v.errf("hosts["+strconv.Itoa(i)+"]", "%q is a wildcard, which only tls.mode acme with the dns-01 challenge serves", h)
+			}
+		}
+	}
 	switch t.Mode {
 	case TLSOff:
 		return
@@ -122,7 +129,7 @@ func (v *validator) validateACME() {
 		// it has no TLS-ALPN validation.
 		v.errf("tls.challenges", "ZeroSSL validates by http-01 or dns-01 (a CNAME record); add one of them")
 	}
-	for _, f := range []struct{ field, path string }{{"tls.ca_root", t.CARoot}, {"tls.zerossl_api_key_file", t.ZeroSSLAPIKeyFile}, {"tls.dns.api_token_file", t.DNS.APITokenFile}} {
+	for _, f := range []struct{ field, path string }{{"tls.ca_root", t.CARoot}, {"tls.zerossl_api_key_file", t.ZeroSSLAPIKeyFile}} {
 		if f.path == "" {
 			continue
 		}
@@ -145,32 +152,33 @@ func (v *validator) validateACME() {
 				v.errf(field, "tls-alpn-01 is answered on listen.https, which is off")
 			}
 		case ChallengeDNS01:
-			if t.DNS.Provider == "" {
-				v.errf("tls.dns.provider", "is required for dns-01; valid: %s", strings.Join(DNSProviders, ", "))
-			}
 		default:
 			v.errf(field, "%q is not a challenge type; valid: http-01, tls-alpn-01, dns-01", ch)
 		}
 	}
-	if t.DNS.Provider != "" {
-		if !slices.Contains(DNSProviders, t.DNS.Provider) {
-			v.errf("tls.dns.provider", "%q is not a supported DNS provider; valid: %s", t.DNS.Provider, strings.Join(DNSProviders, ", "))
-		}
-		if t.DNS.APITokenFile == "" {
-			v.errf("tls.dns.api_token_file", "is required with tls.dns.provider")
+	dns01 := slices.Contains(t.Challenges, ChallengeDNS01)
+	v.validateDNS(dns01)
+	if t.ZeroSSLAPIKeyFile != "" && dns01 && !slices.Contains(t.Challenges, ChallengeHTTP01) && t.DNS.Provider != "" && t.DNS.Provider != "cloudflare" {
+		// ZeroSSL's API validates by a CNAME record, which only the
+		// libdns provider (cloudflare) can write; lego's write the
+		// ACME TXT record alone.
+		v.errf("tls.zerossl_api_key_file", "ZeroSSL's API validates by a CNAME record, which provider %s cannot write; add http-01 to tls.challenges or use cloudflare", t.DNS.Provider)
+	}
+	if !dns01 {
+		for i, h := range v.cfg.Hosts {
+			if IsWildcard(h) {
+				v.errf("hosts["+strconv.Itoa(i)+"]", "%q is a wildcard; a CA validates a wildcard name only by dns-01, which is not in tls.challenges", h)
+			}
 		}
 	}
 	if public {
 		for i, h := range v.cfg.Hosts {
-			if n, err := delegation.ParseHostname(h); err == nil && !isPublicName(n) {
+			if n, err := delegation.ParseHostname(strings.TrimPrefix(h, "*.")); err == nil && !isPublicName(n) {
 				v.errf("hosts["+strconv.Itoa(i)+"]", "%q cannot get a certificate from a public CA; use tls.mode internal (or files) for local and private names", h)
 			}
 		}
 	}
 }
-
-// DNSProviders are the DNS APIs dns-01 can use.
-var DNSProviders = []string{"cloudflare"}
 
 // isPublicName reports whether a public CA could issue for n: not an IP
 // literal, not localhost, not a reserved or single-label name.

@@ -1,0 +1,134 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wellknownd/wellknownd/internal/acmetest"
+	"github.com/wellknownd/wellknownd/internal/dnstest"
+	"github.com/wellknownd/wellknownd/internal/freeport"
+	"github.com/wellknownd/wellknownd/internal/knottest"
+	"github.com/wellknownd/wellknownd/internal/wait"
+)
+
+// TestACMEObtainRFC2136Wildcard obtains example.test and *.example.test by
+// dns-01 through provider rfc2136: the edge sends TSIG-signed updates to
+// Knot, and Pebble's validation authority reads the records from that
+// same Knot. The wildcard certificate then serves every name it covers,
+// those in hosts' routes included, and nothing beyond it.
+func TestACMEObtainRFC2136Wildcard(t *testing.T) {
+	knot := knottest.Start(t, "example.test")
+	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
+	ca := acmetest.StartOptions(t, httpPort, tlsPort, acmetest.Options{VADNS: knot.Addr})
+	seen := make(chan string, 10)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The edge's own readiness probes come with the upstream's address
+		// as Host; only clients' requests are of interest.
+		if !strings.HasPrefix(r.Host, "127.0.0.1:") {
+			seen <- r.Host + " " + r.URL.Path
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"versions":["v1.11"]}`)
+	}))
+	t.Cleanup(upstream.Close)
+	element := t.TempDir()
+	os.WriteFile(filepath.Join(element, "index.html"), []byte("<title>Element</title>"), 0o644)
+	cfg := fmt.Sprintf(`server_name: example.test
+delegation:
+  server: matrix.example.test:443
+  client_base_url: https://matrix.example.test
+hosts: [example.test, "*.example.test"]
+listen: {http: "127.0.0.1:%d", https: "127.0.0.1:%d", federation: "", admin: ""}
+tls:
+  mode: acme
+  email: admin@example.com
+  ca: %s
+  ca_root: %s
+  storage: %s
+  challenges: [dns-01]
+  dns:
+    provider: rfc2136
+    rfc2136: {server: "%s", tsig_key_file: %s}
+    resolvers: ["%s"]
+routes:
+  - {host: element.example.test, static: %s}
+upstream: {url: "%s"}
+`, httpPort, tlsPort, ca.DirectoryURL, ca.APIRootFile, t.TempDir(), knot.Addr, knot.KeyFile, knot.Addr, element, upstream.URL)
+	runEdge(t, cfg)
+	tlsAddr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
+
+	base := waitCert(t, tlsAddr, "example.test", ca.Roots())
+	if !slices.Equal(base.DNSNames, []string{"example.test"}) {
+		t.Fatalf("certificate for example.test names %v", base.DNSNames)
+	}
+	wild := waitCert(t, tlsAddr, "matrix.example.test", ca.Roots())
+	if !slices.Equal(wild.DNSNames, []string{"*.example.test"}) {
+		t.Fatalf("certificate for matrix.example.test names %v, want the wildcard", wild.DNSNames)
+	}
+	for _, name := range []string{"element.example.test", "anything.example.test"} {
+		leaf, err := handshake(tlsAddr, name, ca.Roots())
+		if err != nil || leaf.SerialNumber.Cmp(wild.SerialNumber) != 0 {
+			t.Fatalf("%s: err %v; want the one wildcard certificate", name, err)
+		}
+	}
+	// A wildcard covers one label: a.b.example.test gets no certificate.
+	if _, err := handshake(tlsAddr, "a.b.example.test", ca.Roots()); err == nil {
+		t.Fatal("a certificate was served for a.b.example.test")
+	}
+	if n := ca.NewOrders(); n != 2 {
+		t.Errorf("%d orders, want 2: one for example.test, one for *.example.test", n)
+	}
+	// The records are deleted once the CA has validated them.
+	wait.Until(t, "the challenge records gone from Knot", 30*time.Second, func() error {
+		if got := knot.TXT(t, "_acme-challenge.example.test"); len(got) > 0 {
+			return fmt.Errorf("still there: %v", got)
+		}
+		return nil
+	})
+
+	c := dnstest.PinnedClient(ca.Roots(), tlsAddr)
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// The delegated name, covered only by the wildcard, serves the Matrix
+	// APIs.
+	if code, body := get("https://matrix.example.test/_matrix/client/versions"); code != 200 || body != `{"versions":["v1.11"]}` {
+		t.Fatalf("client API on matrix.example.test: %d %s", code, body)
+	}
+	if got := <-seen; got != "matrix.example.test /_matrix/client/versions" {
+		t.Fatalf("upstream saw %q", got)
+	}
+	// A route's host under the wildcard serves its route.
+	if code, body := get("https://element.example.test/"); code != 200 || body != "<title>Element</title>" {
+		t.Fatalf("element.example.test: %d %s", code, body)
+	}
+	if code, body := get("https://example.test/.well-known/matrix/server"); code != 200 || body != `{"m.server":"matrix.example.test:443"}` {
+		t.Fatalf("documents: %d %s", code, body)
+	}
+	// A name the wildcard does not cover is misdirected, on plain HTTP too.
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/_matrix/client/versions", httpPort), nil)
+	req.Host = "a.b.example.test"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Fatalf("a.b.example.test over http: %d, want 421", resp.StatusCode)
+	}
+}
