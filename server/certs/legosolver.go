@@ -24,6 +24,13 @@ type legoSolver struct {
 	provider  challenge.Provider
 	resolvers []string
 	log       *slog.Logger
+	// lookup finds a zone's nameservers and their addresses when no
+	// resolvers are configured: net.DefaultResolver, which a test points
+	// at its own nameserver.
+	lookup *net.Resolver
+	// nsPort is the port the zone's nameservers are asked on: 53, or a
+	// test nameserver's.
+	nsPort string
 
 	mu sync.Mutex
 	// held maps a challenge record's name to the challenge that holds it.
@@ -34,7 +41,16 @@ type legoSolver struct {
 	// second order would delete the first one's record before the CA
 	// looked. One challenge at a time per name keeps both valid.
 	held map[string]*hold
+	// gap is how long a name stays held after its challenge is cleaned
+	// up, for a provider that asks for it (lego's Sequential: RFC 2136,
+	// 60 s by default, DNSUPDATE_SEQUENCE_INTERVAL): a CA that cached the
+	// first record set until its TTL ran out would not see the second.
+	gap time.Duration
 }
+
+// sequential is lego's optional interface of a provider whose challenges
+// must not overlap.
+type sequential interface{ Sequential() time.Duration }
 
 type hold struct {
 	token string
@@ -49,7 +65,11 @@ func newLegoSolver(p challenge.Provider, resolvers []string, log *slog.Logger) *
 		// that config's setting.
 		dns01.SetDefaultClient(dns01.NewClient(&dns01.Options{RecursiveNameservers: resolvers}))
 	}
-	return &legoSolver{provider: p, resolvers: resolvers, log: log, held: map[string]*hold{}}
+	s := &legoSolver{provider: p, resolvers: resolvers, log: log, lookup: net.DefaultResolver, nsPort: "53", held: map[string]*hold{}}
+	if seq, ok := p.(sequential); ok {
+		s.gap = seq.Sequential()
+	}
+	return s
 }
 
 // Present writes the challenge's TXT record once no other challenge holds
@@ -87,7 +107,7 @@ func (s *legoSolver) acquire(ctx context.Context, name, token string) error {
 			return nil
 		}
 		s.mu.Unlock()
-		s.log.Info("dns-01: waiting for another challenge of the same name to finish", "name", name)
+		s.log.Info("dns-01: waiting for another challenge of the same name to finish", "name", name, "then", s.gap)
 		select {
 		case <-h.done:
 		case <-ctx.Done():
@@ -96,15 +116,28 @@ func (s *legoSolver) acquire(ctx context.Context, name, token string) error {
 	}
 }
 
-// release frees name if token's challenge holds it: a CleanUp after a
-// failed Present must not free another challenge's hold.
+// release frees name, after the provider's gap, if token's challenge holds
+// it: a CleanUp after a failed Present must not free another challenge's
+// hold.
 func (s *legoSolver) release(name, token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if h := s.held[name]; h != nil && h.token == token {
+	h := s.held[name]
+	if h == nil || h.token != token {
+		return
+	}
+	h.token = "" // released: no later release may free it again
+	if s.gap <= 0 {
 		delete(s.held, name)
 		close(h.done)
+		return
 	}
+	time.AfterFunc(s.gap, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.held, name)
+		close(h.done)
+	})
 }
 
 // Wait returns once the record can be seen: at every resolver the config
@@ -122,7 +155,7 @@ func (s *legoSolver) Wait(ctx context.Context, chal acme.Challenge) error {
 	servers, recursive := s.resolvers, true
 	if len(servers) == 0 {
 		var err error
-		if servers, err = authoritativeServers(ctx, info.EffectiveFQDN); err != nil {
+		if servers, err = s.authoritativeServers(ctx, info.EffectiveFQDN); err != nil {
 			return fmt.Errorf("dns-01 propagation check for %s: %w", info.EffectiveFQDN, err)
 		}
 		recursive = false
@@ -149,20 +182,29 @@ func (s *legoSolver) Wait(ctx context.Context, chal acme.Challenge) error {
 	}
 }
 
-// authoritativeServers are the nameservers of the zone fqdn is in, as
-// host:53.
-func authoritativeServers(ctx context.Context, fqdn string) ([]string, error) {
+// authoritativeServers are the addresses of the nameservers of the zone
+// fqdn is in.
+func (s *legoSolver) authoritativeServers(ctx context.Context, fqdn string) ([]string, error) {
 	zone, err := dns01.DefaultClient().FindZoneByFqdn(ctx, fqdn)
 	if err != nil {
 		return nil, err
 	}
-	nss, err := net.DefaultResolver.LookupNS(ctx, zone)
+	nss, err := s.lookup.LookupNS(ctx, zone)
 	if err != nil {
 		return nil, fmt.Errorf("nameservers of %s: %w", zone, err)
 	}
 	var out []string
 	for _, ns := range nss {
-		out = append(out, net.JoinHostPort(strings.TrimSuffix(ns.Host, "."), "53"))
+		addrs, err := s.lookup.LookupHost(ctx, ns.Host)
+		if err != nil {
+			return nil, fmt.Errorf("nameserver %s of %s: %w", ns.Host, zone, err)
+		}
+		for _, a := range addrs {
+			out = append(out, net.JoinHostPort(a, s.nsPort))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s lists no nameserver", zone)
 	}
 	slices.Sort(out)
 	return out, nil

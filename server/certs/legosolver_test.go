@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-acme/lego/v5/challenge/dns01"
 	"github.com/mholt/acmez/v3/acme"
 	"github.com/miekg/dns"
 
@@ -34,6 +36,9 @@ func txtValue(keyAuth string) string {
 // rather than deleting each other's record.
 func TestRFC2136Updates(t *testing.T) {
 	knot := knottest.Start(t, "example.test")
+	// RFC 2136 asks for a gap between two challenges of one name (lego's
+	// default 60 s); 2 s here.
+	t.Setenv("DNSUPDATE_SEQUENCE_INTERVAL", "2")
 	dnsCfg := config.DNS{
 		Provider:  "rfc2136",
 		RFC2136:   config.RFC2136{Server: knot.Addr, TSIGKeyFile: knot.KeyFile},
@@ -87,13 +92,20 @@ func TestRFC2136Updates(t *testing.T) {
 	if got := knot.TXT(t, recordName); !slices.Equal(got, []string{txtValue(base.KeyAuthorization)}) {
 		t.Fatalf("while the first challenge holds the name, Knot has %v", got)
 	}
+	if solver.gap != 2*time.Second {
+		t.Fatalf("gap %s, want DNSUPDATE_SEQUENCE_INTERVAL's 2s", solver.gap)
+	}
 	if err := solver.CleanUp(ctx, base); err != nil {
 		t.Fatal(err)
 	}
+	cleaned := time.Now()
 	select {
 	case err := <-second:
 		if err != nil {
 			t.Fatal(err)
+		}
+		if waited := time.Since(cleaned); waited < solver.gap {
+			t.Fatalf("the second challenge went ahead %s after the first was cleaned up; the gap is %s", waited, solver.gap)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the second challenge did not go ahead after the first was cleaned up")
@@ -241,5 +253,56 @@ func TestEveryProviderBuilds(t *testing.T) {
 		if _, lego := s.solver.(*legoSolver); lego == (name == "cloudflare") {
 			t.Errorf("%s: solver %T", name, s.solver)
 		}
+	}
+}
+
+// TestPropagationWait: without tls.dns.resolvers the record is looked for
+// at the zone's own nameservers, found through its NS records; and a
+// record that never appears ends the wait after the provider's
+// propagation timeout, with an error naming where it was missing.
+func TestPropagationWait(t *testing.T) {
+	knot := knottest.Start(t, "example.test")
+	t.Setenv("DNSUPDATE_PROPAGATION_TIMEOUT", "3")
+	t.Setenv("DNSUPDATE_POLLING_INTERVAL", "1")
+	// lego finds the zone with its process-wide client; the system's
+	// resolvers know nothing of example.test.
+	prev := dns01.DefaultClient()
+	dns01.SetDefaultClient(dns01.NewClient(&dns01.Options{RecursiveNameservers: []string{knot.Addr}}))
+	t.Cleanup(func() { dns01.SetDefaultClient(prev) })
+	d, err := newDNS01(config.DNS{Provider: "rfc2136", RFC2136: config.RFC2136{Server: knot.Addr, TSIGKeyFile: knot.KeyFile}}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := d.solver.(*legoSolver)
+	if len(s.resolvers) != 0 || s.nsPort != "53" || s.lookup != net.DefaultResolver {
+		t.Fatalf("without resolvers the solver asks %v, port %s", s.resolvers, s.nsPort)
+	}
+	// The zone's NS is ns1.example.test, 127.0.0.1: on Knot's port, not 53.
+	_, s.nsPort, _ = net.SplitHostPort(knot.Addr)
+	s.lookup = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, knot.Addr)
+	}}
+	ctx := context.Background()
+	servers, err := s.authoritativeServers(ctx, "_acme-challenge.matrix.example.test.")
+	if err != nil || !slices.Equal(servers, []string{knot.Addr}) {
+		t.Fatalf("authoritative servers %v (err %v), want %s", servers, err, knot.Addr)
+	}
+	chal := acme.Challenge{Identifier: acme.Identifier{Type: "dns", Value: "matrix.example.test"}, Token: "tok", KeyAuthorization: "tok.thumb"}
+	if err := s.Present(ctx, chal); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Wait(ctx, chal); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CleanUp(ctx, chal); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = s.Wait(ctx, chal)
+	if err == nil || !strings.Contains(err.Error(), "the TXT record _acme-challenge.matrix.example.test. was not seen at "+knot.Addr+" within 3s") {
+		t.Fatalf("waiting for a record that is gone: %v", err)
+	}
+	if took := time.Since(start); took < 3*time.Second || took > 10*time.Second {
+		t.Fatalf("the wait ended after %s; the propagation timeout is 3s", took)
 	}
 }
