@@ -170,6 +170,22 @@ chmod 755 /usr/local/bin/acme.sh`)
 			t.Fatalf("key after renewal: %s", mode)
 		}
 
+		// DNS credentials: a root-only file is out of the dynamic user's
+		// reach, so start-up fails naming it; the README's group drop-in
+		// lets the daemon read it, and no one else.
+		m.Sh(t, "printf 'DO_AUTH_TOKEN=dop_v1_test\\n' > /etc/wellknownd/dns.env && chmod 600 /etc/wellknownd/dns.env")
+		m.Sh(t, `sed -i 's|^tls: .*$|tls: {mode: acme, agree: true, challenges: [dns-01], dns: {provider: digitalocean, credentials_file: /etc/wellknownd/dns.env}}|' /etc/wellknownd/wellknownd.yaml`)
+		if out, err := m.Try("systemctl restart wellknownd"); err == nil {
+			t.Fatalf("started with a credentials file its user cannot read:\n%s", out)
+		}
+		if journal := m.Sh(t, "journalctl -u wellknownd --no-pager -n 30"); !strings.Contains(journal, "tls.dns.credentials_file: /etc/wellknownd/dns.env: permission denied") {
+			t.Fatalf("the failed start does not say why:\n%s", journal)
+		}
+		m.Sh(t, readmeBlock(t, "dns-credentials"))
+		if got := m.Sh(t, "systemctl is-active wellknownd; stat -c '%a %U:%G' /etc/wellknownd/dns.env"); got != "active\n640 root:wellknownd-dns\n" {
+			t.Fatalf("with the group drop-in: %q", got)
+		}
+
 		m.Sh(t, "systemctl stop wellknownd")
 		if out, err := m.Try("pgrep -a wellknownd"); err == nil {
 			t.Fatalf("processes left after stop:\n%s", out)

@@ -36,7 +36,7 @@ type legoSolver struct {
 	// held maps a challenge record's name to the challenge that holds it.
 	// example.com and *.example.com are validated by TXT records of the
 	// same name, _acme-challenge.example.com, and certmagic obtains them
-	// as two orders that may run at once. Several lego providers (RFC 2136
+	// as two orders that may run at once. Some lego providers (RFC 2136
 	// among them) replace the whole record set when they present, so the
 	// second order would delete the first one's record before the CA
 	// looked. One challenge at a time per name keeps both valid.
@@ -80,7 +80,7 @@ func (s *legoSolver) Present(ctx context.Context, chal acme.Challenge) error {
 		return err
 	}
 	if err := s.provider.Present(ctx, chal.Identifier.Value, chal.Token, chal.KeyAuthorization); err != nil {
-		s.release(name, chal.Token)
+		s.release(name, chal.Token) // after the gap too: the write may have half happened
 		return fmt.Errorf("writing the dns-01 record for %s: %w", chal.Identifier.Value, err)
 	}
 	s.log.Info("dns-01: record written", "name", name)
