@@ -358,6 +358,9 @@ func supervisedSpecs(entries []config.Supervised) []supervise.Spec {
 			Name: e.Name, Command: e.Command, Dir: e.Dir, Env: e.Env, After: e.After,
 			Ready:      supervise.Probe{HTTP: e.Ready.HTTP, TCP: e.Ready.TCP},
 			StopSignal: config.Signals[e.StopSignal], StopTimeout: e.StopTimeout.D(), Credential: e.Credential,
+			// Dendrite has no use for the DNS provider's credentials,
+			// which the edge may have from its environment.
+			Withhold: config.DNSSecretVariables(),
 		})
 	}
 	return specs

@@ -73,7 +73,9 @@ type Supervised struct {
 	Command []string `yaml:"command"`
 	// Dir is the working directory; default wellknownd's own.
 	Dir string `yaml:"dir"`
-	// Env is added to wellknownd's environment for the process.
+	// Env is added to wellknownd's environment for the process. The DNS
+	// providers' credential variables (DNSSecretVariables) are not passed
+	// on from wellknownd's own environment; Env may set them.
 	Env map[string]string `yaml:"env"`
 	// After names entries that must be ready before this one starts; they
 	// are stopped after it.

@@ -127,6 +127,21 @@ func DNSProviders() []string {
 	return names
 }
 
+// DNSSecretVariables are the names of every provider's credential
+// variables, sorted: what supervised processes do not inherit.
+func DNSSecretVariables() []string {
+	var out []string
+	for _, p := range dnsProviders {
+		for _, v := range p.vars {
+			if !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Secrets gathers the provider's credentials: api_token_file, then
 // credentials_file, then getenv for whatever neither set (getenv is
 // os.Getenv outside tests). Each error names the field and, for a bad

@@ -26,6 +26,10 @@ type Spec struct {
 	Dir     string
 	// Env is added to wellknownd's own environment.
 	Env map[string]string
+	// Withhold names variables of wellknownd's own environment that are
+	// not passed on: secrets that are the edge's alone, such as a DNS
+	// provider's API token. Env may still set them.
+	Withhold []string
 	// After names entries that must be ready before this one starts.
 	After []string
 	// Ready is how readiness is probed.
