@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -75,9 +77,19 @@ func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 // get 503 JSON at once while it restarts), and stops it on SIGTERM.
 func TestSuperviseDendrite(t *testing.T) {
 	den := dendritetest.Setup(t, dendritetest.Options{ServerName: "example.com"})
+	// A DNS token in the edge's environment, as EnvironmentFile= puts it
+	// there, is the edge's alone.
+	t.Setenv("DO_AUTH_TOKEN", "dop_v1_edge_only")
 	d := startDaemon(t, supervisedConfig(den), "http", "admin")
 	st := d.waitStatus("dendrite ready", 90*time.Second, func(s statusDoc) bool { return s.UpstreamReady })
 	firstPID := st.Supervised[0].PID
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", firstPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(environ, []byte("DO_AUTH_TOKEN")) || !bytes.Contains(environ, []byte("PATH=")) {
+		t.Fatalf("Dendrite's environment: %q", environ)
+	}
 
 	versions := func() (int, string, string, time.Duration) {
 		start := time.Now()
