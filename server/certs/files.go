@@ -176,3 +176,11 @@ func (f *files) hostList() []string {
 	defer f.hostsMu.Unlock()
 	return f.hosts
 }
+
+func lowerAll(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = strings.ToLower(n)
+	}
+	return out
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
+
 	"github.com/wellknownd/wellknownd/server/config"
 )
 
@@ -66,14 +67,6 @@ func newManaged(opts Options, st storage) *managed {
 		DisableARI: opts.DisableARI,
 	})
 	return m
-}
-
-func lowerAll(names []string) []string {
-	out := make([]string, len(names))
-	for i, n := range names {
-		out[i] = strings.ToLower(n)
-	}
-	return out
 }
 
 func (m *managed) TLSConfig() *tls.Config {

@@ -151,6 +151,12 @@ func (d DNS) Secrets(getenv func(string) string) (map[string]string, error) {
 	if !ok {
 		return nil, &fieldError{"tls.dns.provider", fmt.Sprintf("%q is not supported", d.Provider)}
 	}
+	if d.APITokenFile != "" && p.token == "" {
+		return nil, &fieldError{"tls.dns.api_token_file", fmt.Sprintf("provider %s takes no API token; see tls.dns.credentials_file", d.Provider)}
+	}
+	if d.CredentialsFile != "" && len(p.vars) == 0 {
+		return nil, &fieldError{"tls.dns.credentials_file", fmt.Sprintf("provider %s takes no credentials file; its secret is tls.dns.rfc2136.tsig_key_file", d.Provider)}
+	}
 	out := map[string]string{}
 	if d.CredentialsFile != "" {
 		vals, err := readCredentials(d.CredentialsFile, p.vars)
@@ -218,9 +224,6 @@ func readCredentials(path string, known []string) (map[string]string, error) {
 			return nil, fmt.Errorf("%s:%d: not a KEY=value line", path, n)
 		}
 		if !slices.Contains(known, key) {
-			if len(known) == 0 {
-				return nil, fmt.Errorf("%s:%d: %s: this provider takes no credentials from a file", path, n, key)
-			}
 			return nil, fmt.Errorf("%s:%d: %s is not a variable of this provider; known: %s", path, n, key, strings.Join(known, ", "))
 		}
 		val = strings.TrimSpace(val)
@@ -325,16 +328,9 @@ func (v *validator) validateDNS(dns01 bool) {
 		v.errf("tls.dns.provider", "is required for dns-01; valid: %s", strings.Join(DNSProviders(), ", "))
 		return
 	}
-	p, ok := dnsProviders[d.Provider]
-	if !ok {
+	if _, ok := dnsProviders[d.Provider]; !ok {
 		v.errf("tls.dns.provider", "%q is not a supported DNS provider; valid: %s", d.Provider, strings.Join(DNSProviders(), ", "))
 		return
-	}
-	if d.APITokenFile != "" && p.token == "" {
-		v.errf("tls.dns.api_token_file", "provider %s takes no API token; see tls.dns.credentials_file", d.Provider)
-	}
-	if d.CredentialsFile != "" && len(p.vars) == 0 {
-		v.errf("tls.dns.credentials_file", "provider %s takes no credentials file; its secret is tls.dns.rfc2136.tsig_key_file", d.Provider)
 	}
 	for i, r := range d.Resolvers {
 		if _, _, err := net.SplitHostPort(r); err != nil {
@@ -347,7 +343,6 @@ func (v *validator) validateDNS(dns01 bool) {
 	switch d.Provider {
 	case "rfc2136":
 		v.validateRFC2136(d.RFC2136)
-		return
 	case "ovh":
 		if e := d.OVH.Endpoint; e != "" && !strings.HasPrefix(e, "https://") && !slices.Contains(ovhEndpoints, e) {
 			v.errf("tls.dns.ovh.endpoint", "%q is neither %s nor an https:// URL", e, strings.Join(ovhEndpoints, ", "))

@@ -21,13 +21,7 @@ var publicCAs = []string{"letsencrypt", "letsencrypt-staging", "zerossl"}
 func (v *validator) validateTLS() {
 	t := v.cfg.TLS
 	l := v.cfg.Listen
-	if t.Mode != TLSACME {
-		for i, h := range v.cfg.Hosts {
-			if IsWildcard(h) {
-				v.errf("hosts["+strconv.Itoa(i)+"]", "%q is a wildcard, which only tls.mode acme with the dns-01 challenge serves", h)
-			}
-		}
-	}
+	v.validateWildcards()
 	switch t.Mode {
 	case TLSOff:
 		return
@@ -163,13 +157,6 @@ func (v *validator) validateACME() {
 		// libdns provider (cloudflare) can write; lego's write the
 		// ACME TXT record alone.
 		v.errf("tls.zerossl_api_key_file", "ZeroSSL's API validates by a CNAME record, which provider %s cannot write; add http-01 to tls.challenges or use cloudflare", t.DNS.Provider)
-	}
-	if !dns01 {
-		for i, h := range v.cfg.Hosts {
-			if IsWildcard(h) {
-				v.errf("hosts["+strconv.Itoa(i)+"]", "%q is a wildcard; a CA validates a wildcard name only by dns-01, which is not in tls.challenges", h)
-			}
-		}
 	}
 	if public {
 		for i, h := range v.cfg.Hosts {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -47,4 +48,24 @@ func CertificateNames(hosts []string) []string {
 		out = append(out, strings.ToLower(h))
 	}
 	return out
+}
+
+// validateWildcards allows a wildcard in hosts only where a CA can
+// validate it: tls.mode acme with the dns-01 challenge.
+func (v *validator) validateWildcards() {
+	t := v.cfg.TLS
+	var why string
+	switch {
+	case t.Mode != TLSACME:
+		why = ", which only tls.mode acme with the dns-01 challenge serves"
+	case !slices.Contains(t.Challenges, ChallengeDNS01):
+		why = "; a CA validates a wildcard name only by dns-01, which is not in tls.challenges"
+	default:
+		return
+	}
+	for i, h := range v.cfg.Hosts {
+		if IsWildcard(h) {
+			v.errf("hosts["+strconv.Itoa(i)+"]", "%q is a wildcard%s", h, why)
+		}
+	}
 }
