@@ -17,8 +17,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/wellknownd/wellknownd/config"
 	"github.com/wellknownd/wellknownd/delegation"
-	"github.com/wellknownd/wellknownd/server/config"
+	"github.com/wellknownd/wellknownd/internal/yamlfile"
 )
 
 // AdoptOptions say which existing Dendrite to put wellknownd in front of,
@@ -74,7 +75,7 @@ type Adoption struct {
 	Kept []string
 	// DendriteEdits are lines of dendrite.yaml that the operator should
 	// change, and why; adopt never writes that file.
-	DendriteEdits []config.Problem
+	DendriteEdits []yamlfile.Problem
 	// Before are commands to run before Start; Start starts it; Rollback
 	// goes back to how it was.
 	Before, Start, Rollback []string
@@ -94,16 +95,16 @@ const imageUser = 65532
 func Adopt(o AdoptOptions) (*Adoption, error) {
 	d, err := config.LoadDendrite(o.DendriteConfig)
 	if err != nil {
-		var p config.Problem
+		var p yamlfile.Problem
 		if errors.As(err, &p) {
-			return nil, config.Problems{p}
+			return nil, yamlfile.Problems{p}
 		}
 		return nil, fmt.Errorf("the Dendrite configuration: %w", err)
 	}
 	a := &Adoption{}
 	name, line := d.Get("global.server_name")
 	problem := func(line int, field, format string, args ...any) error {
-		return config.Problems{{File: d.Path, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}}
+		return yamlfile.Problems{{File: d.Path, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}}
 	}
 	switch {
 	case name == "":
@@ -144,11 +145,11 @@ func Adopt(o AdoptOptions) (*Adoption, error) {
 	baseURL := "https://" + delegate
 	hosts := hostList(name, delegate)
 	if wkServer != "" && mServer != wkServer {
-		a.DendriteEdits = append(a.DendriteEdits, config.Problem{File: d.Path, Line: wkServerLine, Field: "global.well_known_server_name",
+		a.DendriteEdits = append(a.DendriteEdits, yamlfile.Problem{File: d.Path, Line: wkServerLine, Field: "global.well_known_server_name",
 			Msg: fmt.Sprintf("is %q; wellknownd answers /.well-known/matrix/server with %q now. Set it to that, or remove it, so that the two never disagree", wkServer, mServer)})
 	}
 	if wkClient != "" && strings.TrimSuffix(wkClient, "/") != baseURL {
-		a.DendriteEdits = append(a.DendriteEdits, config.Problem{File: d.Path, Line: wkClientLine, Field: "global.well_known_client_name",
+		a.DendriteEdits = append(a.DendriteEdits, yamlfile.Problem{File: d.Path, Line: wkClientLine, Field: "global.well_known_client_name",
 			Msg: fmt.Sprintf("is %q; wellknownd answers /.well-known/matrix/client with %q now (its port 8448 serves federation only). Set it to that, or remove it", wkClient, baseURL)})
 	}
 	if h, line := d.Get("sync_api.real_ip_header"); h != "X-Forwarded-For" {
@@ -156,7 +157,7 @@ func Adopt(o AdoptOptions) (*Adoption, error) {
 		if h != "" {
 			msg = fmt.Sprintf("is %q, which wellknownd does not send", h)
 		}
-		a.DendriteEdits = append(a.DendriteEdits, config.Problem{File: d.Path, Line: line, Field: "sync_api.real_ip_header",
+		a.DendriteEdits = append(a.DendriteEdits, yamlfile.Problem{File: d.Path, Line: line, Field: "sync_api.real_ip_header",
 			Msg: msg + ": set it to X-Forwarded-For (and restart Dendrite), or every device's last-seen address is wellknownd's. wellknownd sets that header to the client's address and drops what untrusted clients send in it"})
 	}
 
@@ -265,7 +266,7 @@ func checkCertificate(certFile, keyFile string, hosts []string) error {
 // compose fronts a Dendrite that docker compose runs: wellknownd.yaml and
 // an override file beside the compose file, which add the wellknownd
 // service to Dendrite's networks and move the public ports to it.
-func (a *Adoption) compose(o AdoptOptions, d config.DendriteFile, values map[string]any) error {
+func (a *Adoption) compose(o AdoptOptions, d yamlfile.File, values map[string]any) error {
 	path, err := filepath.Abs(o.Compose)
 	if err != nil {
 		return err
@@ -280,11 +281,11 @@ func (a *Adoption) compose(o AdoptOptions, d config.DendriteFile, values map[str
 	}
 	switch {
 	case s.networkMode != "":
-		return config.Problems{{File: path, Line: s.line, Field: "services." + s.name + ".network_mode", Msg: fmt.Sprintf("is %q: wellknownd joins Dendrite's compose networks, and this one has none; run adopt without -compose and give -upstream", s.networkMode)}}
+		return yamlfile.Problems{{File: path, Line: s.line, Field: "services." + s.name + ".network_mode", Msg: fmt.Sprintf("is %q: wellknownd joins Dendrite's compose networks, and this one has none; run adopt without -compose and give -upstream", s.networkMode)}}
 	case p.service("wellknownd") != nil:
-		return config.Problems{{File: path, Line: p.service("wellknownd").line, Field: "services.wellknownd", Msg: "already exists: is wellknownd in front of it already?"}}
+		return yamlfile.Problems{{File: path, Line: p.service("wellknownd").line, Field: "services.wellknownd", Msg: "already exists: is wellknownd in front of it already?"}}
 	case p.volumes["wellknownd"]:
-		return config.Problems{{File: path, Field: "volumes.wellknownd", Msg: "already exists; adopt keeps wellknownd's certificates in a volume of that name"}}
+		return yamlfile.Problems{{File: path, Field: "volumes.wellknownd", Msg: "already exists; adopt keeps wellknownd's certificates in a volume of that name"}}
 	}
 	port, err := s.httpPort()
 	if err != nil {

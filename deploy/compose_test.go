@@ -21,11 +21,11 @@ import (
 
 	"maunium.net/go/mautrix"
 
-	"github.com/wellknownd/wellknownd/internal/dendritetest"
-	"github.com/wellknownd/wellknownd/internal/deploytest"
-	"github.com/wellknownd/wellknownd/internal/dnstest"
-	"github.com/wellknownd/wellknownd/internal/freeport"
-	"github.com/wellknownd/wellknownd/internal/wait"
+	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/testing/deploytest"
+	"github.com/wellknownd/wellknownd/internal/testing/dnstest"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // TestComposeDeployment builds the image from the repository's Dockerfile,

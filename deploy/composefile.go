@@ -8,9 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wellknownd/wellknownd/internal/yamlfile"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/wellknownd/wellknownd/server/config"
 )
 
 // composeProject is what adopt reads of an existing compose file: its
@@ -49,10 +48,10 @@ func readCompose(path string) (*composeProject, error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, config.Problems{{File: path, Msg: "is not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+		return nil, yamlfile.Problems{{File: path, Msg: "is not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, config.Problems{{File: path, Msg: "is not a compose file: it has no services"}}
+		return nil, yamlfile.Problems{{File: path, Msg: "is not a compose file: it has no services"}}
 	}
 	p := &composeProject{path: path, volumes: map[string]bool{}}
 	root := doc.Content[0]
@@ -69,7 +68,7 @@ func readCompose(path string) (*composeProject, error) {
 		}
 	}
 	if len(p.services) == 0 {
-		return nil, config.Problems{{File: path, Field: "services", Msg: "is empty or missing: this is not a compose file that runs Dendrite"}}
+		return nil, yamlfile.Problems{{File: path, Field: "services", Msg: "is empty or missing: this is not a compose file that runs Dendrite"}}
 	}
 	return p, nil
 }
@@ -150,7 +149,7 @@ func (p *composeProject) dendriteService(named, dendriteYAML string) (*composeSe
 		if s := p.service(named); s != nil {
 			return s, nil
 		}
-		return nil, config.Problems{{File: p.path, Field: "services", Msg: fmt.Sprintf("has no service %q (-service)", named)}}
+		return nil, yamlfile.Problems{{File: p.path, Field: "services", Msg: fmt.Sprintf("has no service %q (-service)", named)}}
 	}
 	dir := filepath.Dir(p.path)
 	cfgDir, _ := filepath.Abs(filepath.Dir(dendriteYAML))
@@ -174,13 +173,13 @@ func (p *composeProject) dendriteService(named, dendriteYAML string) (*composeSe
 	case 1:
 		return candidates[0], nil
 	case 0:
-		return nil, config.Problems{{File: p.path, Field: "services", Msg: fmt.Sprintf("has no Dendrite service: none runs a dendrite image or mounts %s; name it with -service", cfgDir)}}
+		return nil, yamlfile.Problems{{File: p.path, Field: "services", Msg: fmt.Sprintf("has no Dendrite service: none runs a dendrite image or mounts %s; name it with -service", cfgDir)}}
 	}
 	var names []string
 	for _, s := range candidates {
 		names = append(names, s.name)
 	}
-	return nil, config.Problems{{File: p.path, Field: "services", Msg: fmt.Sprintf("has several services that could be Dendrite (%s); name it with -service", strings.Join(names, ", "))}}
+	return nil, yamlfile.Problems{{File: p.path, Field: "services", Msg: fmt.Sprintf("has several services that could be Dendrite (%s); name it with -service", strings.Join(names, ", "))}}
 }
 
 // resolveSource makes a bind mount's source absolute; a named volume stays

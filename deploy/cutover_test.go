@@ -22,10 +22,10 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 
-	"github.com/wellknownd/wellknownd/internal/dendritetest"
-	"github.com/wellknownd/wellknownd/internal/deploytest"
-	"github.com/wellknownd/wellknownd/internal/localca"
-	"github.com/wellknownd/wellknownd/internal/wait"
+	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/testing/deploytest"
+	"github.com/wellknownd/wellknownd/internal/testing/localca"
+	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // TestCutoverDrill moves a running homeserver behind wellknownd the way the

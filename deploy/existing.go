@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/wellknownd/wellknownd/server/config"
+	"github.com/wellknownd/wellknownd/config"
 )
 
 // Existing are the identities and secrets of a deployment already written

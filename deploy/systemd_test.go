@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/dendritetest"
-	"github.com/wellknownd/wellknownd/internal/deploytest"
+	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/testing/deploytest"
 )
 
 // readmeBlock is the fenced block that follows "<!-- deploy-test: name -->"

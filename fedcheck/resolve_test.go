@@ -15,8 +15,8 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
-	"github.com/wellknownd/wellknownd/internal/dnstest"
-	"github.com/wellknownd/wellknownd/internal/localca"
+	"github.com/wellknownd/wellknownd/internal/testing/dnstest"
+	"github.com/wellknownd/wellknownd/internal/testing/localca"
 )
 
 // TestMain keeps every name lookup here (ours and gomatrixserverlib's) on

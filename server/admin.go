@@ -9,8 +9,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/wellknownd/wellknownd/server/certs"
-	"github.com/wellknownd/wellknownd/server/supervise"
+	"github.com/wellknownd/wellknownd/certs"
+	"github.com/wellknownd/wellknownd/supervise"
 )
 
 // adminHandler serves the admin listener: operational endpoints that must

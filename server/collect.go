@@ -3,7 +3,7 @@ package server
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wellknownd/wellknownd/server/supervise"
+	"github.com/wellknownd/wellknownd/supervise"
 )
 
 // stateCollector exports, at scrape time, state that lives elsewhere:

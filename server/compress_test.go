@@ -13,7 +13,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/wellknownd/wellknownd/internal/edgeconf"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 )
 
 func TestNegotiateEncoding(t *testing.T) {

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/acmetest"
-	"github.com/wellknownd/wellknownd/internal/dnstest"
-	"github.com/wellknownd/wellknownd/internal/freeport"
-	"github.com/wellknownd/wellknownd/internal/knottest"
-	"github.com/wellknownd/wellknownd/internal/wait"
+	"github.com/wellknownd/wellknownd/internal/testing/acmetest"
+	"github.com/wellknownd/wellknownd/internal/testing/dnstest"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/knottest"
+	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // TestACMEObtainRFC2136Wildcard obtains example.test and *.example.test by

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/acmetest"
-	"github.com/wellknownd/wellknownd/internal/edgeconf"
-	"github.com/wellknownd/wellknownd/internal/freeport"
-	"github.com/wellknownd/wellknownd/internal/pgtest"
-	"github.com/wellknownd/wellknownd/internal/wait"
+	"github.com/wellknownd/wellknownd/internal/testing/acmetest"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/pgtest"
+	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // sharedEdgeConfig is edge n of several on pg's storage and ca.

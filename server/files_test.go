@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/freeport"
-	"github.com/wellknownd/wellknownd/server/config"
+	"github.com/wellknownd/wellknownd/config"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 )
 
 // selfSigned writes a certificate for names and its key as PEM files and

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/freeport"
-	"github.com/wellknownd/wellknownd/internal/wait"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // TestForwardedTrustFailsClosed: behind a trusted proxy, an X-Forwarded-For

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/freeport"
-	"github.com/wellknownd/wellknownd/internal/wait"
-	"github.com/wellknownd/wellknownd/server/config"
+	"github.com/wellknownd/wellknownd/config"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // TestHSTSDefaults: on by default (a year) where certificates are public,

@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wellknownd/wellknownd/server/config"
+	"github.com/wellknownd/wellknownd/config"
 )
 
 // limits are config.Limits with the automatic values worked out: what the

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/wellknownd/wellknownd/server/config"
+	"github.com/wellknownd/wellknownd/config"
 )
 
 // listen opens every configured listener, or none: a half-started daemon

@@ -6,7 +6,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
-	"github.com/wellknownd/wellknownd/server/supervise"
+	"github.com/wellknownd/wellknownd/supervise"
 )
 
 // Option changes how a Server is built; tests use them.

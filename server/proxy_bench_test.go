@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wellknownd/wellknownd/internal/edgeconf"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 )
 
 // zeros is an endless reader of zero bytes.

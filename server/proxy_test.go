@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/edgeconf"
-	"github.com/wellknownd/wellknownd/internal/freeport"
-	"github.com/wellknownd/wellknownd/server/config"
+	"github.com/wellknownd/wellknownd/config"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 )
 
 // recorder is an upstream that records what crossed the wire to it.

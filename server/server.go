@@ -13,9 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/wellknownd/wellknownd/server/certs"
-	"github.com/wellknownd/wellknownd/server/config"
-	"github.com/wellknownd/wellknownd/server/supervise"
+	"github.com/wellknownd/wellknownd/certs"
+	"github.com/wellknownd/wellknownd/config"
+	"github.com/wellknownd/wellknownd/supervise"
 )
 
 // Server is the running edge: its listeners and the site they serve.

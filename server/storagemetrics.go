@@ -3,7 +3,7 @@ package server
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wellknownd/wellknownd/server/certs"
+	"github.com/wellknownd/wellknownd/certs"
 )
 
 // storageReporter is a certificate source that keeps certificates in a

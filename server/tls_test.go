@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/acmetest"
-	"github.com/wellknownd/wellknownd/internal/dnstest"
-	"github.com/wellknownd/wellknownd/internal/freeport"
-	"github.com/wellknownd/wellknownd/internal/wait"
-	"github.com/wellknownd/wellknownd/server/config"
+	"github.com/wellknownd/wellknownd/config"
+	"github.com/wellknownd/wellknownd/internal/testing/acmetest"
+	"github.com/wellknownd/wellknownd/internal/testing/dnstest"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // acmeEdge is a Server in tls.mode acme against an in-process Pebble.

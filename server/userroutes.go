@@ -7,7 +7,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/wellknownd/wellknownd/server/config"
+	"github.com/wellknownd/wellknownd/config"
 )
 
 // routeHandlers are the handlers of the configuration's routes:, built

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wellknownd/wellknownd/internal/edgeconf"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 )
 
 // elementWeb lays out a directory as an Element Web release has it, plus

@@ -18,8 +18,8 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/wellknownd/wellknownd/internal/dendriteadmin"
-	"github.com/wellknownd/wellknownd/internal/dendritetest"
-	"github.com/wellknownd/wellknownd/internal/wait"
+	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // TestAdoptFrontsRunningDendrite: "wellknownd adopt" without -compose

@@ -20,11 +20,11 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 
 	"github.com/wellknownd/wellknownd/fedcheck"
-	"github.com/wellknownd/wellknownd/internal/acmetest"
-	"github.com/wellknownd/wellknownd/internal/dendritetest"
-	"github.com/wellknownd/wellknownd/internal/freeport"
-	"github.com/wellknownd/wellknownd/internal/localca"
-	"github.com/wellknownd/wellknownd/internal/wait"
+	"github.com/wellknownd/wellknownd/internal/testing/acmetest"
+	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/localca"
+	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // stack is Dendrite behind wellknownd with certificates from Pebble:

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wellknownd/wellknownd/internal/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 )
 
 func TestValidateCommand(t *testing.T) {

@@ -8,7 +8,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/wellknownd/wellknownd/server/config"
+	"github.com/wellknownd/wellknownd/config"
+	"github.com/wellknownd/wellknownd/internal/yamlfile"
 )
 
 // defaultConfigFile is read when -config is not given and the file exists.
@@ -21,7 +22,7 @@ type configSource struct {
 	builtin bool
 }
 
-func (s configSource) load() (*config.Config, config.Problems, error) {
+func (s configSource) load() (*config.Config, yamlfile.Problems, error) {
 	if s.builtin {
 		cfg, problems := config.Parse(s.name, []byte(config.BuiltIn))
 		return cfg, problems, nil
@@ -30,7 +31,7 @@ func (s configSource) load() (*config.Config, config.Problems, error) {
 }
 
 // loadConfig finds (see findConfig) and reads the configuration.
-func loadConfig(path string) (configSource, *config.Config, config.Problems, error) {
+func loadConfig(path string) (configSource, *config.Config, yamlfile.Problems, error) {
 	src, err := findConfig(path)
 	if err != nil {
 		return src, nil, nil, err

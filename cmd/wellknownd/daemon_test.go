@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/wait"
+	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from the daemon and read from

@@ -17,8 +17,8 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/wellknownd/wellknownd/internal/dendriteadmin"
-	"github.com/wellknownd/wellknownd/internal/dendritetest"
-	"github.com/wellknownd/wellknownd/internal/edgeconf"
+	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 )
 
 // edgeConfig fronts upstream for example.com, delegated to

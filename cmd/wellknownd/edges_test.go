@@ -12,12 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/acmetest"
-	"github.com/wellknownd/wellknownd/internal/deploytest"
-	"github.com/wellknownd/wellknownd/internal/edgeconf"
-	"github.com/wellknownd/wellknownd/internal/freeport"
-	"github.com/wellknownd/wellknownd/internal/pgtest"
-	"github.com/wellknownd/wellknownd/internal/wait"
+	"github.com/wellknownd/wellknownd/internal/testing/acmetest"
+	"github.com/wellknownd/wellknownd/internal/testing/deploytest"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/pgtest"
+	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // TestEdgeKilledMidOrder: three wellknownd processes share PostgreSQL

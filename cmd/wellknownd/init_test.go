@@ -17,8 +17,8 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 
 	"github.com/wellknownd/wellknownd/internal/dendriteadmin"
-	"github.com/wellknownd/wellknownd/internal/dendritetest"
-	"github.com/wellknownd/wellknownd/internal/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 )
 
 // TestInitBoots: "wellknownd init" writes a deployment whose dendrite.yaml

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/wellknownd/wellknownd/internal/dnstest"
+	"github.com/wellknownd/wellknownd/internal/testing/dnstest"
 )
 
 // TestMain keeps every name lookup of these tests on this machine.

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/dendritetest"
-	"github.com/wellknownd/wellknownd/internal/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 )
 
 // asPostgres runs argv as the postgres user (PostgreSQL refuses root),

@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/wellknownd/wellknownd/config"
 	"github.com/wellknownd/wellknownd/internal/dendriteadmin"
-	"github.com/wellknownd/wellknownd/server/config"
 )
 
 // runRegister creates an account on the supervised Dendrite through

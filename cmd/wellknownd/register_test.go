@@ -13,7 +13,7 @@ import (
 
 	"maunium.net/go/mautrix"
 
-	"github.com/wellknownd/wellknownd/internal/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
 )
 
 func TestRegisterCommand(t *testing.T) {

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/freeport"
-	"github.com/wellknownd/wellknownd/internal/wait"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // TestReloadUnderLoad: under continuous load, a reload changes the client

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/wellknownd/wellknownd/config"
 	"github.com/wellknownd/wellknownd/internal/sdnotify"
 	"github.com/wellknownd/wellknownd/server"
-	"github.com/wellknownd/wellknownd/server/config"
 )
 
 // reloader re-reads the configuration from where serve found it and

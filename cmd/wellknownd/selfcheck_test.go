@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/internal/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
 )
 
 // TestSelfCheck: once ready, serve checks itself as "wellknownd check"

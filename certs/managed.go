@@ -1,0 +1,266 @@
+package certs
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3"
+
+	"github.com/wellknownd/wellknownd/config"
+)
+
+// managed is a Source whose certificates certmagic obtains, stores, renews
+// and swaps in: from an ACME CA (mode acme) or the local CA (internal).
+type managed struct {
+	// roots is the local CA's root for mode internal.
+	roots  *x509.CertPool
+	notify func(event string)
+	// mu guards names, which a reload changes.
+	mu    sync.Mutex
+	cache *certmagic.Cache
+	magic *certmagic.Config
+	// acme is the ACME issuer whose HTTP-01 challenges the HTTP listener
+	// answers; nil for the local CA.
+	acme *certmagic.ACMEIssuer
+	// zerossl is the ZeroSSL API issuer (ca: zerossl, or Let's Encrypt's
+	// fallback), whose HTTP validation requests the HTTP listener answers.
+	zerossl *certmagic.ZeroSSLIssuer
+	names   []string
+	log     *slog.Logger
+	// async: an ACME CA may be slow or down, and the listeners must serve
+	// meanwhile (they answer its challenges); the local CA is instant.
+	async bool
+	// storage is where certificates are kept: a directory, or PostgreSQL
+	// shared with other edges.
+	storage storage
+}
+
+// newManaged sets up certmagic with storage under dir. Issuers are added by
+// the caller.
+func newManaged(opts Options, st storage) *managed {
+	m := &managed{log: opts.Log, names: config.CertificateNames(opts.Hosts), notify: opts.OnEvent, storage: st}
+	if m.notify == nil {
+		m.notify = func(string) {}
+	}
+	zl := zapToSlog(opts.Log)
+	m.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
+		Logger:             zl,
+		RenewCheckInterval: opts.RenewCheckInterval,
+	})
+	m.magic = certmagic.New(m.cache, certmagic.Config{
+		Storage:    st.certmagic(),
+		OnEvent:    m.onEvent,
+		Logger:     zl,
+		DisableARI: opts.DisableARI,
+	})
+	return m
+}
+
+func (m *managed) TLSConfig() *tls.Config {
+	c := baseTLSConfig()
+	c.GetCertificate = m.magic.GetCertificate
+	// acme-tls/1 stays last: a TLS-ALPN-01 validation offers only it, and
+	// certmagic's GetCertificate answers it with the challenge certificate.
+	c.NextProtos = append(c.NextProtos, acmez.ACMETLS1Protocol)
+	return c
+}
+
+func (m *managed) HTTPHandler(next http.Handler) http.Handler {
+	h := next
+	if m.acme != nil {
+		h = m.acme.HTTPChallengeHandler(h)
+	}
+	if m.zerossl != nil {
+		// ZeroSSL's API validates over plain HTTP under
+		// /.well-known/pki-validation/, and does not follow the redirect
+		// to https that everything else on the HTTP listener gets.
+		h = m.zerossl.HTTPValidationHandler(h)
+	}
+	return h
+}
+
+func (m *managed) Start(ctx context.Context) error {
+	if err := m.manage(ctx, m.hostNames()); err != nil {
+		return err
+	}
+	go m.watchExpiry(ctx)
+	if m.storage.pg != nil {
+		go m.storage.pg.watch(ctx)
+	}
+	return nil
+}
+
+// StorageStatus says which storage is in use and whether it answers.
+func (m *managed) StorageStatus() StorageStatus { return m.storage.status() }
+
+func (m *managed) manage(ctx context.Context, names []string) error {
+	var err error
+	if m.async {
+		err = m.magic.ManageAsync(ctx, names)
+	} else {
+		err = m.magic.ManageSync(ctx, names)
+	}
+	if err != nil {
+		return fmt.Errorf("managing certificates for %s: %w", strings.Join(names, ", "), err)
+	}
+	return nil
+}
+
+func (m *managed) hostNames() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.names
+}
+
+func (m *managed) SetHosts(ctx context.Context, hosts []string) error {
+	names := config.CertificateNames(hosts)
+	old := m.hostNames()
+	var added []string
+	for _, n := range names {
+		if !slices.Contains(old, n) {
+			added = append(added, n)
+		}
+	}
+	var dropped []certmagic.SubjectIssuer
+	for _, n := range old {
+		if !slices.Contains(names, n) {
+			for _, iss := range m.magic.Issuers {
+				dropped = append(dropped, certmagic.SubjectIssuer{Subject: n, IssuerKey: iss.IssuerKey()})
+			}
+		}
+	}
+	m.mu.Lock()
+	m.names = names
+	m.mu.Unlock()
+	if len(dropped) > 0 {
+		m.cache.RemoveManaged(dropped)
+	}
+	if len(added) > 0 {
+		return m.manage(ctx, added)
+	}
+	return nil
+}
+
+// Renew renews every name now and swaps the new certificates in: new
+// handshakes get them at once, connections already open keep theirs.
+func (m *managed) Renew(ctx context.Context) error {
+	var errs []error
+	for _, n := range m.hostNames() {
+		if err := m.renew(ctx, n); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *managed) renew(ctx context.Context, name string) error {
+	old := m.cache.AllMatchingCertificates(name)
+	// RenewCertSync only writes the new certificate to storage; certmagic's
+	// own maintenance would load it at its next check. Load it now and
+	// retire the old one from the in-memory cache.
+	if err := m.magic.RenewCertSync(ctx, name, true); err != nil {
+		return err
+	}
+	fresh, err := m.magic.CacheManagedCertificate(ctx, name)
+	if err != nil {
+		return err
+	}
+	var stale []string
+	for _, c := range old {
+		if c.Hash() != fresh.Hash() {
+			stale = append(stale, c.Hash())
+		}
+	}
+	m.cache.Remove(stale)
+	return nil
+}
+
+func (m *managed) Status() []Status {
+	names := m.hostNames()
+	out := make([]Status, 0, len(names))
+	for _, n := range names {
+		st := Status{Name: n}
+		for _, c := range m.cache.AllMatchingCertificates(n) {
+			if c.Leaf != nil && c.Leaf.NotAfter.After(st.NotAfter) {
+				st.NotAfter, st.Issuer = c.Leaf.NotAfter, c.Leaf.Issuer.CommonName
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func (m *managed) Stop() {
+	m.cache.Stop()
+	m.storage.close()
+}
+
+func (m *managed) Roots() *x509.CertPool { return m.roots }
+
+// onEvent logs what certmagic does. It runs synchronously inside
+// certmagic, so it only logs.
+func (m *managed) onEvent(ctx context.Context, name string, data map[string]any) error {
+	id, _ := data["identifier"].(string)
+	switch name {
+	case "cert_obtaining":
+		m.log.Info("certificate: obtaining", "name", id, "renewal", data["renewal"])
+	case "cert_obtained":
+		msg, event := "certificate: obtained", "obtained"
+		if r, _ := data["renewal"].(bool); r {
+			msg, event = "certificate: renewed", "renewed"
+		}
+		m.notify(event)
+		m.log.Info(msg, "name", id, "issuer", data["issuer"], "storage_path", data["certificate_path"])
+	case "cert_failed":
+		m.notify("failed")
+		m.log.Error("certificate: obtaining failed", "name", id, "renewal", data["renewal"], "remaining", data["remaining"], "err", data["error"])
+	case "cached_managed_cert":
+		m.log.Info("certificate: in service", "names", data["sans"])
+	}
+	return nil
+}
+
+// watchExpiry warns once a day about certificates that will expire within
+// a week: renewal should have happened long before.
+func (m *managed) watchExpiry(ctx context.Context) {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		for _, st := range m.Status() {
+			if left := time.Until(st.NotAfter); !st.NotAfter.IsZero() && left < 7*24*time.Hour {
+				m.log.Warn("certificate: expiring", "name", st.Name, "not_after", st.NotAfter, "left", left.Round(time.Minute))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// addrPort splits a bound address into host and port for certmagic.
+func addrPort(addr string) (string, int) {
+	if addr == "" {
+		return "", 0
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0
+	}
+	p, _ := strconv.Atoi(port)
+	return host, p
+}
