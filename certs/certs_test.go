@@ -16,7 +16,7 @@ import (
 func TestStorageNotWritableFailsFast(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "a-file")
 	os.WriteFile(file, nil, 0o600)
-	for _, mode := range []string{config.TLSACME, config.TLSInternal} {
+	for _, mode := range []config.TLSMode{config.TLSACME, config.TLSInternal} {
 		_, err := New(Options{
 			TLS:   config.TLS{Mode: mode, Email: "a@example.com", CA: "letsencrypt", Storage: filepath.Join(file, "sub"), Challenges: []string{"http-01"}},
 			Hosts: []string{"example.com"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -27,7 +27,7 @@ type storage struct {
 // written, or connects to the database and creates its tables.
 func openStorage(opts Options) (storage, error) {
 	t := opts.TLS
-	if config.IsPostgresStorage(t.Storage) {
+	if t.StorageKind == config.StoragePostgres {
 		var password string
 		if t.StoragePasswordFile != "" {
 			b, err := os.ReadFile(t.StoragePasswordFile)

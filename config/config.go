@@ -4,9 +4,13 @@
 package config
 
 import (
+	"net/netip"
+	"net/url"
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/wellknownd/wellknownd/delegation"
 )
 
 // Config is the whole configuration file. Every field is documented where it
@@ -43,7 +47,7 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// ShutdownTimeout bounds how long a stopping daemon waits for in-flight
 	// requests (long-polls included) before it closes them.
-	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Log configures the daemon's log on standard error. The -log-format
 	// and -log-level flags, when given, win.
 	Log Log `yaml:"log"`
@@ -51,6 +55,13 @@ type Config struct {
 	// PostgreSQL) and the services it only watches. While any entry is not
 	// ready, the proxy answers 503 at once instead of dialling.
 	Supervise []Supervised `yaml:"supervise"`
+
+	// Name is server_name, parsed by validation. Like every field tagged
+	// yaml:"-", it is what the file's text means, resolved once by Parse:
+	// the code downstream takes these and never parses the text again.
+	Name delegation.ServerName `yaml:"-"`
+	// Documents are the discovery documents, rendered by validation.
+	Documents delegation.Documents `yaml:"-"`
 }
 
 // Log configures logging.
@@ -86,9 +97,11 @@ type Supervised struct {
 	// StopSignal asks the process group to stop: SIGTERM (default),
 	// SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2.
 	StopSignal string `yaml:"stop_signal"`
+	// Signal is StopSignal resolved by validation.
+	Signal syscall.Signal `yaml:"-"`
 	// StopTimeout is how long it may take to stop before its process group
 	// is killed; default 30s.
-	StopTimeout Duration `yaml:"stop_timeout"`
+	StopTimeout time.Duration `yaml:"stop_timeout"`
 	// User runs the command as this user (a name or a uid), with the
 	// user's groups; wellknownd must run as root for it. Unlike a wrapper
 	// such as setpriv, the change happens before the command starts, so
@@ -105,16 +118,8 @@ type Supervised struct {
 type Ready struct {
 	HTTP string `yaml:"http"`
 	TCP  string `yaml:"tcp"`
-}
-
-// supervisedDefaults fills the defaults of a supervise entry.
-func supervisedDefaults(s *Supervised) {
-	if s.StopSignal == "" {
-		s.StopSignal = "SIGTERM"
-	}
-	if s.StopTimeout == 0 {
-		s.StopTimeout = Duration(30 * time.Second)
-	}
+	// URL is HTTP parsed by validation; nil for a tcp probe.
+	URL *url.URL `yaml:"-"`
 }
 
 // Delegation is the content of /.well-known/matrix/{server,client,support}.
@@ -136,7 +141,12 @@ type Delegation struct {
 	// MaxAge is the Cache-Control max-age of the documents. Remote servers
 	// cache m.server for this long (the spec caps it at 48h), so a shorter
 	// value lets a move take effect sooner.
-	MaxAge Duration `yaml:"max_age"`
+	MaxAge time.Duration `yaml:"max_age"`
+
+	// Delegated is Server parsed by validation.
+	Delegated delegation.ServerName `yaml:"-"`
+	// BaseURL is ClientBaseURL parsed by validation.
+	BaseURL *url.URL `yaml:"-"`
 }
 
 // Support is the support document (MSC1929, in the spec since v1.10).
@@ -163,6 +173,10 @@ type BaseDomain struct {
 	Redirect string `yaml:"redirect"`
 	// Proxy forwards every other request to this web server.
 	Proxy string `yaml:"proxy"`
+	// RedirectURL and ProxyURL are Redirect and Proxy parsed by
+	// validation; nil when unset.
+	RedirectURL *url.URL `yaml:"-"`
+	ProxyURL    *url.URL `yaml:"-"`
 }
 
 // Listen holds the addresses to listen on, host:port; "" turns one off.
@@ -197,7 +211,7 @@ type TLS struct {
 	//   internal: a local CA, created once under storage, issues for hosts;
 	//             for trying things out without a public domain;
 	//   off:      plain HTTP on listen.http for everything.
-	Mode string `yaml:"mode"`
+	Mode TLSMode `yaml:"mode"`
 	// Email is the ACME account's contact; the CA writes to it before a
 	// certificate expires unrenewed. Giving it agrees to the CA's terms.
 	Email string `yaml:"email"`
@@ -219,6 +233,8 @@ type TLS struct {
 	// $STATE_DIRECTORY (systemd), else $XDG_DATA_HOME/wellknownd, else
 	// ~/.local/share/wellknownd.
 	Storage string `yaml:"storage"`
+	// StorageKind says what Storage names, resolved by validation.
+	StorageKind StorageKind `yaml:"-"`
 	// StoragePasswordFile holds the PostgreSQL password for a postgres://
 	// storage, kept out of this file. Without it the password comes from
 	// $PGPASSWORD or ~/.pgpass, as for psql.
@@ -244,7 +260,7 @@ type HSTS struct {
 	// MaxAge is how long a browser remembers to use HTTPS only; 0 sends
 	// no header. Default: 365 days (8760h) for tls.mode acme and files,
 	// 0 for internal, whose certificates browsers do not trust.
-	MaxAge Duration `yaml:"max_age"`
+	MaxAge time.Duration `yaml:"max_age"`
 	// IncludeSubdomains extends it to every subdomain of each name: of the
 	// server name's host too, so only when every site under the base
 	// domain speaks HTTPS. Off by default.
@@ -256,7 +272,7 @@ func (t TLS) HSTSHeader() string {
 	if t.HSTS.MaxAge <= 0 || t.Mode == TLSOff {
 		return ""
 	}
-	v := "max-age=" + strconv.FormatInt(int64(time.Duration(t.HSTS.MaxAge)/time.Second), 10)
+	v := "max-age=" + strconv.FormatInt(int64(t.HSTS.MaxAge/time.Second), 10)
 	if t.HSTS.IncludeSubdomains {
 		v += "; includeSubDomains"
 	}
@@ -282,6 +298,15 @@ type Upstream struct {
 	// ExposeAdmin are CIDRs (or single addresses) of clients allowed to
 	// reach /_synapse/admin and /_dendrite/admin; everyone else gets 403.
 	ExposeAdmin []string `yaml:"expose_admin"`
+
+	// Target and FederationTarget are URL and FederationURL parsed by
+	// validation; FederationTarget is Target when FederationURL is unset.
+	Target           *url.URL `yaml:"-"`
+	FederationTarget *url.URL `yaml:"-"`
+	// Trusted and Admin are TrustedProxies and ExposeAdmin parsed by
+	// validation.
+	Trusted []netip.Prefix `yaml:"-"`
+	Admin   []netip.Prefix `yaml:"-"`
 }
 
 // Route is one route: the requests for Host (every name in hosts when
@@ -306,6 +331,9 @@ type Route struct {
 	Static string `yaml:"static"`
 	// MaxBody caps request bodies to Upstream; default upstream.max_body.
 	MaxBody Size `yaml:"max_body"`
+
+	// Target is Upstream parsed by validation; nil for a static route.
+	Target *url.URL `yaml:"-"`
 }
 
 // Compression configures the compression of answers: zstd or gzip, as the
@@ -334,23 +362,37 @@ type Limits struct {
 	UpstreamConns int `yaml:"upstream_conns"`
 	// UpstreamWait is how long a request waits for a free upstream
 	// connection (default 10s).
-	UpstreamWait Duration `yaml:"upstream_wait"`
+	UpstreamWait time.Duration `yaml:"upstream_wait"`
 	// BodyIdleTimeout ends a request whose body stops arriving for this
 	// long (default 60s, as nginx's client_body_timeout). An upload that
 	// keeps moving is never cut. A body must start before the homeserver is
 	// dialled.
-	BodyIdleTimeout Duration `yaml:"body_idle_timeout"`
+	BodyIdleTimeout time.Duration `yaml:"body_idle_timeout"`
 	// H2MaxStreams caps the concurrent requests of one HTTP/2 connection
 	// (default 128, as nginx).
 	H2MaxStreams int `yaml:"h2_max_streams"`
 }
 
+// TLSMode is tls.mode: where certificates come from.
+type TLSMode string
+
 // TLS modes.
 const (
-	TLSACME     = "acme"
-	TLSFiles    = "files"
-	TLSInternal = "internal"
-	TLSOff      = "off"
+	TLSACME     TLSMode = "acme"
+	TLSFiles    TLSMode = "files"
+	TLSInternal TLSMode = "internal"
+	TLSOff      TLSMode = "off"
+)
+
+// StorageKind is what tls.storage names.
+type StorageKind int
+
+// Storage kinds.
+const (
+	// StorageDir is a directory on this machine (the default).
+	StorageDir StorageKind = iota
+	// StoragePostgres is a PostgreSQL database that several edges share.
+	StoragePostgres
 )
 
 // ACME challenge types.
@@ -359,39 +401,6 @@ const (
 	ChallengeTLSALPN01 = "tls-alpn-01"
 	ChallengeDNS01     = "dns-01"
 )
-
-// Default returns the configuration a file is decoded onto: every default
-// value lives here. Hosts has no default value of its own: when a file
-// leaves it out, it becomes the server name's host and the delegated host.
-func Default() Config {
-	return Config{
-		Delegation: Delegation{
-			MaxAge: Duration(4 * time.Hour),
-		},
-		Listen: Listen{
-			HTTP:       ":80",
-			HTTPS:      ":443",
-			Federation: ":8448",
-			Admin:      "127.0.0.1:9090",
-			HTTP3:      true,
-		},
-		TLS: TLS{
-			Mode:       TLSACME,
-			CA:         "letsencrypt",
-			Challenges: []string{ChallengeHTTP01, ChallengeTLSALPN01},
-		},
-		Upstream:    Upstream{URL: "http://127.0.0.1:8008", MaxBody: 100 << 20},
-		Compression: Compression{Enabled: true, MinLength: 1 << 10},
-		Limits: Limits{
-			UpstreamConns:   4096,
-			UpstreamWait:    Duration(10 * time.Second),
-			BodyIdleTimeout: Duration(60 * time.Second),
-			H2MaxStreams:    128,
-		},
-		ShutdownTimeout: Duration(10 * time.Second),
-		Log:             Log{Format: "text", Level: "info"},
-	}
-}
 
 // BuiltIn is the configuration used when no file is given and there is no
 // ./wellknownd.yaml: server name localhost, HTTPS on https://localhost:8443

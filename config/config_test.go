@@ -40,9 +40,9 @@ func TestParseValid(t *testing.T) {
 		t.Fatalf("problems in a valid file:\n%v", problems)
 	}
 	if cfg.ServerName != "example.com" || cfg.Delegation.Server != "matrix.example.com:443" ||
-		cfg.Delegation.MaxAge.D() != 4*time.Hour || cfg.Delegation.Support.Contacts[0].Role != "m.role.admin" ||
+		cfg.Delegation.MaxAge != 4*time.Hour || cfg.Delegation.Support.Contacts[0].Role != "m.role.admin" ||
 		cfg.BaseDomain.Redirect != "https://www.example.com" || cfg.Listen.Admin != "127.0.0.1:9090" ||
-		cfg.ShutdownTimeout.D() != 10*time.Second {
+		cfg.ShutdownTimeout != 10*time.Second {
 		t.Fatalf("decoded %+v", cfg)
 	}
 	if got := cfg.Delegation.ClientExtra["org.matrix.msc3575.proxy"].(map[string]any)["url"]; got != "https://sync.example.com" {
@@ -58,7 +58,7 @@ func TestDefaultsFilled(t *testing.T) {
 	if strings.Join(cfg.Hosts, ",") != "example.com,matrix.example.com" {
 		t.Errorf("default hosts = %v", cfg.Hosts)
 	}
-	if cfg.Listen.HTTP != ":80" || cfg.Listen.HTTPS != ":443" || cfg.Listen.Federation != ":8448" || cfg.TLS.Mode != TLSACME || cfg.TLS.CA != "letsencrypt" || strings.Join(cfg.TLS.Challenges, ",") != "http-01,tls-alpn-01" || cfg.Delegation.MaxAge.D() != 4*time.Hour {
+	if cfg.Listen.HTTP != ":80" || cfg.Listen.HTTPS != ":443" || cfg.Listen.Federation != ":8448" || cfg.TLS.Mode != TLSACME || cfg.TLS.CA != "letsencrypt" || strings.Join(cfg.TLS.Challenges, ",") != "http-01,tls-alpn-01" || cfg.Delegation.MaxAge != 4*time.Hour {
 		t.Errorf("defaults not filled: %+v", cfg)
 	}
 	// Default listeners are not warned about: the user did not set them.
@@ -266,8 +266,26 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		if len(problems.Errors()) == 0 {
-			if _, err := cfg.Spec().Render(); err != nil {
-				t.Fatalf("accepted config does not render: %v\n%s", err, data)
+			// What downstream code takes must be resolved whenever
+			// validation passed: it never parses the text again.
+			if cfg.Documents.Server.Body == nil || cfg.Documents.Client.Body == nil {
+				t.Fatalf("accepted config has no rendered documents:\n%s", data)
+			}
+			if cfg.Name.Host == "" || cfg.Delegation.Delegated.Host == "" || cfg.Delegation.BaseURL == nil || cfg.Upstream.Target == nil || cfg.Upstream.FederationTarget == nil {
+				t.Fatalf("accepted config left a value unresolved: %+v\n%s", cfg, data)
+			}
+			if len(cfg.Upstream.Trusted) != len(cfg.Upstream.TrustedProxies) || len(cfg.Upstream.Admin) != len(cfg.Upstream.ExposeAdmin) {
+				t.Fatalf("accepted config left networks unparsed:\n%s", data)
+			}
+			for _, rt := range cfg.Routes {
+				if (rt.Upstream != "") != (rt.Target != nil) {
+					t.Fatalf("accepted route %+v has no target:\n%s", rt, data)
+				}
+			}
+			for _, e := range cfg.Supervise {
+				if e.Signal == 0 || (e.Ready.HTTP != "") != (e.Ready.URL != nil) {
+					t.Fatalf("accepted supervise entry %+v left a value unresolved:\n%s", e, data)
+				}
 			}
 		}
 	})

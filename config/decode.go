@@ -61,6 +61,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		// "key:" with nothing after it keeps the default, as an absent key would.
 		return
 	}
+	if v.Type() == durationType {
+		if dur, err := decodeDuration(n); err != nil {
+			d.addf(n.Line, path, "%s", err)
+		} else {
+			v.SetInt(int64(dur))
+		}
+		return
+	}
 	if reflect.PointerTo(v.Type()).Implements(unmarshalerType) {
 		if err := n.Decode(v.Addr().Interface()); err != nil {
 			d.addf(n.Line, path, "%s", typeErrorText(err))

@@ -44,7 +44,7 @@ supervise:
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := wantProblems(t, base+tc.entries, []string{tc.want})
-			if tc.name == "valid" && (cfg.Supervise[0].StopSignal != "SIGTERM" || cfg.Supervise[0].StopTimeout.D().Seconds() != 30) {
+			if tc.name == "valid" && (cfg.Supervise[0].StopSignal != "SIGTERM" || cfg.Supervise[0].StopTimeout.Seconds() != 30) {
 				t.Fatalf("defaults not filled: %+v", cfg.Supervise[0])
 			}
 		})

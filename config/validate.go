@@ -7,11 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/wellknownd/wellknownd/delegation"
 	"github.com/wellknownd/wellknownd/internal/yamlfile"
@@ -36,16 +35,10 @@ func Parse(file string, data []byte) (*Config, yamlfile.Problems) {
 	if !d.decodeFile(data, &cfg) {
 		return &cfg, d.problems
 	}
-	if _, set := d.lines["hosts"]; !set {
-		cfg.Hosts = defaultHosts(cfg)
-	}
-	if _, set := d.lines["tls.hsts.max_age"]; !set && (cfg.TLS.Mode == TLSACME || cfg.TLS.Mode == TLSFiles) {
-		cfg.TLS.HSTS.MaxAge = Duration(365 * 24 * time.Hour)
-	}
-	for i := range cfg.Supervise {
-		supervisedDefaults(&cfg.Supervise[i])
-	}
 	v := validator{decoder: d, cfg: &cfg}
+	// The delegation comes first: the default hosts are its names.
+	v.validateDelegation()
+	fillDefaults(&cfg, func(field string) bool { _, set := d.lines[field]; return set })
 	v.validate()
 	return &cfg, d.problems
 }
@@ -69,31 +62,18 @@ func (c *Config) Spec() delegation.Spec {
 }
 
 // BaseHost is the server name's host, lower-cased: the base domain.
-func (c *Config) BaseHost() string {
-	n, err := delegation.ParseServerName(c.ServerName)
-	if err != nil {
-		return ""
-	}
-	return strings.ToLower(n.Host)
-}
+func (c *Config) BaseHost() string { return strings.ToLower(c.Name.Host) }
 
 // DelegatedHost is m.server's host, lower-cased.
-func (c *Config) DelegatedHost() string {
-	n, err := delegation.ParseServerName(c.Delegation.Server)
-	if err != nil {
+func (c *Config) DelegatedHost() string { return strings.ToLower(c.Delegation.Delegated.Host) }
+
+// ClientHost is the host of m.homeserver's base_url, lower-cased; "" before
+// validation has parsed it.
+func (c *Config) ClientHost() string {
+	if c.Delegation.BaseURL == nil {
 		return ""
 	}
-	return strings.ToLower(n.Host)
-}
-
-func defaultHosts(c Config) []string {
-	var hosts []string
-	for _, h := range []string{c.BaseHost(), c.DelegatedHost()} {
-		if h != "" && !slices.Contains(hosts, h) {
-			hosts = append(hosts, h)
-		}
-	}
-	return hosts
+	return strings.ToLower(c.Delegation.BaseURL.Hostname())
 }
 
 type validator struct {
@@ -148,9 +128,12 @@ func specField(doc string) string {
 	return doc
 }
 
-func (v *validator) validate() {
+// validateDelegation checks and renders the discovery documents, and
+// resolves the names and URL they hold.
+func (v *validator) validateDelegation() {
 	c := v.cfg
-	for _, fe := range c.Spec().Check() {
+	docs, problems := c.Spec().Render()
+	for _, fe := range problems {
 		field := specField(fe.Field)
 		if fe.Warning {
 			v.warnf(field, "%s", fe.Err)
@@ -158,11 +141,21 @@ func (v *validator) validate() {
 			v.errf(field, "%s", fe.Err)
 		}
 	}
+	c.Documents = docs
+	// Render accepted these, or reported them above: an error here leaves
+	// the zero value, which nothing serves while problems hold an error.
+	c.Name, _ = delegation.ParseServerName(c.ServerName)
+	c.Delegation.Delegated, _ = delegation.ParseServerName(c.Delegation.Server)
+	c.Delegation.BaseURL, _, _ = delegation.ParseBaseURL(c.Delegation.ClientBaseURL)
 	if c.Delegation.MaxAge < 0 {
 		v.errf("delegation.max_age", "must not be negative")
-	} else if c.Delegation.MaxAge.D().Hours() > 48 {
-		v.warnf("delegation.max_age", "is %s, but servers cap the well-known cache at 48h", c.Delegation.MaxAge.D())
+	} else if c.Delegation.MaxAge.Hours() > 48 {
+		v.warnf("delegation.max_age", "is %s, but servers cap the well-known cache at 48h", c.Delegation.MaxAge)
 	}
+}
+
+func (v *validator) validate() {
+	c := v.cfg
 	v.validateHosts()
 	v.validateBaseDomain()
 	v.validateListen()
@@ -238,19 +231,15 @@ func (v *validator) validateHosts() {
 }
 
 func (v *validator) validateBaseDomain() {
-	b := v.cfg.BaseDomain
+	b := &v.cfg.BaseDomain
 	if b.Redirect != "" && b.Proxy != "" {
 		v.errf("base_domain", "has both redirect and proxy; choose one")
 	}
 	if b.Redirect != "" {
-		if err := delegation.CheckHTTPURL(b.Redirect); err != nil {
-			v.errf("base_domain.redirect", "%s", err)
-		}
+		b.RedirectURL = v.httpURL("base_domain.redirect", b.Redirect)
 	}
 	if b.Proxy != "" {
-		if err := delegation.CheckHTTPURL(b.Proxy); err != nil {
-			v.errf("base_domain.proxy", "%s", err)
-		}
+		b.ProxyURL = v.httpURL("base_domain.proxy", b.Proxy)
 	}
 }
 
@@ -304,14 +293,11 @@ func checkListenAddr(addr string) error {
 }
 
 func (v *validator) validateUpstream() {
-	u := v.cfg.Upstream
-	if err := delegation.CheckHTTPURL(u.URL); err != nil {
-		v.errf("upstream.url", "%s", err)
-	}
+	u := &v.cfg.Upstream
+	u.Target = v.httpURL("upstream.url", u.URL)
+	u.FederationTarget = u.Target
 	if u.FederationURL != "" {
-		if err := delegation.CheckHTTPURL(u.FederationURL); err != nil {
-			v.errf("upstream.federation_url", "%s", err)
-		}
+		u.FederationTarget = v.httpURL("upstream.federation_url", u.FederationURL)
 	}
 	if u.MaxBody <= 0 {
 		v.errf("upstream.max_body", "must be more than 0, e.g. 100MiB")
@@ -319,17 +305,21 @@ func (v *validator) validateUpstream() {
 	for _, list := range []struct {
 		field, risk string
 		cidrs       []string
+		parsed      *[]netip.Prefix
 	}{
-		{"upstream.trusted_proxies", "every client could then name its own address in X-Forwarded-For", u.TrustedProxies},
-		{"upstream.expose_admin", "the homeserver's admin API (accounts, rooms, purges) would be open to the whole Internet", u.ExposeAdmin},
+		{"upstream.trusted_proxies", "every client could then name its own address in X-Forwarded-For", u.TrustedProxies, &u.Trusted},
+		{"upstream.expose_admin", "the homeserver's admin API (accounts, rooms, purges) would be open to the whole Internet", u.ExposeAdmin, &u.Admin},
 	} {
 		for i, c := range list.cidrs {
 			p, err := ParsePrefix(c)
 			if err != nil {
 				v.errf(list.field+"["+strconv.Itoa(i)+"]", "%s", err)
-			} else if p.Bits() == 0 {
+				continue
+			}
+			if p.Bits() == 0 {
 				v.warnf(list.field+"["+strconv.Itoa(i)+"]", "%q matches every address: %s", c, list.risk)
 			}
+			*list.parsed = append(*list.parsed, p)
 		}
 	}
 }
@@ -364,6 +354,16 @@ func (v *validator) warnAdminOffLoopback() {
 		return
 	}
 	v.warnf("listen.admin", "%q is reachable from other machines, and its POST /reload and /status have no authentication; keep it on 127.0.0.1 and use listen.metrics for a remote Prometheus", v.cfg.Listen.Admin)
+}
+
+// httpURL parses a URL this daemon fetches or redirects to, reporting a bad
+// one against field.
+func (v *validator) httpURL(field, raw string) *url.URL {
+	u, err := delegation.ParseHTTPURL(raw)
+	if err != nil {
+		v.errf(field, "%s", err)
+	}
+	return u
 }
 
 // ParsePrefix parses a CIDR such as 10.0.0.0/8, or a single address as the

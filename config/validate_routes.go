@@ -39,14 +39,8 @@ func (v *validator) validateRoutes() {
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		f := fmt.Sprintf("routes[%d]", i)
-		if r.Path == "" {
-			r.Path = "/"
-		}
 		if r.Path != "/" {
 			r.Path = strings.TrimSuffix(r.Path, "/")
-		}
-		if r.MaxBody == 0 {
-			r.MaxBody = c.Upstream.MaxBody
 		}
 		r.Host = strings.ToLower(r.Host)
 		switch {
@@ -71,6 +65,8 @@ func (v *validator) validateRoutes() {
 			u, err := url.Parse(r.Upstream)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
 				v.errf(f+".upstream", "%q: give a server as http://HOST:PORT or https://HOST, without path or credentials", r.Upstream)
+			} else {
+				r.Target = u
 			}
 		default:
 			switch fi, err := os.Stat(r.Static); {

@@ -12,12 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/wellknownd/wellknownd/delegation"
 )
 
-// Signals are the stop signals a supervise entry may name.
-var Signals = map[string]syscall.Signal{
+// signals are the stop signals a supervise entry may name.
+var signals = map[string]syscall.Signal{
 	"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT, "SIGQUIT": syscall.SIGQUIT,
 	"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
 }
@@ -48,15 +46,15 @@ func (v *validator) validateSupervise() {
 		case e.Ready.HTTP != "" && e.Ready.TCP != "":
 			v.errf(at+".ready", "has both http and tcp; choose one")
 		case e.Ready.HTTP != "":
-			if err := delegation.CheckHTTPURL(e.Ready.HTTP); err != nil {
-				v.errf(at+".ready.http", "%s", err)
-			}
+			v.cfg.Supervise[i].Ready.URL = v.httpURL(at+".ready.http", e.Ready.HTTP)
 		case e.Ready.TCP != "":
 			if _, _, err := net.SplitHostPort(e.Ready.TCP); err != nil {
 				v.errf(at+".ready.tcp", "%q is not host:port", e.Ready.TCP)
 			}
 		}
-		if _, ok := Signals[e.StopSignal]; !ok {
+		if sig, ok := signals[e.StopSignal]; ok {
+			v.cfg.Supervise[i].Signal = sig
+		} else {
 			v.errf(at+".stop_signal", "%q is not a stop signal; valid: SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2", e.StopSignal)
 		}
 		if e.StopTimeout <= 0 {

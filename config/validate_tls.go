@@ -45,15 +45,9 @@ func (v *validator) validateTLS() {
 	}
 }
 
-// IsPostgresStorage says whether tls.storage names a PostgreSQL database
-// rather than a directory.
-func IsPostgresStorage(storage string) bool {
-	return strings.HasPrefix(storage, "postgres://") || strings.HasPrefix(storage, "postgresql://")
-}
-
 func (v *validator) validateStorage() {
 	t := v.cfg.TLS
-	if !IsPostgresStorage(t.Storage) {
+	if !strings.HasPrefix(t.Storage, "postgres://") && !strings.HasPrefix(t.Storage, "postgresql://") {
 		if t.StoragePasswordFile != "" {
 			v.errf("tls.storage_password_file", "is only for a postgres:// tls.storage")
 		}
@@ -72,6 +66,7 @@ func (v *validator) validateStorage() {
 		v.errf("tls.storage", "%q needs a host and a database: postgres://USER@HOST:5432/DATABASE", u.Redacted())
 		return
 	}
+	v.cfg.TLS.StorageKind = StoragePostgres
 	if _, set := u.User.Password(); set {
 		v.warnf("tls.storage", "holds a password; put it in tls.storage_password_file (or $PGPASSWORD) so that this file can stay readable")
 	}
@@ -111,8 +106,8 @@ func (v *validator) validateACME() {
 	if !public {
 		if !strings.HasPrefix(t.CA, "https://") {
 			v.errf("tls.ca", "%q is neither %s nor an ACME directory URL (https://...)", t.CA, strings.Join(publicCAs, ", "))
-		} else if err := delegation.CheckHTTPURL(t.CA); err != nil {
-			v.errf("tls.ca", "%s", err)
+		} else {
+			v.httpURL("tls.ca", t.CA)
 		}
 	}
 	if t.CA == "zerossl" && t.ZeroSSLAPIKeyFile == "" {

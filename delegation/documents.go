@@ -52,13 +52,13 @@ func (s Spec) Check() []FieldError {
 	if _, err := ParseServerName(s.Server); err != nil {
 		add("m.server", err)
 	}
-	if w, err := CheckBaseURL(s.ClientBaseURL); err != nil {
+	if _, w, err := ParseBaseURL(s.ClientBaseURL); err != nil {
 		add("m.homeserver.base_url", err)
 	} else if w != "" {
 		warn("m.homeserver.base_url", w)
 	}
 	if s.IdentityServer != "" {
-		if w, err := CheckBaseURL(s.IdentityServer); err != nil {
+		if _, w, err := ParseBaseURL(s.IdentityServer); err != nil {
 			add("m.identity_server.base_url", err)
 		} else if w != "" {
 			warn("m.identity_server.base_url", w)
@@ -90,18 +90,26 @@ type Document struct {
 	ETag string
 }
 
-// Render checks the spec and renders the documents. It fails if Check finds
-// anything but warnings.
-func (s Spec) Render() (Documents, error) {
-	var errs []error
-	for _, fe := range s.Check() {
+// Render checks the spec once and, when Check finds nothing but warnings,
+// renders the documents. It returns every problem Check found; the
+// documents are zero when any of them is an error.
+func (s Spec) Render() (Documents, []FieldError) {
+	problems := s.Check()
+	for _, fe := range problems {
 		if !fe.Warning {
-			errs = append(errs, fe)
+			return Documents{}, problems
 		}
 	}
-	if len(errs) > 0 {
-		return Documents{}, fmt.Errorf("delegation: %w", errors.Join(errs...))
+	d, err := s.render()
+	if err != nil {
+		// Check accepted every value, so only a JSON encoder failure
+		// lands here: report it against the document as a whole.
+		return Documents{}, append(problems, FieldError{Field: "extra", Err: err})
 	}
+	return d, problems
+}
+
+func (s Spec) render() (Documents, error) {
 	var d Documents
 	var err error
 	if d.Server, err = render(map[string]any{"m.server": s.Server}); err != nil {
@@ -181,7 +189,7 @@ func checkKnownExtra(key string, v any) []FieldError {
 		return []FieldError{{Field: key, Err: fmt.Errorf("must be an object with %q", urlField)}}
 	}
 	s, _ := obj[urlField].(string)
-	if err := CheckHTTPURL(s); err != nil {
+	if _, err := ParseHTTPURL(s); err != nil {
 		return []FieldError{{Field: key + "." + urlField, Err: err}}
 	}
 	return nil

@@ -27,9 +27,9 @@ func TestRenderMatchesWorkerBytes(t *testing.T) {
 			SupportPage: "https://example.com/support",
 		},
 	}
-	docs, err := spec.Render()
-	if err != nil {
-		t.Fatal(err)
+	docs, problems := spec.Render()
+	if len(problems) != 0 {
+		t.Fatal(problems)
 	}
 	want := map[string]string{
 		"server":  `{"m.server":"matrix.example.com:443"}`,
@@ -51,9 +51,9 @@ func TestRenderMatchesWorkerBytes(t *testing.T) {
 }
 
 func TestRenderWorkerMinimal(t *testing.T) {
-	docs, err := Spec{ServerName: "example.com", Server: "matrix.example.com:443", ClientBaseURL: "https://matrix.example.com"}.Render()
-	if err != nil {
-		t.Fatal(err)
+	docs, problems := Spec{ServerName: "example.com", Server: "matrix.example.com:443", ClientBaseURL: "https://matrix.example.com"}.Render()
+	if len(problems) != 0 {
+		t.Fatal(problems)
 	}
 	if got, want := string(docs.Client.Body), `{"m.homeserver":{"base_url":"https://matrix.example.com"}}`; got != want {
 		t.Errorf("client = %s, want %s", got, want)
@@ -132,12 +132,15 @@ func TestSpecCheck(t *testing.T) {
 			if e.Field != tc.field || !strings.Contains(e.Err.Error(), tc.want) || e.Warning != tc.warn {
 				t.Fatalf("Check() = {%s: %v warning=%v}, want {%s: …%s… warning=%v}", e.Field, e.Err, e.Warning, tc.field, tc.want, tc.warn)
 			}
-			_, err := s.Render()
-			if tc.warn && err != nil {
-				t.Fatalf("Render() failed on a warning: %v", err)
+			docs, problems := s.Render()
+			if len(problems) != 1 || problems[0].Error() != e.Error() || problems[0].Warning != e.Warning {
+				t.Fatalf("Render() reported %v, want what Check() did: %v", problems, e)
 			}
-			if !tc.warn && err == nil {
-				t.Fatalf("Render() succeeded despite %v", e)
+			if tc.warn && docs.Server.Body == nil {
+				t.Fatalf("Render() rendered nothing on a warning: %v", e)
+			}
+			if !tc.warn && docs.Server.Body != nil {
+				t.Fatalf("Render() rendered despite %v", e)
 			}
 		})
 	}

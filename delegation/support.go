@@ -108,7 +108,7 @@ func (s Support) Check() []FieldError {
 	if s.SupportPage != "" {
 		// A support page is a web page for people, not a base URL: a
 		// query or a path is fine, a scheme and a host are not optional.
-		if err := CheckHTTPURL(s.SupportPage); err != nil {
+		if _, err := ParseHTTPURL(s.SupportPage); err != nil {
 			errs = append(errs, FieldError{Field: "support_page", Err: err})
 		}
 	}

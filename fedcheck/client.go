@@ -77,7 +77,7 @@ func (c *checker) clientDocument(ctx context.Context, name delegation.ServerName
 	if doc.Homeserver == nil || doc.Homeserver.BaseURL == "" {
 		return fail("it has no m.homeserver.base_url", `add "m.homeserver": {"base_url": "https://..."}`)
 	}
-	if warn, err := delegation.CheckBaseURL(doc.Homeserver.BaseURL); err != nil {
+	if _, warn, err := delegation.ParseBaseURL(doc.Homeserver.BaseURL); err != nil {
 		return fail("m.homeserver.base_url "+err.Error(), "make it an absolute https URL, e.g. https://matrix.example.com")
 	} else if warn != "" {
 		return fail("m.homeserver.base_url "+warn, "use an https URL clients elsewhere can reach")

@@ -34,7 +34,7 @@ const reservedFDs = 128
 // to spare, or a flood of slow clients ends in "too many open files" for
 // everyone, the documents and the admin listener included.
 func newLimits(c config.Limits) limits {
-	l := limits{upstreamConns: c.UpstreamConns, upstreamWait: c.UpstreamWait.D(), bodyIdle: c.BodyIdleTimeout.D(),
+	l := limits{upstreamConns: c.UpstreamConns, upstreamWait: c.UpstreamWait, bodyIdle: c.BodyIdleTimeout,
 		h2Streams: c.H2MaxStreams, maxConns: c.MaxConns}
 	var rl syscall.Rlimit
 	avail := 1 << 20

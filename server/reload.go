@@ -27,19 +27,16 @@ func (s *Server) Reload(ctx context.Context, load func() (*config.Config, error)
 	}
 	old := s.config()
 	if what := restartOnly(old, cfg); what != "" {
-		return fmt.Errorf("%s changed, which only a restart applies; the running configuration is unchanged", what)
+		return fmt.Errorf("%s changed, which only a restart applies", what)
 	}
 	up := s.up
 	if len(cfg.Supervise) > 0 && s.sup == nil {
-		return errors.New("supervise was empty at start; adding entries needs a restart; the running configuration is unchanged")
+		return errors.New("supervise was empty at start; adding entries needs a restart")
 	}
 	if s.sup == nil || len(cfg.Supervise) == 0 {
 		up.ready = nil
 	}
-	st, err := newSite(cfg, up, s.m)
-	if err != nil {
-		return fmt.Errorf("%w; the running configuration is unchanged", err)
-	}
+	st := newSite(cfg, up, s.m)
 	if src := s.Certificates(); src != nil {
 		if err := src.SetHosts(ctx, cfg.Hosts); err != nil {
 			s.log.Error("reload: certificates for the new hosts", "err", err)

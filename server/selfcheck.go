@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wellknownd/wellknownd/delegation"
 	"github.com/wellknownd/wellknownd/fedcheck"
 )
 
@@ -29,9 +28,8 @@ func (s *Server) selfCheck(ctx context.Context, httpsAddr, fedAddr string) {
 		}
 	}
 	cfg := s.config()
-	base, err1 := delegation.ParseServerName(cfg.ServerName)
-	deleg, err2 := delegation.ParseServerName(cfg.Delegation.Server)
-	if err1 != nil || err2 != nil || httpsAddr == "" {
+	base, deleg := cfg.Name, cfg.Delegation.Delegated
+	if httpsAddr == "" {
 		return
 	}
 	resolve := map[string]string{net.JoinHostPort(base.Host, "443"): httpsAddr}

@@ -63,11 +63,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	s.m.reg.MustRegister(newStorageCollector(s.storageStatus))
 	s.m.reg.MustRegister(newStateCollector(s))
 	s.up.metrics = s.m
-	st, err := newSite(cfg, s.up, s.m)
-	if err != nil {
-		return nil, err
-	}
-	s.site.Store(st)
+	s.site.Store(newSite(cfg, s.up, s.m))
 	s.main = s.instrumented((*site).serve)
 	s.redirect = s.instrumented(s.serveHTTPRedirect)
 	s.federation = s.instrumented(serveFederation)
@@ -330,7 +326,7 @@ func serveFederation(st *site, w http.ResponseWriter, r *http.Request, hr *hostR
 }
 
 func (s *Server) shutdown(lns []listener, h3s []h3Listener) {
-	timeout := s.config().ShutdownTimeout.D()
+	timeout := s.config().ShutdownTimeout
 	s.log.Info("shutting down", "drain_timeout", timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -356,8 +352,8 @@ func supervisedSpecs(entries []config.Supervised) []supervise.Spec {
 	for _, e := range entries {
 		specs = append(specs, supervise.Spec{
 			Name: e.Name, Command: e.Command, Dir: e.Dir, Env: e.Env, After: e.After,
-			Ready:      supervise.Probe{HTTP: e.Ready.HTTP, TCP: e.Ready.TCP},
-			StopSignal: config.Signals[e.StopSignal], StopTimeout: e.StopTimeout.D(), Credential: e.Credential,
+			Ready:      supervise.Probe{HTTP: e.Ready.URL, TCP: e.Ready.TCP},
+			StopSignal: e.Signal, StopTimeout: e.StopTimeout, Credential: e.Credential,
 			// Dendrite has no use for the DNS provider's credentials,
 			// which the edge may have from its environment.
 			Withhold: config.DNSSecretVariables(),

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -50,15 +49,8 @@ type hostRoute struct {
 }
 
 // newSite builds the site for a validated configuration.
-func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
-	docs, err := cfg.Spec().Render()
-	if err != nil {
-		return nil, err
-	}
-	mr, err := newMatrixRoutes(cfg.Upstream, up)
-	if err != nil {
-		return nil, err
-	}
+func newSite(cfg *config.Config, up upstreamDeps, m *metrics) *site {
+	mr := newMatrixRoutes(cfg.Upstream, up)
 	s := &site{
 		unknown:     m.forHost(hostUnknown),
 		logRequests: cfg.Log.Requests,
@@ -66,7 +58,7 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
 		compressMin: compressMin(cfg.Compression),
 		hosts:       make(map[string]*hostRoute, len(cfg.Hosts)),
 		wild:        map[string]*hostRoute{},
-		wk:          newWellKnown(docs, cfg.Delegation.MaxAge.D()),
+		wk:          newWellKnown(cfg.Documents, cfg.Delegation.MaxAge),
 	}
 	s.federation = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isFederationPath(r.URL.Path) {
@@ -78,15 +70,12 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
 	base := cfg.BaseHost()
 	// The base domain carries the Matrix APIs too when a client or server
 	// is pointed at it: m.server or base_url names it.
-	baseServesMatrix := base == cfg.DelegatedHost() || base == urlHost(cfg.Delegation.ClientBaseURL)
-	routes, err := newRouteHandlers(cfg, up)
-	if err != nil {
-		return nil, err
-	}
+	baseServesMatrix := base == cfg.DelegatedHost() || base == cfg.ClientHost()
+	routes := newRouteHandlers(cfg, up)
 	// Names that only routes use serve nothing else.
 	routeOnly := map[string]bool{}
 	for _, rt := range cfg.Routes {
-		if h := rt.Host; h != "" && h != base && h != cfg.DelegatedHost() && h != urlHost(cfg.Delegation.ClientBaseURL) {
+		if h := rt.Host; h != "" && h != base && h != cfg.DelegatedHost() && h != cfg.ClientHost() {
 			routeOnly[h] = true
 		}
 	}
@@ -127,10 +116,7 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
 			r.NotFound(fallbackRoute.ServeHTTP)
 			r.MethodNotAllowed(fallbackRoute.ServeHTTP)
 		} else if h == base {
-			fallback, err := baseDomainHandler(cfg.BaseDomain, up)
-			if err != nil {
-				return nil, err
-			}
+			fallback := baseDomainHandler(cfg.BaseDomain, up)
 			r.NotFound(fallback.ServeHTTP)
 			r.MethodNotAllowed(fallback.ServeHTTP)
 		} else {
@@ -141,55 +127,19 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) (*site, error) {
 		hr.next = r
 		s.hosts[h] = hr
 	}
-	return s, nil
+	return s
 }
 
-func newMatrixRoutes(u config.Upstream, up upstreamDeps) (*matrixRoutes, error) {
-	m := &matrixRoutes{maxBody: int64(u.MaxBody), ready: up.ready, bodyIdle: up.limits.bodyIdle, buffers: up.buffers}
-	var err error
-	if m.trusted, err = parseNetList("upstream.trusted_proxies", u.TrustedProxies); err != nil {
-		return nil, err
-	}
-	if m.exposeAdmin, err = parseNetList("upstream.expose_admin", u.ExposeAdmin); err != nil {
-		return nil, err
-	}
-	target, err := url.Parse(u.URL)
-	if err != nil {
-		return nil, fmt.Errorf("upstream.url: %w", err)
-	}
-	m.client = newMatrixProxy(target, up, m.trusted)
+func newMatrixRoutes(u config.Upstream, up upstreamDeps) *matrixRoutes {
+	m := &matrixRoutes{maxBody: int64(u.MaxBody), ready: up.ready, bodyIdle: up.limits.bodyIdle, buffers: up.buffers,
+		trusted: u.Trusted, exposeAdmin: u.Admin}
+	m.client = newMatrixProxy(u.Target, up, m.trusted)
 	m.federation = m.client
-	if u.FederationURL != "" {
-		ft, err := url.Parse(u.FederationURL)
-		if err != nil {
-			return nil, fmt.Errorf("upstream.federation_url: %w", err)
-		}
-		m.federation = newMatrixProxy(ft, up, m.trusted)
+	if u.FederationTarget != u.Target {
+		m.federation = newMatrixProxy(u.FederationTarget, up, m.trusted)
 	}
 	m.init()
-	return m, nil
-}
-
-// parseNetList parses a config field's CIDRs and addresses.
-func parseNetList(field string, cidrs []string) (netList, error) {
-	var l netList
-	for _, c := range cidrs {
-		p, err := config.ParsePrefix(c)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", field, err)
-		}
-		l = append(l, p)
-	}
-	return l, nil
-}
-
-// urlHost is the lower-cased host of a URL, or "".
-func urlHost(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return ""
-	}
-	return strings.ToLower(u.Hostname())
+	return m
 }
 
 // lookup finds the route of a Host header: its own, else that of a
@@ -328,24 +278,16 @@ func hostOnly(hostport string) string {
 
 // baseDomainHandler serves the base domain outside /.well-known/matrix/:
 // a redirect, a proxy to the project's web site, or 404.
-func baseDomainHandler(b config.BaseDomain, up upstreamDeps) (http.Handler, error) {
+func baseDomainHandler(b config.BaseDomain, up upstreamDeps) http.Handler {
 	switch {
-	case b.Redirect != "":
-		target, err := url.Parse(b.Redirect)
-		if err != nil {
-			return nil, fmt.Errorf("base_domain.redirect: %w", err)
-		}
-		return redirectHandler(target), nil
-	case b.Proxy != "":
-		target, err := url.Parse(b.Proxy)
-		if err != nil {
-			return nil, fmt.Errorf("base_domain.proxy: %w", err)
-		}
-		return newWebProxy(target, up), nil
+	case b.RedirectURL != nil:
+		return redirectHandler(b.RedirectURL)
+	case b.ProxyURL != nil:
+		return newWebProxy(b.ProxyURL, up)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeMatrixError(w, corsReadOnly, http.StatusNotFound, codeNotFound, "Not found")
-	}), nil
+	})
 }
 
 // redirectHandler sends every request to target, with the request's path

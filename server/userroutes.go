@@ -1,9 +1,7 @@
 package server
 
 import (
-	"fmt"
 	"net/http"
-	"net/url"
 
 	"github.com/go-chi/chi/v5"
 
@@ -20,17 +18,14 @@ type routeHandlers struct {
 // newRouteHandlers builds a proxy (with the homeserver's forwarded
 // headers, body limit and JSON errors, but no CORS of the edge's) or a
 // static directory for each route.
-func newRouteHandlers(cfg *config.Config, up upstreamDeps) (*routeHandlers, error) {
+func newRouteHandlers(cfg *config.Config, up upstreamDeps) *routeHandlers {
 	rh := &routeHandlers{routes: cfg.Routes}
-	trusted, err := parseNetList("upstream.trusted_proxies", cfg.Upstream.TrustedProxies)
-	if err != nil {
-		return nil, err
-	}
+	trusted := netList(cfg.Upstream.Trusted)
 	// A route's service is not supervised: a refused connection is an
 	// error, not a restart.
 	plainUp := up
 	plainUp.ready = nil
-	for i, rt := range cfg.Routes {
+	for _, rt := range cfg.Routes {
 		var h http.Handler
 		if rt.Static != "" {
 			h = &staticDir{dir: rt.Static}
@@ -38,18 +33,14 @@ func newRouteHandlers(cfg *config.Config, up upstreamDeps) (*routeHandlers, erro
 				h = http.StripPrefix(rt.Path, h)
 			}
 		} else {
-			target, err := url.Parse(rt.Upstream)
-			if err != nil {
-				return nil, fmt.Errorf("routes[%d].upstream: %w", i, err)
-			}
-			p := newMatrixProxy(target, plainUp, trusted)
+			p := newMatrixProxy(rt.Target, plainUp, trusted)
 			p.plain = true
 			m := &matrixRoutes{maxBody: int64(rt.MaxBody), bodyIdle: up.limits.bodyIdle, buffers: up.buffers, trusted: trusted, plain: true}
 			h = m.edge(p)
 		}
 		rh.handlers = append(rh.handlers, h)
 	}
-	return rh, nil
+	return rh
 }
 
 // mount adds the routes that apply to host to r, and returns the one whose

@@ -6,13 +6,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 )
 
 // Probe says how an entry's readiness is checked: an HTTP GET that must
 // answer 2xx, or a TCP connect that must succeed. At most one is set.
 type Probe struct {
-	HTTP string
+	HTTP *url.URL
 	TCP  string
 }
 
@@ -22,7 +23,7 @@ type prober interface {
 
 func newProber(p Probe, timeout time.Duration) prober {
 	switch {
-	case p.HTTP != "":
+	case p.HTTP != nil:
 		return &httpProber{url: p.HTTP, client: &http.Client{
 			Timeout: timeout,
 			// A probe must not reuse a connection to a process that has
@@ -37,15 +38,12 @@ func newProber(p Probe, timeout time.Duration) prober {
 }
 
 type httpProber struct {
-	url    string
+	url    *url.URL
 	client *http.Client
 }
 
 func (p *httpProber) probe(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
-	if err != nil {
-		return err
-	}
+	req := (&http.Request{Method: http.MethodGet, URL: p.url, Header: http.Header{}, Host: p.url.Host}).WithContext(ctx)
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return err

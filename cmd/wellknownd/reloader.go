@@ -32,7 +32,9 @@ func (r *reloader) reload(ctx context.Context) error {
 	r.log.Info("reloading", "config", r.src.name)
 	err := r.srv.Reload(ctx, r.load)
 	if err != nil {
-		r.log.Error("reload failed; still serving the previous configuration", "err", err)
+		// Said here alone: neither the loader nor the server repeats it.
+		err = fmt.Errorf("still serving the previous configuration: %w", err)
+		r.log.Error("reload failed", "err", err)
 	}
 	return err
 }
@@ -47,7 +49,7 @@ func (r *reloader) load() (*config.Config, error) {
 		r.log.Warn("config", "problem", p.String())
 	}
 	if errs := problems.Errors(); len(errs) > 0 {
-		return nil, fmt.Errorf("%s: %d %s; still serving the previous configuration\n%s", r.src.name, len(errs), plural(len(errs), "error"), errs.Error())
+		return nil, fmt.Errorf("%s: %d %s\n%s", r.src.name, len(errs), plural(len(errs), "error"), errs.Error())
 	}
 	return next, nil
 }

@@ -1,0 +1,85 @@
+package config
+
+import (
+	"slices"
+	"time"
+)
+
+// Defaults are filled in two steps, both here, so that every default value
+// lives in this file:
+//  1. Default is the configuration a file is decoded onto: a key the file
+//     leaves out keeps the value given there.
+//  2. fillDefaults then sets the defaults that depend on other values of the
+//     file (hosts, the HSTS age, a route's body limit) or that belong to
+//     list entries (a route's path, each supervise entry's stop signal and
+//     timeout).
+//
+// Limits that depend on the machine (the connection cap derived from the
+// descriptor limit) are not configuration defaults: the server derives them
+// when it starts, from limits.max_conns = 0.
+
+// Default returns the configuration a file is decoded onto: every default
+// value lives here. Hosts has no default value of its own: when a file
+// leaves it out, it becomes the server name's host and the delegated host.
+func Default() Config {
+	return Config{
+		Delegation: Delegation{
+			MaxAge: 4 * time.Hour,
+		},
+		Listen: Listen{
+			HTTP:       ":80",
+			HTTPS:      ":443",
+			Federation: ":8448",
+			Admin:      "127.0.0.1:9090",
+			HTTP3:      true,
+		},
+		TLS: TLS{
+			Mode:       TLSACME,
+			CA:         "letsencrypt",
+			Challenges: []string{ChallengeHTTP01, ChallengeTLSALPN01},
+		},
+		Upstream:    Upstream{URL: "http://127.0.0.1:8008", MaxBody: 100 << 20},
+		Compression: Compression{Enabled: true, MinLength: 1 << 10},
+		Limits: Limits{
+			UpstreamConns:   4096,
+			UpstreamWait:    10 * time.Second,
+			BodyIdleTimeout: 60 * time.Second,
+			H2MaxStreams:    128,
+		},
+		ShutdownTimeout: 10 * time.Second,
+		Log:             Log{Format: "text", Level: "info"},
+	}
+}
+
+// fillDefaults is the second step: set reports whether the file set a
+// field (by its dotted path).
+func fillDefaults(c *Config, set func(field string) bool) {
+	if !set("hosts") {
+		for _, h := range []string{c.BaseHost(), c.DelegatedHost()} {
+			if h != "" && !slices.Contains(c.Hosts, h) {
+				c.Hosts = append(c.Hosts, h)
+			}
+		}
+	}
+	if !set("tls.hsts.max_age") && (c.TLS.Mode == TLSACME || c.TLS.Mode == TLSFiles) {
+		c.TLS.HSTS.MaxAge = 365 * 24 * time.Hour
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if r.Path == "" {
+			r.Path = "/"
+		}
+		if r.MaxBody == 0 {
+			r.MaxBody = c.Upstream.MaxBody
+		}
+	}
+	for i := range c.Supervise {
+		s := &c.Supervise[i]
+		if s.StopSignal == "" {
+			s.StopSignal = "SIGTERM"
+		}
+		if s.StopTimeout == 0 {
+			s.StopTimeout = 30 * time.Second
+		}
+	}
+}
