@@ -197,13 +197,13 @@ func Adopt(o AdoptOptions) (*Adoption, error) {
 	if email == "" {
 		email = "admin@" + name
 	}
-	values := map[string]any{
-		"ServerName": name, "MServer": mServer, "BaseURL": baseURL, "Hosts": hosts, "Site": o.Site,
-		"Email": email, "MaxBody": maxBody.String(), "TLSMode": o.TLSMode,
+	values := &templateData{
+		ServerName: name, MServer: mServer, BaseURL: baseURL, Hosts: hosts, Site: o.Site,
+		Email: email, MaxBody: maxBody.String(), TLSMode: o.TLSMode,
 	}
 	switch o.TLSMode {
 	case "", "acme":
-		values["TLSMode"] = "acme"
+		values.TLSMode = "acme"
 	case "internal":
 	case "files":
 		if err := checkCertificate(o.CertFile, o.KeyFile, hosts); err != nil {
@@ -266,7 +266,7 @@ func checkCertificate(certFile, keyFile string, hosts []string) error {
 // compose fronts a Dendrite that docker compose runs: wellknownd.yaml and
 // an override file beside the compose file, which add the wellknownd
 // service to Dendrite's networks and move the public ports to it.
-func (a *Adoption) compose(o AdoptOptions, d yamlfile.File, values map[string]any) error {
+func (a *Adoption) compose(o AdoptOptions, d yamlfile.File, values *templateData) error {
 	path, err := filepath.Abs(o.Compose)
 	if err != nil {
 		return err
@@ -294,12 +294,12 @@ func (a *Adoption) compose(o AdoptOptions, d yamlfile.File, values map[string]an
 	dir := filepath.Dir(path)
 	a.Dir = dir
 	upstream := fmt.Sprintf("http://%s:%d", s.name, port)
-	values["Adopted"] = rel(dir, d.Path) + " and " + filepath.Base(path)
-	values["ConfigPath"] = "/etc/wellknownd/wellknownd.yaml"
-	values["TLSStorage"] = "/var/lib/wellknownd"
-	values["UpstreamURL"] = upstream
-	values["DendriteReady"] = upstream + "/_dendrite/monitor/up"
-	values["CertFile"], values["KeyFile"] = "/etc/wellknownd/tls/cert.pem", "/etc/wellknownd/tls/key.pem"
+	values.Adopted = rel(dir, d.Path) + " and " + filepath.Base(path)
+	values.ConfigPath = "/etc/wellknownd/wellknownd.yaml"
+	values.TLSStorage = "/var/lib/wellknownd"
+	values.UpstreamURL = upstream
+	values.DendriteReady = upstream + "/_dendrite/monitor/up"
+	values.CertFile, values.KeyFile = "/etc/wellknownd/tls/cert.pem", "/etc/wellknownd/tls/key.pem"
 	cfg, err := render("wellknownd.yaml.tmpl", values)
 	if err != nil {
 		return err
@@ -362,7 +362,7 @@ func (a *Adoption) compose(o AdoptOptions, d yamlfile.File, values map[string]an
       - ./wellknownd.yaml:/etc/wellknownd/wellknownd.yaml:ro
       - wellknownd:/var/lib/wellknownd
 `, yamlQuote(build), s.name, imageUser)
-	if values["TLSMode"] == "files" {
+	if values.TLSMode == "files" {
 		// The two files, not their directory: Dendrite's directory holds its
 		// signing key and secrets. acme.sh writes into the same files on
 		// renewal, so the bind mounts see the new ones.
@@ -395,7 +395,7 @@ func (a *Adoption) compose(o AdoptOptions, d yamlfile.File, values map[string]an
 
 // host fronts a Dendrite that runs on this host: wellknownd.yaml and a
 // unit in Dir, proxying to Upstream.
-func (a *Adoption) host(o AdoptOptions, values map[string]any) error {
+func (a *Adoption) host(o AdoptOptions, values *templateData) error {
 	upstream := o.Upstream
 	if upstream == "" {
 		upstream = "http://127.0.0.1:8008"
@@ -415,15 +415,15 @@ func (a *Adoption) host(o AdoptOptions, values map[string]any) error {
 	}
 	a.Dir = dir
 	cfgPath := filepath.Join(dir, "wellknownd.yaml")
-	values["Adopted"] = o.DendriteConfig
-	values["ConfigPath"] = cfgPath
-	values["TLSStorage"] = filepath.Join(dir, "tls")
-	values["UpstreamURL"] = upstream
-	values["DendriteReady"] = upstream + "/_dendrite/monitor/up"
-	if values["TLSMode"] == "files" {
+	values.Adopted = o.DendriteConfig
+	values.ConfigPath = cfgPath
+	values.TLSStorage = filepath.Join(dir, "tls")
+	values.UpstreamURL = upstream
+	values.DendriteReady = upstream + "/_dendrite/monitor/up"
+	if values.TLSMode == "files" {
 		cert, _ := filepath.Abs(o.CertFile)
 		key, _ := filepath.Abs(o.KeyFile)
-		values["CertFile"], values["KeyFile"] = cert, key
+		values.CertFile, values.KeyFile = cert, key
 	}
 	cfg, err := render("wellknownd.yaml.tmpl", values)
 	if err != nil {
