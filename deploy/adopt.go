@@ -5,7 +5,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"net/url"
 	"os"
@@ -225,8 +224,13 @@ func Adopt(o AdoptOptions) (*Adoption, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := refuseExisting(a.Dir, a.Files); err != nil {
-		return nil, err
+	// adopt adds to a deployment, and never replaces what is there: it
+	// has no -force.
+	if exist := existing(a.Dir, a.Files); len(exist) > 0 {
+		for i, p := range exist {
+			exist[i] = filepath.Join(a.Dir, p)
+		}
+		return nil, fmt.Errorf("%s already exists: adopt writes new files and never merges into or replaces existing ones; move it away (or merge by hand) and run adopt again. Nothing was written", strings.Join(exist, " and "))
 	}
 	return a, nil
 }
@@ -507,19 +511,4 @@ func indent(s, prefix string) string {
 func yamlQuote(s string) string {
 	b, _ := yaml.Marshal(s)
 	return strings.TrimSuffix(string(b), "\n")
-}
-
-// refuseExisting fails when any of files is in dir already: adopt adds to
-// a deployment and never replaces what is there.
-func refuseExisting(dir string, files []File) error {
-	var exist []string
-	for _, f := range files {
-		if _, err := os.Lstat(filepath.Join(dir, f.Path)); !errors.Is(err, fs.ErrNotExist) {
-			exist = append(exist, filepath.Join(dir, f.Path))
-		}
-	}
-	if len(exist) > 0 {
-		return fmt.Errorf("%s already exists: adopt writes new files and never merges into or replaces existing ones; move it away (or merge by hand) and run adopt again. Nothing was written", strings.Join(exist, " and "))
-	}
-	return nil
 }

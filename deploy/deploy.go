@@ -176,13 +176,7 @@ func Generate(o Options) (*Deployment, error) {
 // secret by surprise.
 func Write(dir string, files []File, force bool) error {
 	if !force {
-		var exist []string
-		for _, f := range files {
-			if _, err := os.Lstat(filepath.Join(dir, f.Path)); err == nil {
-				exist = append(exist, f.Path)
-			}
-		}
-		if len(exist) > 0 {
+		if exist := existing(dir, files); len(exist) > 0 {
 			return fmt.Errorf("%s already has %s; nothing was written (use -force to overwrite)", dir, strings.Join(exist, ", "))
 		}
 	}
@@ -199,6 +193,22 @@ func Write(dir string, files []File, force bool) error {
 		}
 	}
 	return nil
+}
+
+// existing returns the Paths of files that are in dir already. It is the
+// one check before init or adopt writes: both refuse to replace what is
+// there (init unless forced). A file whose absence cannot be confirmed (a
+// directory that cannot be read, a file where a directory should be)
+// counts as there, since writing it would replace something or fail
+// halfway through, leaving a deployment half written.
+func existing(dir string, files []File) []string {
+	var exist []string
+	for _, f := range files {
+		if _, err := os.Lstat(filepath.Join(dir, f.Path)); !errors.Is(err, fs.ErrNotExist) {
+			exist = append(exist, f.Path)
+		}
+	}
+	return exist
 }
 
 // NewSigningKey makes a Matrix signing key in Dendrite's format: a PEM
