@@ -14,8 +14,9 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/wellknownd/wellknownd/internal/yamlfile"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wellknownd/wellknownd/internal/yamlfile"
 )
 
 // imageUser is the user the wellknownd image runs as (distroless nonroot).
@@ -58,80 +59,57 @@ func (a *Adoption) compose(p *adoptPlan, o ComposeOptions) error {
 	values.TLSStorage = "/var/lib/wellknownd"
 	values.UpstreamURL = upstream
 	values.DendriteReady = upstream + "/_dendrite/monitor/up"
+	// Where the override mounts them (with TLSMode files).
 	values.CertFile, values.KeyFile = "/etc/wellknownd/tls/cert.pem", "/etc/wellknownd/tls/key.pem"
 	cfg, err := render("wellknownd.yaml.tmpl", values)
 	if err != nil {
 		return err
 	}
 
-	// The ports: Dendrite publishes none any more (its plain HTTP would
-	// bypass the edge), and whoever published 80, 443 or 8448 gives them
-	// up to wellknownd.
-	var o2 strings.Builder
 	override := filepath.Base(path)
 	ext := filepath.Ext(override)
 	override = strings.TrimSuffix(override, ext) + ".override" + ext
-	fmt.Fprintf(&o2, "# Written by \"wellknownd adopt\": wellknownd in front of Dendrite (service %s)\n", s.name)
-	fmt.Fprintf(&o2, "# of %s. Every other service, volume, key and database stays as\n# it was. Needs Docker Compose v2.24 or later (!reset, !override).\n", filepath.Base(path))
-	fmt.Fprintf(&o2, "# To go back: rm %s && docker compose up -d --remove-orphans\nservices:\n", override)
+	ov := &composeOverride{ComposeFile: filepath.Base(path), File: override, Dendrite: s.name, ImageUser: imageUser, Networks: s.networks}
+
+	// The ports: Dendrite publishes none any more (its plain HTTP would
+	// bypass the edge), and whoever published 80, 443 or 8448 gives them
+	// up to wellknownd.
 	for _, svc := range proj.services {
-		var keep []*yaml.Node
-		var taken []string
+		change := portChange{Service: svc.name}
 		for _, n := range svc.ports {
-			pub := publishedPorts(n)
-			if svc == s || slices.ContainsFunc(pub, func(p int) bool { return p == 80 || p == 443 || p == 8448 }) {
-				taken = append(taken, portText(n))
+			if svc == s || slices.ContainsFunc(publishedPorts(n), func(p int) bool { return p == 80 || p == 443 || p == 8448 }) {
+				change.Taken = append(change.Taken, portText(n))
 			} else {
-				keep = append(keep, n)
+				change.Kept = append(change.Kept, yamlItem(n))
 			}
 		}
-		if len(taken) == 0 {
+		if len(change.Taken) == 0 {
 			continue
 		}
-		fmt.Fprintf(&o2, "  %s:\n", svc.name)
-		if len(keep) == 0 {
-			fmt.Fprintf(&o2, "    ports: !reset []   # was %s\n", strings.Join(taken, ", "))
-		} else {
-			fmt.Fprintf(&o2, "    ports: !override   # without %s\n", strings.Join(taken, ", "))
-			for _, n := range keep {
-				b, _ := yaml.Marshal([]*yaml.Node{n})
-				o2.WriteString(indent(string(b), "      "))
-			}
-		}
+		ov.Ports = append(ov.Ports, change)
 		why := "wellknownd publishes them now"
 		if svc == s {
 			why = "Dendrite is reached through wellknownd, on the project network"
 		}
-		a.Changes = append(a.Changes, fmt.Sprintf("service %s stops publishing %s: %s", svc.name, strings.Join(taken, ", "), why))
+		a.Changes = append(a.Changes, fmt.Sprintf("service %s stops publishing %s: %s", svc.name, strings.Join(change.Taken, ", "), why))
 	}
-	build := "https://github.com/wellknownd/wellknownd.git"
+	ov.Build = "https://github.com/wellknownd/wellknownd.git"
 	if o.Source != "" {
-		if build, err = filepath.Abs(o.Source); err != nil {
+		if ov.Build, err = filepath.Abs(o.Source); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(&o2, `  wellknownd:
-    image: wellknownd:latest
-    build: %s   # when the image is not there yet
-    restart: unless-stopped
-    depends_on: [%s]
-    ports: ["80:80", "443:443", "443:443/udp", "8448:8448", "8448:8448/udp"]   # UDP: HTTP/3
-    volumes:
-      # readable by the image's user (%d); it holds no secret
-      - ./wellknownd.yaml:/etc/wellknownd/wellknownd.yaml:ro
-      - wellknownd:/var/lib/wellknownd
-`, yamlQuote(build), s.name, imageUser)
 	if p.TLSMode == "files" {
-		// The two files, not their directory: Dendrite's directory holds its
-		// signing key and secrets. acme.sh writes into the same files on
-		// renewal, so the bind mounts see the new ones.
-		fmt.Fprintf(&o2, "      # acme.sh writes into these files on renewal; its --reloadcmd runs\n      # \"docker compose kill -s HUP wellknownd\"\n      - %s:/etc/wellknownd/tls/cert.pem:ro\n      - %s:/etc/wellknownd/tls/key.pem:ro\n",
-			yamlQuote(mountSource(dir, p.CertFile)), yamlQuote(mountSource(dir, p.KeyFile)))
+		ov.CertSource, ov.KeySource = mountSource(dir, p.CertFile), mountSource(dir, p.KeyFile)
 		if need := keyAccess(p.KeyFile); need != "" {
 			a.Before = append(a.Before, need)
 		}
 	}
-	fmt.Fprintf(&o2, "    healthcheck:\n      interval: 5s\n      start_period: 30s\n    networks: [%s]\nvolumes:\n  wellknownd: {}\n", strings.Join(s.networks, ", "))
+	values.Override = ov
+	overrideText, err := render("compose-override.yml.tmpl", values)
+	if err != nil {
+		return err
+	}
 	a.Changes = append(a.Changes, fmt.Sprintf("a new service wellknownd publishes 80, 443 and 8448 (and 443 and 8448 over UDP, for HTTP/3), joins the network %s and proxies to Dendrite at %s; its certificates and ACME account live in the volume wellknownd",
 		strings.Join(s.networks, ", "), upstream))
 	for _, svc := range proj.services {
@@ -140,7 +118,7 @@ func (a *Adoption) compose(p *adoptPlan, o ComposeOptions) error {
 		}
 	}
 	a.Kept = append(a.Kept, fmt.Sprintf("service %s's image, command and volumes; %s", s.name, filepath.Base(path)))
-	a.Files = []File{{"wellknownd.yaml", cfg, 0o644}, {override, []byte(o2.String()), 0o644}}
+	a.Files = []File{{"wellknownd.yaml", cfg, 0o644}, {override, overrideText, 0o644}}
 	cd := "cd " + dir + " && "
 	composeCmd := "docker compose"
 	if !slices.Contains([]string{"compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"}, filepath.Base(path)) {
@@ -151,8 +129,6 @@ func (a *Adoption) compose(p *adoptPlan, o ComposeOptions) error {
 	a.Rollback = []string{cd + "rm " + override + " && docker compose up -d --remove-orphans"}
 	return nil
 }
-
-// host fronts a Dendrite that runs on this host: wellknownd.yaml and a
 
 // keyAccess returns the command that lets the image's user read a key
 // file, or "" when it already can. acme.sh creates its key files 0600 and
@@ -192,6 +168,7 @@ func rel(dir, path string) string {
 	return path
 }
 
+// portText is a ports: entry on one line, for what adopt says it changes.
 func portText(n *yaml.Node) string {
 	if n.Kind == yaml.ScalarNode {
 		return n.Value
@@ -203,17 +180,8 @@ func portText(n *yaml.Node) string {
 	return "{" + strings.Join(parts, " ") + "}"
 }
 
-func indent(s, prefix string) string {
-	lines := strings.SplitAfter(s, "\n")
-	for i, l := range lines {
-		if l != "" {
-			lines[i] = prefix + l
-		}
-	}
-	return strings.Join(lines, "")
-}
-
-func yamlQuote(s string) string {
-	b, _ := yaml.Marshal(s)
+// yamlItem is n as an item of a YAML sequence, as compose reads it.
+func yamlItem(n *yaml.Node) string {
+	b, _ := yaml.Marshal([]*yaml.Node{n})
 	return strings.TrimSuffix(string(b), "\n")
 }

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"strings"
 	"text/template"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // templateData is what every template in templates/ is executed with. A
@@ -90,6 +92,40 @@ type templateData struct {
 	RegistrationSecret string
 	// PostgresPassword is the password of the role dendrite.
 	PostgresPassword string
+
+	// Override is the compose override that adopt writes; nil otherwise.
+	Override *composeOverride
+}
+
+// composeOverride is what templates/compose-override.yml.tmpl needs beyond
+// templateData: how the services of an adopted compose file change.
+type composeOverride struct {
+	// ComposeFile is the adopted compose file's name, File the override's.
+	ComposeFile, File string
+	// Dendrite is Dendrite's service, which wellknownd starts after.
+	Dendrite string
+	// Ports are the services that give up published ports, in the
+	// compose file's order.
+	Ports []portChange
+	// Build is what compose builds the image from when it is not there.
+	Build string
+	// ImageUser is the uid the image runs as, who must read the mounts.
+	ImageUser int
+	// CertSource and KeySource are the bind mounts' sources of the
+	// certificate and key (TLSMode files).
+	CertSource, KeySource string
+	// Networks are Dendrite's networks, which wellknownd joins to reach it.
+	Networks []string
+}
+
+// portChange is one service's ports: in the override.
+type portChange struct {
+	Service string
+	// Taken are the entries it gives up, as the operator wrote them.
+	Taken []string
+	// Kept are the entries it keeps, each a YAML sequence item; with
+	// none, the service's ports are reset.
+	Kept []string
 }
 
 // templateFuncs quote values for the language each template writes, so
@@ -99,6 +135,16 @@ var templateFuncs = template.FuncMap{
 	"q": func(s string) string { b, _ := json.Marshal(s); return string(b) },
 	// sq is an SQL string literal.
 	"sq": func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" },
+	// yq is a YAML scalar quoted only when it must be, as compose files
+	// are usually written.
+	"yq":   yamlQuote,
+	"join": strings.Join,
+	// indent puts n spaces before every line of s, to nest a YAML text
+	// made elsewhere.
+	"indent": func(n int, s string) string {
+		pad := strings.Repeat(" ", n)
+		return pad + strings.ReplaceAll(s, "\n", "\n"+pad)
+	},
 }
 
 // render executes one of templates/ with data.
@@ -112,4 +158,9 @@ func render(name string, data *templateData) ([]byte, error) {
 		return nil, fmt.Errorf("rendering %s: %w", name, err)
 	}
 	return b.Bytes(), nil
+}
+
+func yamlQuote(s string) string {
+	b, _ := yaml.Marshal(s)
+	return strings.TrimSuffix(string(b), "\n")
 }
