@@ -317,3 +317,16 @@ func listing(t *testing.T, dir string) string {
 	})
 	return b.String()
 }
+
+// TestAdoptNeedsOneMode: the options of both modes, or of neither, are
+// refused before anything is read.
+func TestAdoptNeedsOneMode(t *testing.T) {
+	for _, o := range []AdoptOptions{
+		{DendriteConfig: "/nonexistent/dendrite.yaml"},
+		{DendriteConfig: "/nonexistent/dendrite.yaml", Compose: &ComposeOptions{File: "docker-compose.yml"}, Host: &HostOptions{}},
+	} {
+		if _, err := Adopt(o); err == nil || !strings.Contains(err.Error(), "exactly one of AdoptOptions.Compose and AdoptOptions.Host") {
+			t.Errorf("Adopt(%+v): %v", o, err)
+		}
+	}
+}
