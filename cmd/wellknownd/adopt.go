@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/wellknownd/wellknownd/deploy"
@@ -42,6 +43,21 @@ func runAdopt(args []string, stdout, stderr io.Writer) error {
 	if o.DendriteConfig == "" {
 		fs.Usage()
 		return usageError{"adopt: -dendrite-config is required"}
+	}
+	// A flag of the other mode is refused rather than ignored: -dir with
+	// -compose would look as if it chose where the files go.
+	modeFlags, why := []string{"service", "src"}, "only with -compose"
+	if c.File != "" {
+		modeFlags, why = []string{"upstream", "dir"}, "for a Dendrite on this host, not with -compose (its files go beside the compose file, and Dendrite is reached as its service)"
+	}
+	var misplaced error
+	fs.Visit(func(f *flag.Flag) {
+		if misplaced == nil && slices.Contains(modeFlags, f.Name) {
+			misplaced = usageError{fmt.Sprintf("adopt: -%s is %s", f.Name, why)}
+		}
+	})
+	if misplaced != nil {
+		return misplaced
 	}
 	if c.File != "" {
 		o.Compose = &c
