@@ -55,8 +55,8 @@ sync_api:
 // its docker directory has them.
 func adoptIn(dir string, o AdoptOptions) (*Adoption, error) {
 	o.DendriteConfig = filepath.Join(dir, "config", "dendrite.yaml")
-	if o.Compose == "" && o.Upstream == "" {
-		o.Compose = filepath.Join(dir, "docker-compose.yml")
+	if o.Compose == nil && o.Host == nil {
+		o.Compose = &ComposeOptions{File: filepath.Join(dir, "docker-compose.yml")}
 	}
 	return Adopt(o)
 }
@@ -142,7 +142,7 @@ func TestAdoptTakesPortsFromAnyService(t *testing.T) {
     command: ["-config", "/etc/dendrite/dendrite.yaml", "--http-bind-address=:8080"]
     volumes: ["./config:/etc/dendrite"]
 `)
-	a, err := adoptIn(dir, AdoptOptions{Compose: filepath.Join(dir, "compose.yaml"), Delegate: "matrix.example.com"})
+	a, err := adoptIn(dir, AdoptOptions{Compose: &ComposeOptions{File: filepath.Join(dir, "compose.yaml")}, Delegate: "matrix.example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestAdoptHost(t *testing.T) {
 	dir := existingDendrite(t, minimalDendrite)
 	out := filepath.Join(t.TempDir(), "wk")
 	a, err := Adopt(AdoptOptions{DendriteConfig: filepath.Join(dir, "config", "dendrite.yaml"), Delegate: "matrix.example.com",
-		Upstream: "http://127.0.0.1:8008", Dir: out, WellknowndBin: "/usr/local/bin/wellknownd"})
+		Host: &HostOptions{Upstream: "http://127.0.0.1:8008", Dir: out, WellknowndBin: "/usr/local/bin/wellknownd"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestAdoptHost(t *testing.T) {
 		t.Errorf("Before: %q", a.Before)
 	}
 	a, err = Adopt(AdoptOptions{DendriteConfig: filepath.Join(dir, "config", "dendrite.yaml"), Delegate: "matrix.example.com",
-		Upstream: "http://10.0.0.5:8008", Dir: out})
+		Host: &HostOptions{Upstream: "http://10.0.0.5:8008", Dir: out}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,4 +316,17 @@ func listing(t *testing.T, dir string) string {
 		return nil
 	})
 	return b.String()
+}
+
+// TestAdoptNeedsOneMode: the options of both modes, or of neither, are
+// refused before anything is read.
+func TestAdoptNeedsOneMode(t *testing.T) {
+	for _, o := range []AdoptOptions{
+		{DendriteConfig: "/nonexistent/dendrite.yaml"},
+		{DendriteConfig: "/nonexistent/dendrite.yaml", Compose: &ComposeOptions{File: "docker-compose.yml"}, Host: &HostOptions{}},
+	} {
+		if _, err := Adopt(o); err == nil || !strings.Contains(err.Error(), "exactly one of AdoptOptions.Compose and AdoptOptions.Host") {
+			t.Errorf("Adopt(%+v): %v", o, err)
+		}
+	}
 }

@@ -1,10 +1,10 @@
 package deploy
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -42,20 +42,19 @@ type composeService struct {
 
 // readCompose parses a compose file.
 func readCompose(path string) (*composeProject, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
+	// yamlfile gives a syntax error the line a person should look at.
+	f, err := yamlfile.Load(path)
+	var problem yamlfile.Problem
+	switch {
+	case errors.As(err, &problem) && problem.Msg == yamlfile.Empty, err == nil && f.Root.Kind != yaml.MappingNode:
+		return nil, yamlfile.Problems{{File: path, Msg: "is not a compose file: it has no services"}}
+	case errors.As(err, &problem):
+		return nil, yamlfile.Problems{problem}
+	case err != nil:
 		return nil, err
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, yamlfile.Problems{{File: path, Msg: "is not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
-	}
-	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, yamlfile.Problems{{File: path, Msg: "is not a compose file: it has no services"}}
-	}
 	p := &composeProject{path: path, volumes: map[string]bool{}}
-	root := doc.Content[0]
-	for _, kv := range pairs(root) {
+	for _, kv := range pairs(f.Root) {
 		switch kv[0].Value {
 		case "volumes":
 			for _, v := range pairs(kv[1]) {
@@ -219,14 +218,6 @@ func (s *composeService) httpPort() (int, error) {
 		return 0, fmt.Errorf("service %s: -http-bind-address %q is not host:port", s.name, value)
 	}
 	return 8008, nil
-}
-
-// hasFlag says whether the command sets a flag, in any of Go's forms.
-func (s *composeService) hasFlag(name string) bool {
-	return slices.ContainsFunc(s.command, func(a string) bool {
-		f, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		return strings.HasPrefix(a, "-") && f == name
-	})
 }
 
 // publishedPorts are the host ports a ports: entry publishes: "80",

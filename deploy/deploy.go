@@ -6,13 +6,11 @@
 package deploy
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/ed25519"
 	"crypto/rand"
 	"embed"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,7 +19,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/template"
 )
 
 //go:embed systemd/wellknownd.service compose/docker-compose.yml templates/*.tmpl
@@ -91,67 +88,53 @@ func Generate(o Options) (*Deployment, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, keyID := o.Keep.SigningKey, o.Keep.KeyID
+	key := o.Keep.SigningKey
 	if key == nil {
-		if key, keyID, err = NewSigningKey(); err != nil {
+		if key, _, err = NewSigningKey(); err != nil {
 			return nil, err
 		}
 	}
 	secret, pgPassword := cmp.Or(o.Keep.RegistrationSecret, randomToken(32)), cmp.Or(o.Keep.PostgresPassword, randomToken(24))
-	base := map[string]any{
-		"ServerName": o.ServerName, "Delegate": o.Delegate, "MServer": o.Delegate + ":443",
-		"BaseURL": "https://" + o.Delegate, "Email": o.Email, "RegistrationSecret": secret,
-		"PostgresPassword": pgPassword, "MaxFileSize": maxFileSize, "MaxBody": "100MiB",
-		"DendriteVersion": "v0.13.8", "KeyID": keyID, "Hosts": hostList(o.ServerName, o.Delegate),
-	}
-	with := func(extra map[string]any) map[string]any {
-		m := map[string]any{}
-		for k, v := range base {
-			m[k] = v
-		}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
+	base := templateData{
+		ServerName: o.ServerName, MServer: o.Delegate + ":443", BaseURL: "https://" + o.Delegate,
+		Hosts: hostList(o.ServerName, o.Delegate), TLSMode: "acme", Email: o.Email, MaxBody: "100MiB",
+		DendriteVersion: "v0.13.8", MaxFileSize: maxFileSize, RegistrationSecret: secret, PostgresPassword: pgPassword,
 	}
 
 	dendriteDir := filepath.Join(dir, "dendrite")
-	hostDB := ""
+	host := base
+	host.DendriteDir, host.StoragePath, host.MediaPath = dendriteDir, "jetstream", "media"
 	if o.Postgres {
-		hostDB = "postgres://dendrite:" + pgPassword + "@127.0.0.1:5432/dendrite?sslmode=disable"
+		host.Database = "postgres://dendrite:" + pgPassword + "@127.0.0.1:5432/dendrite?sslmode=disable"
 	}
-	host := with(map[string]any{
-		"Database": hostDB, "DendriteDir": dendriteDir, "StoragePath": "jetstream", "MediaPath": "media",
-		"ConfigPath": filepath.Join(dir, "wellknownd.yaml"), "TLSStorage": filepath.Join(dir, "tls"),
-		"UpstreamURL": "http://" + o.DendriteAddr, "Supervise": true, "SupervisePostgres": o.Postgres,
-		"DendriteBin": o.DendriteBin, "DendriteAddr": o.DendriteAddr,
-		"DendriteReady": "http://" + o.DendriteAddr + "/_dendrite/monitor/up",
-	})
-	compose := with(map[string]any{
-		"Database":    "postgres://dendrite:" + pgPassword + "@postgres:5432/dendrite?sslmode=disable",
-		"Metrics":     ":9100",
-		"DendriteDir": "/var/dendrite", "StoragePath": "data/jetstream", "MediaPath": "data/media",
-		"ConfigPath": "/etc/wellknownd/wellknownd.yaml", "TLSStorage": "/var/lib/wellknownd",
-		"UpstreamURL": "http://dendrite:8008", "Supervise": false,
-		"DendriteReady": "http://dendrite:8008/_dendrite/monitor/up",
-	})
+	host.ConfigPath, host.TLSStorage = filepath.Join(dir, "wellknownd.yaml"), filepath.Join(dir, "tls")
+	host.UpstreamURL, host.DendriteReady = "http://"+o.DendriteAddr, "http://"+o.DendriteAddr+"/_dendrite/monitor/up"
+	host.Supervise, host.SupervisePostgres = true, o.Postgres
+	host.DendriteBin, host.DendriteAddr = o.DendriteBin, o.DendriteAddr
+
+	compose := base
+	compose.DendriteDir, compose.StoragePath, compose.MediaPath = "/var/dendrite", "data/jetstream", "data/media"
+	compose.Database = "postgres://dendrite:" + pgPassword + "@postgres:5432/dendrite?sslmode=disable"
+	compose.Metrics = ":9100"
+	compose.ConfigPath, compose.TLSStorage = "/etc/wellknownd/wellknownd.yaml", "/var/lib/wellknownd"
+	compose.UpstreamURL, compose.DendriteReady = "http://dendrite:8008", "http://dendrite:8008/_dendrite/monitor/up"
 
 	var out []File
 	add := func(path string, data []byte, mode fs.FileMode) { out = append(out, File{path, data, mode}) }
 	for _, r := range []struct {
 		path, tmpl string
-		data       map[string]any
+		data       *templateData
 		mode       fs.FileMode
 	}{
 		// wellknownd.yaml holds no secret (those live in files it names):
 		// readable by the service's own user, whoever wrote it.
-		{"wellknownd.yaml", "wellknownd.yaml.tmpl", host, 0o644},
-		{"compose/wellknownd.yaml", "wellknownd.yaml.tmpl", compose, 0o644},
+		{"wellknownd.yaml", "wellknownd.yaml.tmpl", &host, 0o644},
+		{"compose/wellknownd.yaml", "wellknownd.yaml.tmpl", &compose, 0o644},
 		// Dendrite's holds the registration secret and the database
 		// password; its reader is Dendrite (the service user on a host,
 		// root in Dendrite's image).
-		{"dendrite/dendrite.yaml", "dendrite.yaml.tmpl", host, 0o600},
-		{"compose/dendrite.yaml", "dendrite.yaml.tmpl", compose, 0o600},
+		{"dendrite/dendrite.yaml", "dendrite.yaml.tmpl", &host, 0o600},
+		{"compose/dendrite.yaml", "dendrite.yaml.tmpl", &compose, 0o600},
 	} {
 		b, err := render(r.tmpl, r.data)
 		if err != nil {
@@ -160,7 +143,7 @@ func Generate(o Options) (*Deployment, error) {
 		add(r.path, b, r.mode)
 	}
 	if o.Postgres {
-		b, err := render("postgres-init.sql.tmpl", host)
+		b, err := render("postgres-init.sql.tmpl", &host)
 		if err != nil {
 			return nil, err
 		}
@@ -193,13 +176,7 @@ func Generate(o Options) (*Deployment, error) {
 // secret by surprise.
 func Write(dir string, files []File, force bool) error {
 	if !force {
-		var exist []string
-		for _, f := range files {
-			if _, err := os.Lstat(filepath.Join(dir, f.Path)); err == nil {
-				exist = append(exist, f.Path)
-			}
-		}
-		if len(exist) > 0 {
+		if exist := existing(dir, files); len(exist) > 0 {
 			return fmt.Errorf("%s already has %s; nothing was written (use -force to overwrite)", dir, strings.Join(exist, ", "))
 		}
 	}
@@ -216,6 +193,22 @@ func Write(dir string, files []File, force bool) error {
 		}
 	}
 	return nil
+}
+
+// existing returns the Paths of files that are in dir already. It is the
+// one check before init or adopt writes: both refuse to replace what is
+// there (init unless forced). A file whose absence cannot be confirmed (a
+// directory that cannot be read, a file where a directory should be)
+// counts as there, since writing it would replace something or fail
+// halfway through, leaving a deployment half written.
+func existing(dir string, files []File) []string {
+	var exist []string
+	for _, f := range files {
+		if _, err := os.Lstat(filepath.Join(dir, f.Path)); !errors.Is(err, fs.ErrNotExist) {
+			exist = append(exist, f.Path)
+		}
+	}
+	return exist
 }
 
 // NewSigningKey makes a Matrix signing key in Dendrite's format: a PEM
@@ -236,22 +229,6 @@ func NewSigningKey() (pemBytes []byte, keyID string, err error) {
 	}
 	keyID = "ed25519:" + string(id)
 	return pem.EncodeToMemory(&pem.Block{Type: "MATRIX PRIVATE KEY", Headers: map[string]string{"Key-ID": keyID}, Bytes: seed}), keyID, nil
-}
-
-// render executes one of templates/ with data.
-func render(name string, data map[string]any) ([]byte, error) {
-	tmpl, err := template.New("").Funcs(template.FuncMap{
-		"q":  func(s string) string { b, _ := json.Marshal(s); return string(b) },
-		"sq": func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" },
-	}).ParseFS(files, "templates/*.tmpl")
-	if err != nil {
-		return nil, err
-	}
-	var b bytes.Buffer
-	if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
-		return nil, fmt.Errorf("rendering %s: %w", name, err)
-	}
-	return b.Bytes(), nil
 }
 
 // hostList is the names the edge answers for: the server name, whose host

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/wellknownd/wellknownd/deploy"
@@ -17,20 +18,24 @@ import (
 func runAdopt(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("adopt", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o deploy.AdoptOptions
+	var (
+		o    deploy.AdoptOptions
+		c    deploy.ComposeOptions
+		host deploy.HostOptions
+	)
 	fs.StringVar(&o.DendriteConfig, "dendrite-config", "", "The dendrite.yaml the homeserver runs with, e.g. ./config/dendrite.yaml. Required. It is read, never written.")
 	fs.StringVar(&o.ServerName, "server-name", "", "The server name you expect dendrite.yaml to have; adopt stops when it has another.")
 	fs.StringVar(&o.Delegate, "delegate", "", "The host that serves the homeserver, e.g. matrix.example.com. Default: the host in dendrite.yaml's global.well_known_server_name or well_known_client_name.")
-	fs.StringVar(&o.Compose, "compose", "", "The compose file that runs Dendrite. adopt writes wellknownd.yaml and an override file beside it. Without it, Dendrite runs on this host and a systemd unit fronts it at -upstream.")
-	fs.StringVar(&o.Service, "service", "", "Dendrite's compose service, when adopt cannot tell it by its image or its mount of dendrite.yaml's directory.")
-	fs.StringVar(&o.Upstream, "upstream", "http://127.0.0.1:8008", "Without -compose: Dendrite's plain HTTP listener on this host.")
-	fs.StringVar(&o.Dir, "dir", "/var/lib/wellknownd", "Without -compose: write wellknownd.yaml and the unit into this directory (as init does).")
+	fs.StringVar(&c.File, "compose", "", "The compose file that runs Dendrite. adopt writes wellknownd.yaml and an override file beside it. Without it, Dendrite runs on this host and a systemd unit fronts it at -upstream.")
+	fs.StringVar(&c.Service, "service", "", "Dendrite's compose service, when adopt cannot tell it by its image or its mount of dendrite.yaml's directory.")
+	fs.StringVar(&host.Upstream, "upstream", "http://127.0.0.1:8008", "Without -compose: Dendrite's plain HTTP listener on this host.")
+	fs.StringVar(&host.Dir, "dir", "/var/lib/wellknownd", "Without -compose: write wellknownd.yaml and the unit into this directory (as init does).")
 	fs.StringVar(&o.TLSMode, "tls", "acme", "Where certificates come from: acme (wellknownd obtains and renews them itself), files (-cert-file and -key-file, e.g. what acme.sh installs) or internal (a local CA, for trying it out).")
 	fs.StringVar(&o.CertFile, "cert-file", "", "With -tls files: the PEM certificate chain, which must name the server name's host and the delegated host.")
 	fs.StringVar(&o.KeyFile, "key-file", "", "With -tls files: the certificate's PEM private key.")
 	fs.StringVar(&o.Email, "email", "", "With -tls acme: the ACME account's e-mail. Default: admin@SERVER_NAME.")
 	fs.StringVar(&o.Site, "site", "", "The web server (http:// or https:// URL) that answers on the server name's host besides the documents, e.g. the project's web site; wellknownd proxies to it. Without it, that host answers 404 outside /.well-known/matrix.")
-	fs.StringVar(&o.Source, "src", "", "With -compose: a clone of wellknownd to build the image from. Default: the public repository.")
+	fs.StringVar(&c.Source, "src", "", "With -compose: a clone of wellknownd to build the image from. Default: the public repository.")
 	dryRun := fs.Bool("dry-run", false, "Print what adopt would write and change, and write nothing.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -39,14 +44,31 @@ func runAdopt(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return usageError{"adopt: -dendrite-config is required"}
 	}
-	if o.Compose != "" {
-		o.Upstream, o.Dir = "", ""
+	// A flag of the other mode is refused rather than ignored: -dir with
+	// -compose would look as if it chose where the files go.
+	modeFlags, why := []string{"service", "src"}, "only with -compose"
+	if c.File != "" {
+		modeFlags, why = []string{"upstream", "dir"}, "for a Dendrite on this host, not with -compose (its files go beside the compose file, and Dendrite is reached as its service)"
 	}
-	self, err := os.Executable()
-	if err != nil || strings.Contains(self, "go-build") {
-		self = "/usr/local/bin/wellknownd"
+	var misplaced error
+	fs.Visit(func(f *flag.Flag) {
+		if misplaced == nil && slices.Contains(modeFlags, f.Name) {
+			misplaced = usageError{fmt.Sprintf("adopt: -%s is %s", f.Name, why)}
+		}
+	})
+	if misplaced != nil {
+		return misplaced
 	}
-	o.WellknowndBin = self
+	if c.File != "" {
+		o.Compose = &c
+	} else {
+		self, err := os.Executable()
+		if err != nil || strings.Contains(self, "go-build") {
+			self = "/usr/local/bin/wellknownd"
+		}
+		host.WellknowndBin = self
+		o.Host = &host
+	}
 	a, err := deploy.Adopt(o)
 	if err != nil {
 		return err

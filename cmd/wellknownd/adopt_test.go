@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -134,5 +135,26 @@ func TestAdoptFrontsRunningDendrite(t *testing.T) {
 	}
 	if dendriteFiles() != before {
 		t.Error("adopt changed Dendrite's configuration or key")
+	}
+}
+
+// TestAdoptRefusesFlagsOfTheOtherMode: a flag that only one mode reads is
+// refused in the other, before anything is read, rather than ignored.
+func TestAdoptRefusesFlagsOfTheOtherMode(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-compose", "docker-compose.yml", "-dir", "/srv/x"}, "adopt: -dir is for a Dendrite on this host, not with -compose"},
+		{[]string{"-compose", "docker-compose.yml", "-upstream", "http://127.0.0.1:8008"}, "adopt: -upstream is for a Dendrite on this host"},
+		{[]string{"-service", "dendrite"}, "adopt: -service is only with -compose"},
+		{[]string{"-src", "."}, "adopt: -src is only with -compose"},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), append([]string{"adopt", "-dendrite-config", "/nonexistent/dendrite.yaml"}, tc.args...), &out, &out)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("adopt %q: %v, want a usage error with %q", tc.args, err, tc.want)
+		}
 	}
 }

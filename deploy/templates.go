@@ -1,0 +1,166 @@
+package deploy
+
+// templates.go owns what the files in templates/ are rendered from: init
+// and adopt write wellknownd.yaml from the same template, so they must fill
+// the same fields. A typed struct makes a misspelt or forgotten field a
+// compile error instead of an empty value in a file someone deploys.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// templateData is what every template in templates/ is executed with. A
+// field that a caller has no use for stays zero, which each template reads
+// as "not there".
+type templateData struct {
+	// The delegation. wellknownd.yaml and dendrite.yaml are rendered from
+	// the same values so that the documents wellknownd serves and what
+	// Dendrite would publish never disagree.
+
+	// ServerName is the Matrix server name (example.com).
+	ServerName string
+	// MServer is the m.server the server document names (host:port).
+	MServer string
+	// BaseURL is the client base URL the client document names.
+	BaseURL string
+	// Hosts are the names the edge answers for; the first is the server
+	// name, whose host serves the documents.
+	Hosts []string
+	// Site is the web server the server name's host keeps proxying to
+	// outside /.well-known/matrix; "" when there is none to keep.
+	Site string
+
+	// wellknownd.yaml.
+
+	// Adopted names the files adopt read, for the header; "" when init
+	// wrote the deployment, which then says so instead.
+	Adopted string
+	// ConfigPath is wellknownd.yaml's path as wellknownd sees it (inside
+	// the container under compose), for the "validate" hint in the header.
+	ConfigPath string
+	// Metrics is the Prometheus listener; "" for none. Only the compose
+	// layout has one, reachable on the compose network alone.
+	Metrics string
+	// TLSMode is acme, files or internal.
+	TLSMode string
+	// Email is the ACME account's contact (acme).
+	Email string
+	// CertFile and KeyFile are the certificate chain and key as wellknownd
+	// sees them (files).
+	CertFile, KeyFile string
+	// TLSStorage holds the certificates and the ACME account (acme,
+	// internal).
+	TLSStorage string
+	// UpstreamURL is Dendrite's plain HTTP listener as wellknownd reaches it.
+	UpstreamURL string
+	// MaxBody is upstream.max_body in the configuration's size syntax; it
+	// must not be smaller than Dendrite's media limit, or uploads fail.
+	MaxBody string
+	// DendriteReady is the URL whose answer means Dendrite is ready.
+	DendriteReady string
+	// Supervise has wellknownd run Dendrite; without it wellknownd only
+	// watches a Dendrite that something else runs.
+	Supervise bool
+	// SupervisePostgres has wellknownd wait for the system's PostgreSQL
+	// before it starts Dendrite (with Supervise).
+	SupervisePostgres bool
+	// DendriteBin is the dendrite binary wellknownd runs and DendriteAddr
+	// its -http-bind-address (with Supervise).
+	DendriteBin, DendriteAddr string
+
+	// dendrite.yaml and postgres-init.sql, which only init writes.
+
+	// DendriteVersion is the Dendrite release the configuration is for.
+	DendriteVersion string
+	// DendriteDir is Dendrite's working directory; its relative paths
+	// (StoragePath, MediaPath, the SQLite files) are relative to it.
+	DendriteDir string
+	// Database is the PostgreSQL connection string; "" puts every
+	// component in its own SQLite file.
+	Database string
+	// StoragePath is JetStream's directory, MediaPath the media's.
+	StoragePath, MediaPath string
+	// MaxFileSize is media_api.max_file_size_bytes, the size MaxBody says.
+	MaxFileSize int64
+	// RegistrationSecret is client_api.registration_shared_secret.
+	RegistrationSecret string
+	// PostgresPassword is the password of the role dendrite.
+	PostgresPassword string
+
+	// Override is the compose override that adopt writes; nil otherwise.
+	Override *composeOverride
+}
+
+// composeOverride is what templates/compose-override.yml.tmpl needs beyond
+// templateData: how the services of an adopted compose file change.
+type composeOverride struct {
+	// ComposeFile is the adopted compose file's name, File the override's.
+	ComposeFile, File string
+	// Dendrite is Dendrite's service, which wellknownd starts after.
+	Dendrite string
+	// Ports are the services that give up published ports, in the
+	// compose file's order.
+	Ports []portChange
+	// Build is what compose builds the image from when it is not there.
+	Build string
+	// ImageUser is the uid the image runs as, who must read the mounts.
+	ImageUser int
+	// CertSource and KeySource are the bind mounts' sources of the
+	// certificate and key (TLSMode files).
+	CertSource, KeySource string
+	// Networks are Dendrite's networks, which wellknownd joins to reach it.
+	Networks []string
+}
+
+// portChange is one service's ports: in the override.
+type portChange struct {
+	Service string
+	// Taken are the entries it gives up, as the operator wrote them.
+	Taken []string
+	// Kept are the entries it keeps, each a YAML sequence item; with
+	// none, the service's ports are reset.
+	Kept []string
+}
+
+// templateFuncs quote values for the language each template writes, so
+// that no value a person gave can change the file's structure.
+var templateFuncs = template.FuncMap{
+	// q is a YAML (and JSON) double-quoted string.
+	"q": func(s string) string { b, _ := json.Marshal(s); return string(b) },
+	// sq is an SQL string literal.
+	"sq": func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" },
+	// yq is a YAML scalar quoted only when it must be, as compose files
+	// are usually written.
+	"yq":   yamlQuote,
+	"join": strings.Join,
+	// indent puts n spaces before every line of s, to nest a YAML text
+	// made elsewhere.
+	"indent": func(n int, s string) string {
+		pad := strings.Repeat(" ", n)
+		return pad + strings.ReplaceAll(s, "\n", "\n"+pad)
+	},
+}
+
+// render executes one of templates/ with data.
+func render(name string, data *templateData) ([]byte, error) {
+	tmpl, err := template.New("").Funcs(templateFuncs).ParseFS(files, "templates/*.tmpl")
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
+		return nil, fmt.Errorf("rendering %s: %w", name, err)
+	}
+	return b.Bytes(), nil
+}
+
+func yamlQuote(s string) string {
+	b, _ := yaml.Marshal(s)
+	return strings.TrimSuffix(string(b), "\n")
+}
