@@ -13,8 +13,9 @@ import (
 	"time"
 )
 
-// matrixProxy forwards Matrix API requests to one upstream (Dendrite).
-type matrixProxy struct {
+// upstreamProxy forwards requests to one upstream: the homeserver (the
+// Matrix APIs) or a service of routes:.
+type upstreamProxy struct {
 	rp      *httputil.ReverseProxy
 	target  *url.URL
 	trusted netList
@@ -27,13 +28,14 @@ type matrixProxy struct {
 	// a request waits for one.
 	slots chan struct{}
 	wait  time.Duration
-	// plain: not the homeserver but a service of routes:, whose answers
-	// get no CORS headers from the edge (the service sets its own).
-	plain bool
+	// homeserver: the upstream is the homeserver, whose answers get the
+	// client API's CORS headers from the edge; a service of routes: sets
+	// its own.
+	homeserver bool
 }
 
-func newMatrixProxy(target *url.URL, up upstreamDeps, trusted netList) *matrixProxy {
-	p := &matrixProxy{target: target, trusted: trusted, log: up.log, supervised: up.ready != nil, metrics: up.metrics,
+func newUpstreamProxy(target *url.URL, up upstreamDeps, trusted netList, homeserver bool) *upstreamProxy {
+	p := &upstreamProxy{target: target, homeserver: homeserver, trusted: trusted, log: up.log, supervised: up.ready != nil, metrics: up.metrics,
 		slots: up.slots.forHost(target.Host), wait: up.slots.wait}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
@@ -54,7 +56,7 @@ func newMatrixProxy(target *url.URL, up upstreamDeps, trusted netList) *matrixPr
 	return p
 }
 
-func (p *matrixProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (p *upstreamProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !acquire(p.slots, p.wait, r.Context().Done()) {
 		if r.Context().Err() != nil {
 			return // the client left while waiting
@@ -72,7 +74,7 @@ func (p *matrixProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // rewrite keeps the request as the client sent it: the same Host, and the
 // same bytes of path and query, since event and room IDs travel
 // percent-encoded in paths and signatures cover them.
-func (p *matrixProxy) rewrite(pr *httputil.ProxyRequest) {
+func (p *upstreamProxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(p.target)
 	pr.Out.Host = pr.In.Host
 	// ReverseProxy re-encodes a query it finds unusual (';', a bad escape)
@@ -111,8 +113,8 @@ var untrustedClientHeaders = []string{
 // modifyResponse puts the client API's CORS headers on every answer,
 // replacing what the upstream sent, so that they are right even when
 // Dendrite errs before its own CORS middleware runs.
-func (p *matrixProxy) modifyResponse(resp *http.Response) error {
-	if !p.plain {
+func (p *upstreamProxy) modifyResponse(resp *http.Response) error {
+	if p.homeserver {
 		setCORS(resp.Header, corsClientAPI)
 	}
 	dropTransportPolicy(resp.Header)
@@ -132,7 +134,7 @@ func dropTransportPolicy(h http.Header) {
 // errorHandler answers for an upstream that could not be reached, in JSON a
 // Matrix client understands. The cause goes to the log, never to the
 // client: addresses and Go errors are nobody's business outside.
-func (p *matrixProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge) || errors.As(bodyError(r), &tooLarge):

@@ -3,7 +3,6 @@ package server
 import (
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 )
@@ -14,27 +13,15 @@ type matrixRoutes struct {
 	// edgeFederation wrap them with what the edge answers itself.
 	client, federation         http.Handler
 	edgeClient, edgeFederation http.Handler
-	// maxBody caps request bodies, in bytes.
-	maxBody int64
+	// gate answers what the edge answers itself before forwarding.
+	gate upstreamGate
 	// trusted proxies' X-Forwarded-For is believed when deciding who the
 	// client is; exposeAdmin lists who may reach admin paths.
 	trusted, exposeAdmin netList
-	// ready reports whether the supervised upstream can answer; nil: always.
-	ready func() bool
-	// bodyIdle ends a request whose body stops arriving for this long.
-	bodyIdle time.Duration
-	// buffers lend the 413 drain its buffer.
-	buffers *bufferPool
-	// plain: a service of routes:, not the homeserver: CORS preflights go
-	// to it rather than being answered here.
-	plain bool
 }
 
-// retryAfter is the Retry-After of a 503 while the homeserver starts.
-var retryAfter = []string{"5"}
-
 func (m *matrixRoutes) init() {
-	m.edgeClient, m.edgeFederation = m.edge(m.client), m.edge(m.federation)
+	m.edgeClient, m.edgeFederation = m.gate.wrap(m.client), m.gate.wrap(m.federation)
 }
 
 // serveMatrix forwards /_matrix/... without a router: it is the busiest
@@ -59,45 +46,6 @@ func (m *matrixRoutes) mount(r chi.Router) {
 	admin := m.adminOnly(m.edgeClient)
 	r.Handle("/_synapse/admin/*", admin)
 	r.Handle("/_dendrite/admin/*", admin)
-}
-
-// edge answers what the edge can answer itself (CORS preflights, bodies
-// over the limit) and forwards the rest.
-func (m *matrixRoutes) edge(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodOptions && !m.plain {
-			// Browsers preflight every authenticated client request; the
-			// answer never depends on the homeserver, so it is not asked.
-			setCORS(w.Header(), corsClientAPI)
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		if m.ready != nil && !m.ready() {
-			// Answer at once: dialling a homeserver that is restarting
-			// would hang the client until the dial times out.
-			w.Header()["Retry-After"] = retryAfter
-			writeMatrixError(w, corsClientAPI, http.StatusServiceUnavailable, codeUnknown, "The homeserver is starting; try again shortly")
-			return
-		}
-		if r.ContentLength > m.maxBody {
-			// Refused before the homeserver sees a byte of the body: an
-			// oversized upload costs neither bandwidth to Dendrite nor its
-			// disk.
-			refuseTooLarge(w, r, m.buffers)
-			return
-		}
-		if r.ContentLength < 0 {
-			// Chunked: the size is known only while reading, so reading
-			// stops at the limit and the proxy's error handler says 413.
-			r.Body = http.MaxBytesReader(w, r.Body, m.maxBody)
-		}
-		if r.ContentLength != 0 {
-			if r = startBody(w, r, m.bodyIdle); r == nil {
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // adminOnly lets through only clients listed in expose_admin: the admin

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/wellknownd/wellknownd/certs"
 	"github.com/wellknownd/wellknownd/config"
@@ -72,72 +71,6 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 
 // ServeHTTP serves the current site as the main listeners do.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.main.ServeHTTP(w, r) }
-
-// instrumented wraps a listener's routing with what every request gets:
-// the site loaded once, metrics, and the optional request log.
-func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Request, *hostRoute)) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		st := s.site.Load()
-		hr := st.lookup(r.Host)
-		hm := st.unknown
-		if hr != nil {
-			hm = hr.metrics
-		}
-		rec := recorders.Get().(*statusRecorder)
-		*rec = statusRecorder{ResponseWriter: w}
-		s.m.inflight.Inc()
-		defer func() {
-			// Deferred: a proxy whose client vanished mid-body panics with
-			// http.ErrAbortHandler, and that request still counts.
-			s.m.inflight.Dec()
-			took := time.Since(start)
-			status := rec.status
-			if status == 0 {
-				status = http.StatusOK
-			}
-			hm.observe(classOf(r.URL.Path), status, took)
-			if st.logRequests {
-				s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("host", r.Host),
-					slog.String("path", r.URL.Path), slog.Int("status", status), slog.Int64("bytes", rec.bytes),
-					slog.Duration("took", took), slog.String("peer", r.RemoteAddr))
-			}
-			*rec = statusRecorder{}
-			recorders.Put(rec)
-		}()
-		if r.ContentLength != 0 && r.ProtoMajor == 1 {
-			defer boundLeftoverBody(rec)
-		}
-		if r.TLS != nil && hr != nil && st.hsts != "" {
-			w.Header()["Strict-Transport-Security"] = []string{st.hsts}
-		}
-		s.m.byProtocol[min(max(r.ProtoMajor, 1), 3)-1].Inc()
-		if msg := badRequest(r); msg != "" {
-			writeMatrixError(rec, corsReadOnly, http.StatusBadRequest, codeUnrecognized, msg)
-			return
-		}
-		var out http.ResponseWriter = rec
-		if st.compressMin > 0 && r.Method != http.MethodHead && r.Header.Get("Range") == "" && !isMediaPath(r.URL.Path) {
-			if enc := negotiateEncoding(r.Header.Get("Accept-Encoding")); enc != "" {
-				stripEncodingTags(r.Header)
-				cw := newCompressWriter(rec, enc, st.compressMin)
-				// Before the recorder's accounting above: defers run last
-				// first.
-				defer cw.Close()
-				out = cw
-			}
-		}
-		serve(st, out, r, hr)
-	})
-}
-
-// Certificates is the certificate source while Run runs, else nil.
-func (s *Server) Certificates() certs.Source {
-	if p := s.certs.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
 
 // listener is one configured listening socket and what it serves.
 type listener struct {
@@ -235,31 +168,6 @@ func (s *Server) Run(ctx context.Context) error {
 		s.certs.Store(nil)
 	}
 	return runErr
-}
-
-func (s *Server) newCertificates(lns []listener) (certs.Source, error) {
-	if s.config().TLS.Mode == config.TLSOff {
-		return nil, nil
-	}
-	opts := certs.Options{
-		TLS: s.config().TLS, Hosts: s.config().Hosts, Log: s.log.With("component", "certs"),
-		DNSProvider: s.opts.dnsProvider, PollInterval: s.opts.pollInterval, RenewCheckInterval: s.opts.renewCheck, DisableARI: s.opts.renewCheck != 0,
-		OnEvent: func(event string) { s.m.certEvents.WithLabelValues(event).Inc() },
-	}
-	for _, l := range lns {
-		switch l.name {
-		case "http":
-			opts.HTTPAddr = l.ln.Addr().String()
-		case "https":
-			opts.TLSAddr = l.ln.Addr().String()
-		}
-	}
-	src, err := certs.New(opts)
-	if err != nil {
-		return nil, err
-	}
-	s.certs.Store(&src)
-	return src, nil
 }
 
 // configure gives each listener its server: the handler for what it

@@ -131,12 +131,12 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) *site {
 }
 
 func newMatrixRoutes(u config.Upstream, up upstreamDeps) *matrixRoutes {
-	m := &matrixRoutes{maxBody: int64(u.MaxBody), ready: up.ready, bodyIdle: up.limits.bodyIdle, buffers: up.buffers,
-		trusted: u.Trusted, exposeAdmin: u.Admin}
-	m.client = newMatrixProxy(u.Target, up, m.trusted)
+	m := &matrixRoutes{trusted: u.Trusted, exposeAdmin: u.Admin,
+		gate: upstreamGate{maxBody: int64(u.MaxBody), ready: up.ready, bodyIdle: up.limits.bodyIdle, buffers: up.buffers, homeserver: true}}
+	m.client = newUpstreamProxy(u.Target, up, m.trusted, true)
 	m.federation = m.client
 	if u.FederationTarget != u.Target {
-		m.federation = newMatrixProxy(u.FederationTarget, up, m.trusted)
+		m.federation = newUpstreamProxy(u.FederationTarget, up, m.trusted, true)
 	}
 	m.init()
 	return m

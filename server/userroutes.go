@@ -23,8 +23,8 @@ func newRouteHandlers(cfg *config.Config, up upstreamDeps) *routeHandlers {
 	trusted := netList(cfg.Upstream.Trusted)
 	// A route's service is not supervised: a refused connection is an
 	// error, not a restart.
-	plainUp := up
-	plainUp.ready = nil
+	serviceUp := up
+	serviceUp.ready = nil
 	for _, rt := range cfg.Routes {
 		var h http.Handler
 		if rt.Static != "" {
@@ -33,10 +33,8 @@ func newRouteHandlers(cfg *config.Config, up upstreamDeps) *routeHandlers {
 				h = http.StripPrefix(rt.Path, h)
 			}
 		} else {
-			p := newMatrixProxy(rt.Target, plainUp, trusted)
-			p.plain = true
-			m := &matrixRoutes{maxBody: int64(rt.MaxBody), bodyIdle: up.limits.bodyIdle, buffers: up.buffers, trusted: trusted, plain: true}
-			h = m.edge(p)
+			gate := upstreamGate{maxBody: int64(rt.MaxBody), bodyIdle: up.limits.bodyIdle, buffers: up.buffers}
+			h = gate.wrap(newUpstreamProxy(rt.Target, serviceUp, trusted, false))
 		}
 		rh.handlers = append(rh.handlers, h)
 	}

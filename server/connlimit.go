@@ -1,0 +1,202 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// connLimiter caps the connections open at once across the public
+// listeners (give or take the one each listener holds while it waits for
+// a slot), so that descriptors never run out.
+//
+// At the cap, a new connection takes the place of the one that has waited
+// longest without a request being served on it: a keep-alive connection
+// between requests, one that has not finished its request headers, or one
+// whose request body has not started. Those are what a flood of slow
+// clients is made of; a client being answered is never closed. Only when
+// every connection is busy does Accept wait, and new clients wait in the
+// kernel's accept queue.
+type connLimiter struct {
+	slots chan struct{}
+	// reached counts the times a connection found the cap reached.
+	reached atomic.Uint64
+	// evicted counts the waiting connections closed to make room.
+	evicted atomic.Uint64
+
+	mu    sync.Mutex
+	conns map[*limitedConn]struct{}
+}
+
+func newConnLimiter(n int) *connLimiter {
+	return &connLimiter{slots: make(chan struct{}, n), conns: map[*limitedConn]struct{}{}}
+}
+
+// evictGrace is how long a connection must have waited before it may be
+// closed to make room: in a burst of new clients, one whose request is
+// still on its way is not taken for an idle one.
+const evictGrace = 250 * time.Millisecond
+
+// evictOldest closes the connection that has waited longest without being
+// served, if it has waited evictGrace, and reports whether there was one.
+func (c *connLimiter) evictOldest() bool {
+	c.mu.Lock()
+	var oldest *limitedConn
+	since := time.Now().Add(-evictGrace).UnixNano()
+	for lc := range c.conns {
+		if t := lc.waitingSince.Load(); t != 0 && t <= since {
+			oldest, since = lc, t
+		}
+	}
+	c.mu.Unlock()
+	if oldest == nil {
+		return false
+	}
+	c.evicted.Add(1)
+	oldest.Close()
+	return true
+}
+
+// take gets a slot for a new connection, making room by eviction when it
+// can, else waiting; false when the listener closed meanwhile.
+func (c *connLimiter) take(closed <-chan struct{}) bool {
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	default:
+	}
+	c.reached.Add(1)
+	for {
+		if !c.evictOldest() {
+			// Everything is busy: wait for a connection to close, looking
+			// again now and then for one that has started to wait.
+			select {
+			case c.slots <- struct{}{}:
+				return true
+			case <-closed:
+				return false
+			case <-time.After(100 * time.Millisecond):
+				continue
+			}
+		}
+		select {
+		case c.slots <- struct{}{}:
+			return true
+		case <-closed:
+			return false
+		case <-time.After(10 * time.Millisecond):
+			// Another listener took the slot; evict again.
+		}
+	}
+}
+
+// markWaiting says the connection of a request (an HTTP/1 one) is waiting
+// on its client, or (false) that it is being served again.
+func markWaiting(ctx context.Context, waiting bool) {
+	if lc, ok := ctx.Value(connKey{}).(*limitedConn); ok {
+		lc.setWaiting(waiting)
+	}
+}
+
+type connKey struct{}
+
+// limitedOf is the limitedConn under a connection the server hands its
+// hooks (a TLS connection wraps it), or nil.
+func limitedOf(c net.Conn) *limitedConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	lc, _ := c.(*limitedConn)
+	return lc
+}
+
+// connState marks connections waiting between requests or on their
+// request headers, for the limiter to evict first.
+func connState(c net.Conn, st http.ConnState) {
+	if lc := limitedOf(c); lc != nil {
+		lc.setWaiting(st == http.StateNew || st == http.StateIdle)
+	}
+}
+
+// connContext lets a request find its connection (startBody marks it
+// while the body has not started).
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if lc := limitedOf(c); lc != nil {
+		return context.WithValue(ctx, connKey{}, lc)
+	}
+	return ctx
+}
+
+// open is the number of connections held now; full says it is the cap.
+func (c *connLimiter) open() int  { return len(c.slots) }
+func (c *connLimiter) full() bool { return len(c.slots) == cap(c.slots) }
+
+func (c *connLimiter) wrap(ln net.Listener) net.Listener {
+	return &limitedListener{Listener: ln, c: c, closed: make(chan struct{})}
+}
+
+type limitedListener struct {
+	net.Listener
+	c         *connLimiter
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// Accept takes a slot only once a connection has arrived: taking one
+// ahead would evict a waiting connection for a client that is not there.
+// While it waits for a slot, that one connection is held unserved: each
+// listener holds at most one past the cap.
+func (l *limitedListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if !l.c.take(l.closed) {
+		conn.Close()
+		return nil, net.ErrClosed
+	}
+	lc := &limitedConn{Conn: conn, c: l.c}
+	lc.setWaiting(true)
+	l.c.mu.Lock()
+	l.c.conns[lc] = struct{}{}
+	l.c.mu.Unlock()
+	return lc, nil
+}
+
+func (l *limitedListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// limitedConn gives its slot back once, when it is closed.
+type limitedConn struct {
+	net.Conn
+	c    *connLimiter
+	once sync.Once
+	// waitingSince is when it began to wait on its client (UnixNano), 0
+	// while a request is being served.
+	waitingSince atomic.Int64
+}
+
+func (c *limitedConn) setWaiting(waiting bool) {
+	var t int64
+	if waiting {
+		t = time.Now().UnixNano()
+	}
+	c.waitingSince.Store(t)
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.c.mu.Lock()
+		delete(c.c.conns, c)
+		c.c.mu.Unlock()
+		<-c.c.slots
+	})
+	return err
+}
