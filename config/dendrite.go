@@ -61,7 +61,7 @@ func (v *validator) validateDendrite() {
 			v.problems = append(v.problems, yamlfile.Problem{File: path, Line: line, Field: "global.server_name",
 				Msg: fmt.Sprintf("is %q, but wellknownd's server_name is %q; users and rooms would be named after the wrong server", got, c.ServerName)})
 		}
-		if got, line := d.Get("global.well_known_server_name"); got != "" && !sameServer(got, c.Delegation.Server) {
+		if got, line := d.Get("global.well_known_server_name"); got != "" && !sameServer(got, c.Delegation.Delegated) {
 			v.problems = append(v.problems, yamlfile.Problem{File: path, Line: line, Field: "global.well_known_server_name", Warning: true,
 				Msg: fmt.Sprintf("is %q, but delegation.server is %q", got, c.Delegation.Server)})
 		}
@@ -82,12 +82,12 @@ func (v *validator) validateDendrite() {
 	}
 }
 
-// sameServer compares server names, a missing port meaning 8448.
-func sameServer(a, b string) bool {
-	na, errA := delegation.ParseServerName(a)
-	nb, errB := delegation.ParseServerName(b)
-	if errA != nil || errB != nil {
-		return a == b
+// sameServer compares a server name as dendrite.yaml writes it with the
+// delegated one, a missing port meaning 8448.
+func sameServer(a string, nb delegation.ServerName) bool {
+	na, err := delegation.ParseServerName(a)
+	if err != nil {
+		return false
 	}
 	pa, pb := na.Port, nb.Port
 	if pa == 0 {

@@ -43,8 +43,8 @@ func Parse(file string, data []byte) (*Config, yamlfile.Problems) {
 	return &cfg, d.problems
 }
 
-// Spec is the delegation the configuration describes.
-func (c *Config) Spec() delegation.Spec {
+// spec is the delegation the configuration describes.
+func (c *Config) spec() delegation.Spec {
 	s := delegation.Spec{
 		ServerName:     c.ServerName,
 		Server:         c.Delegation.Server,
@@ -132,7 +132,7 @@ func specField(doc string) string {
 // resolves the names and URL they hold.
 func (v *validator) validateDelegation() {
 	c := v.cfg
-	docs, problems := c.Spec().Render()
+	docs, problems := c.spec().Render()
 	for _, fe := range problems {
 		field := specField(fe.Field)
 		if fe.Warning {
@@ -311,7 +311,7 @@ func (v *validator) validateUpstream() {
 		{"upstream.expose_admin", "the homeserver's admin API (accounts, rooms, purges) would be open to the whole Internet", u.ExposeAdmin, &u.Admin},
 	} {
 		for i, c := range list.cidrs {
-			p, err := ParsePrefix(c)
+			p, err := parsePrefix(c)
 			if err != nil {
 				v.errf(list.field+"["+strconv.Itoa(i)+"]", "%s", err)
 				continue
@@ -366,9 +366,9 @@ func (v *validator) httpURL(field, raw string) *url.URL {
 	return u
 }
 
-// ParsePrefix parses a CIDR such as 10.0.0.0/8, or a single address as the
+// parsePrefix parses a CIDR such as 10.0.0.0/8, or a single address as the
 // prefix that holds only it.
-func ParsePrefix(s string) (netip.Prefix, error) {
+func parsePrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {

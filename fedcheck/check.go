@@ -75,9 +75,25 @@ type checker struct {
 	report   *Report
 }
 
-// Run checks serverName and returns the report; it never stops at the
-// first failure.
+// Run checks serverName, as a person typed it, and returns the report; it
+// never stops at the first failure.
 func Run(ctx context.Context, serverName string, opts Options) *Report {
+	c := newChecker(serverName, opts)
+	name, err := delegation.ParseServerName(serverName)
+	if err != nil {
+		c.fail("server name", "", "the server name "+err.Error(), "use the part after the colon in your user IDs, e.g. example.com")
+		return c.report
+	}
+	return c.run(ctx, name)
+}
+
+// RunName checks a server name already parsed (the edge's own, by its
+// configuration) and returns the report.
+func RunName(ctx context.Context, name delegation.ServerName, opts Options) *Report {
+	return newChecker(name.String(), opts).run(ctx, name)
+}
+
+func newChecker(serverName string, opts Options) *checker {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
@@ -93,12 +109,11 @@ func Run(ctx context.Context, serverName string, opts Options) *Report {
 	if c.resolver == nil {
 		c.resolver = net.DefaultResolver
 	}
+	return c
+}
+
+func (c *checker) run(ctx context.Context, name delegation.ServerName) *Report {
 	r := c.report
-	name, err := delegation.ParseServerName(serverName)
-	if err != nil {
-		c.fail("server name", "", "the server name "+err.Error(), "use the part after the colon in your user IDs, e.g. example.com")
-		return r
-	}
 	c.pass("server name", name.String())
 	r.Targets = c.resolve(ctx, name)
 	fedOK := len(r.Targets) > 0

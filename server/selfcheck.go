@@ -47,7 +47,7 @@ func (s *Server) selfCheck(ctx context.Context, httpsAddr, fedAddr string) {
 	if src := s.Certificates(); src != nil {
 		opts.Roots = src.Roots()
 	}
-	report := fedcheck.Run(ctx, cfg.ServerName, opts)
+	report := fedcheck.RunName(ctx, base, opts)
 	var failed []string
 	for _, c := range report.Checks {
 		if c.Skipped {
