@@ -1,6 +1,8 @@
 // Package config reads wellknownd's one configuration file: it decodes YAML
-// strictly, fills defaults, and validates every value up front, so that each
-// problem is reported with its file, line and field before anything listens.
+// strictly, fills defaults, validates every value up front, so that each
+// problem is reported with its file, line and field before anything listens,
+// and resolves each value once into the type the code uses (a server name, a
+// URL, a network, a signal), so that nothing downstream parses it again.
 package config
 
 import (
