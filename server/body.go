@@ -65,7 +65,7 @@ func startBody(w http.ResponseWriter, r *http.Request, idle time.Duration) *http
 		markWaiting(r.Context(), false)
 	}
 	if err != nil && err != io.EOF {
-		writeBodyError(w, err)
+		writeBodyError(w, r, err)
 		return nil
 	}
 	// The proxy's error handler is given a copy of the request with its
@@ -97,14 +97,24 @@ func bodyError(r *http.Request) error {
 // writeBodyError answers a request whose body could not be read: 408 when
 // it stalled, 400 for anything else (a malformed chunk, a connection cut
 // mid-body). A body over max_body is the proxy's 413, decided before this.
-func writeBodyError(w http.ResponseWriter, err error) {
+func writeBodyError(w http.ResponseWriter, r *http.Request, err error) {
 	// The connection is in an unknown state mid-body: it is not reused.
-	w.Header().Set("Connection", "close")
+	closeAfter(w, r)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		writeMatrixError(w, corsClientAPI, http.StatusRequestTimeout, codeUnknown, "The request body stopped arriving")
 		return
 	}
 	writeMatrixError(w, corsClientAPI, http.StatusBadRequest, codeUnknown, "The request body could not be read")
+}
+
+// closeAfter asks that an HTTP/1 connection be closed after this answer.
+// HTTP/2 and HTTP/3 end the stream alone, and a Connection header there
+// makes the answer malformed (RFC 9113, section 8.2.2; RFC 9114, section
+// 4.2): a client would see a protocol error instead of the status.
+func closeAfter(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // The bounds of the drain after a 413: nginx's lingering_time and
@@ -124,7 +134,7 @@ const (
 // that reads as a network error. A client that asked for 100 Continue
 // sends no body: nothing to drain.
 func refuseTooLarge(w http.ResponseWriter, r *http.Request, buffers *bufferPool) {
-	w.Header().Set("Connection", "close")
+	closeAfter(w, r)
 	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
 		writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, codeTooLarge, "Request body too large")
 		return

@@ -115,6 +115,9 @@ type compressWriter struct {
 	http.ResponseWriter
 	encoding string
 	minLen   int
+	// ifNoneMatch is the request's If-None-Match as the client sent it,
+	// before stripEncodingTags: a 304 names the tag the client holds.
+	ifNoneMatch string
 
 	state   compressState
 	code    int
@@ -130,8 +133,8 @@ const (
 	compressing
 )
 
-func newCompressWriter(w http.ResponseWriter, encoding string, minLen int) *compressWriter {
-	return &compressWriter{ResponseWriter: w, encoding: encoding, minLen: minLen}
+func newCompressWriter(w http.ResponseWriter, encoding string, minLen int, ifNoneMatch string) *compressWriter {
+	return &compressWriter{ResponseWriter: w, encoding: encoding, minLen: minLen, ifNoneMatch: ifNoneMatch}
 }
 
 func (c *compressWriter) WriteHeader(code int) {
@@ -144,8 +147,14 @@ func (c *compressWriter) WriteHeader(code int) {
 		return
 	}
 	h := c.Header()
+	if code == http.StatusNotModified && c.ifNoneMatch != "" {
+		restoreEncodingTag(h, c.ifNoneMatch)
+	}
+	// no-transform forbids an intermediary to change the content's coding
+	// (RFC 9110, section 7.7).
 	eligible := code != http.StatusNoContent && code != http.StatusNotModified && code != http.StatusPartialContent &&
-		h.Get("Content-Encoding") == "" && h.Get("Content-Range") == "" && compressible(h.Get("Content-Type"))
+		h.Get("Content-Encoding") == "" && h.Get("Content-Range") == "" && compressible(h.Get("Content-Type")) &&
+		!hasDirective(h.Get("Cache-Control"), "no-transform")
 	if eligible {
 		// Whether compressed or not, the answer depended on the request's
 		// Accept-Encoding: caches must know.
@@ -309,4 +318,37 @@ func stripEncodingTags(h http.Header) {
 		r := strings.NewReplacer("-"+encZstd+`"`, `"`, "-"+encGzip+`"`, `"`)
 		h.Set(k, r.Replace(v))
 	}
+}
+
+// restoreEncodingTag gives a 304 the tag the client revalidated: the
+// upstream confirmed "abc" (its own tag, once stripEncodingTags took the
+// suffix off), but the client holds the compressed answer as "abc-zstd",
+// and a 304 must name the representation the client has (RFC 9110, section
+// 15.4.5).
+func restoreEncodingTag(h http.Header, ifNoneMatch string) {
+	et := h.Get("ETag")
+	i := strings.LastIndexByte(et, '"')
+	if i <= 0 || strings.Contains(ifNoneMatch, et) {
+		return
+	}
+	for _, enc := range []string{encZstd, encGzip} {
+		if tagged := et[:i] + "-" + enc + et[i:]; strings.Contains(ifNoneMatch, tagged) {
+			h.Set("ETag", tagged)
+			return
+		}
+	}
+}
+
+// hasDirective reports whether a Cache-Control value holds directive.
+func hasDirective(cacheControl, directive string) bool {
+	if cacheControl == "" {
+		return false
+	}
+	for d := range strings.SplitSeq(cacheControl, ",") {
+		name, _, _ := strings.Cut(strings.TrimSpace(d), "=")
+		if strings.EqualFold(name, directive) {
+			return true
+		}
+	}
+	return false
 }

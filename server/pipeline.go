@@ -56,8 +56,9 @@ func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Reque
 		var out http.ResponseWriter = rec
 		if st.compressMin > 0 && r.Method != http.MethodHead && r.Header.Get("Range") == "" && !isMediaPath(r.URL.Path) {
 			if enc := negotiateEncoding(r.Header.Get("Accept-Encoding")); enc != "" {
+				inm := r.Header.Get("If-None-Match")
 				stripEncodingTags(r.Header)
-				cw := newCompressWriter(rec, enc, st.compressMin)
+				cw := newCompressWriter(rec, enc, st.compressMin, inm)
 				// Before the recorder's accounting above: defers run last
 				// first.
 				defer cw.Close()

@@ -146,7 +146,7 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 		// homeserver is not at fault, and the answer says so.
 		p.metrics.proxyErrors.WithLabelValues("client_body").Inc()
 		p.log.Debug("request body", "path", r.URL.Path, "err", bodyError(r))
-		writeBodyError(w, bodyError(r))
+		writeBodyError(w, r, bodyError(r))
 		return
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer.

@@ -37,6 +37,12 @@ func (s *staticDir) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
+	if strings.IndexByte(name, 0) >= 0 {
+		// No file name holds a NUL (%00); the kernel would refuse it as
+		// an invalid argument, which is the client's error, not ours.
+		http.NotFound(w, r)
+		return
+	}
 	for seg := range strings.SplitSeq(name, "/") {
 		if strings.HasPrefix(seg, ".") {
 			http.NotFound(w, r)

@@ -52,7 +52,7 @@ func (rh *routeHandlers) mount(r chi.Router, host string) (fallback http.Handler
 			continue
 		}
 		if rt.Path == "/" {
-			fallback = rh.handlers[i]
+			fallback = keepReserved(rh.handlers[i])
 			continue
 		}
 		r.Handle(rt.Path, rh.handlers[i])
@@ -70,4 +70,22 @@ func (rh *routeHandlers) shadowed(rt config.Route, host string) bool {
 		}
 	}
 	return false
+}
+
+// keepReserved wraps a route whose path is "/", the one route that could
+// be handed what is always the homeserver's or the documents'
+// (config.ReservedPrefixes: validation refuses them to every other
+// route): those paths never reach it, on any host and however they are
+// encoded (the decoded path is judged). A host whose Matrix routes did not
+// take the request answers 404, as a host without a route would.
+func keepReserved(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, p := range config.ReservedPrefixes {
+			if config.UnderPrefix(r.URL.Path, p) {
+				writeMatrixError(w, corsReadOnly, http.StatusNotFound, codeUnrecognized, "Unrecognized request")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
