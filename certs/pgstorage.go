@@ -53,8 +53,9 @@ type PGStorage struct {
 	// holder names this process in the locks table (host/pid/random), for
 	// the operator reading it and so that Unlock removes only its own row.
 	holder string
-	// lease is how long a lock outlives its holder's last renewal.
-	lease time.Duration
+	// lease is how long a lock outlives its holder's last renewal;
+	// renewal is how often the holder renews it.
+	lease, renewal time.Duration
 
 	mu   sync.Mutex
 	held map[string]*heldLock
@@ -116,7 +117,7 @@ func NewPGStorage(ctx context.Context, url, password string, log *slog.Logger) (
 	if err != nil {
 		return nil, fmt.Errorf("tls.storage: %w", err)
 	}
-	s := &PGStorage{pool: pool, log: log, lease: lockLease, held: map[string]*heldLock{}, holder: fmt.Sprintf("%s/%d/%s", hostname(), os.Getpid(), randomHex(6))}
+	s := &PGStorage{pool: pool, log: log, lease: lockLease, renewal: lockLease / 3, held: map[string]*heldLock{}, holder: fmt.Sprintf("%s/%d/%s", hostname(), os.Getpid(), randomHex(6))}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	// Edges that start together would race on CREATE ... IF NOT EXISTS
@@ -329,7 +330,7 @@ func (s *PGStorage) TryLock(ctx context.Context, name string) (bool, error) {
 // holder's own deadline.
 func (s *PGStorage) renew(ctx context.Context, name string, h *heldLock) {
 	defer close(h.done)
-	t := time.NewTicker(s.lease / 3)
+	t := time.NewTicker(s.renewal)
 	defer t.Stop()
 	for {
 		select {

@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"slices"
@@ -20,7 +21,7 @@ func newPG(t *testing.T, pg *pgtest.Server, lease time.Duration) *PGStorage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.lease = lease
+	s.lease, s.renewal = lease, lease/3
 	t.Cleanup(s.Close)
 	return s
 }
@@ -86,83 +87,157 @@ func TestPGStorage(t *testing.T) {
 // released; a holder that stops renewing (a crash or a partition) loses it
 // within the lease, and stops believing it holds it before anyone else
 // has it.
+//
+// None of it depends on how busy the machine is: the live holders' leases
+// are longer than any stall of the test, and when things happened is read
+// from the lock rows, on the clock that decides, the database's (the
+// holders share it: one machine).
 func TestPGLocks(t *testing.T) {
 	pg := pgtest.Start(t)
-	const lease = 2 * time.Second
+	const lease = time.Minute
 	a, b := newPG(t, pg, lease), newPG(t, pg, lease)
-	ctx := context.Background()
-	if err := a.Lock(ctx, "issue_cert_example.com"); err != nil {
+	// Renewals seen without waiting for a third of the lease.
+	a.renewal = 50 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const name = "issue_cert_example.com"
+	if err := a.Lock(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := b.TryLock(ctx, "issue_cert_example.com"); ok || err != nil {
+	if ok, err := b.TryLock(ctx, name); ok || err != nil {
 		t.Fatalf("a second holder got the lock: %v %v", ok, err)
 	}
-	// A live holder keeps it past its lease: the renewals extend it.
-	time.Sleep(2 * lease)
-	if ok, _ := b.TryLock(ctx, "issue_cert_example.com"); ok || !a.Held("issue_cert_example.com") {
+	// A live holder keeps it past its lease: a few renewals move the
+	// database's expiry and the holder's own deadline on.
+	first, firstDeadline := readLock(t, b, name), heldBy(a, name).deadline.Load()
+	wait.Until(t, "renewals", 30*time.Second, func() error {
+		r := readLock(t, b, name)
+		if n := a.Status().LockRoundTrips; n < 4 || r.holder != first.holder || !r.expires.After(first.expires) || heldBy(a, name).deadline.Load() <= firstDeadline {
+			return fmt.Errorf("%d statements, the row %+v (at first %+v)", n, r, first)
+		}
+		return nil
+	})
+	if ok, _ := b.TryLock(ctx, name); ok || !a.Held(name) || a.Status().LostLocks != 0 {
 		t.Fatal("the live holder lost its lock")
 	}
-	got := make(chan time.Time, 1)
-	go func() {
-		if err := b.Lock(ctx, "issue_cert_example.com"); err != nil {
-			t.Error(err)
-		}
-		got <- time.Now()
-	}()
-	time.Sleep(300 * time.Millisecond)
+
+	// A waiting Lock gets it on release, not when the lease runs out.
+	got := make(chan error, 1)
+	asked := b.Status().LockRoundTrips
+	go func() { got <- b.Lock(ctx, name) }()
+	wait.True(t, "the waiter to ask for the lock", 30*time.Second, func() bool { return b.Status().LockRoundTrips > asked })
+	held := readLock(t, b, name)
+	select {
+	case err := <-got:
+		t.Fatalf("the waiter got a held lock: %v", err)
+	default:
+	}
 	released := time.Now()
-	if err := a.Unlock(ctx, "issue_cert_example.com"); err != nil {
+	if err := a.Unlock(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	if at := <-got; at.Sub(released) > 2*time.Second {
-		t.Fatalf("the waiter took the released lock after %v", at.Sub(released))
+	if err := <-got; err != nil {
+		t.Fatal(err)
 	}
-	if err := b.Unlock(ctx, "issue_cert_example.com"); err != nil {
+	r := readLock(t, b, name)
+	if taken := r.expires.Add(-lease); r.holder != heldBy(b, name).token || !taken.Before(held.expires) {
+		t.Fatalf("the waiter took the lock at %v as %s, a's lease ran to %v", taken, r.holder, held.expires)
+	}
+	t.Logf("the waiter had the released lock after %v", time.Since(released).Round(10*time.Millisecond))
+	if err := b.Unlock(ctx, name); err != nil {
 		t.Fatal(err)
 	}
 
-	// A holder that dies: its connections go, its renewals stop.
-	dead := newPG(t, pg, lease)
-	if err := dead.Lock(ctx, "issue_cert_matrix.example.com"); err != nil {
+	// A holder that dies: its connections go, its renewals stop. Its
+	// lease is short, as it is waited for.
+	const deadLease = 2 * time.Second
+	const name2 = "issue_cert_matrix.example.com"
+	dead := newPG(t, pg, deadLease)
+	if err := dead.Lock(ctx, name2); err != nil {
 		t.Fatal(err)
 	}
+	h := heldBy(dead, name2)
 	died := time.Now()
 	dead.pool.Close()
+	// No renewal succeeds now: this is the end of its belief, or 0 when
+	// it already saw that belief end.
+	believed := h.deadline.Load()
+	if believed == 0 {
+		believed = time.Now().UnixNano()
+	}
+	// It loses it within the lease: the database gives it to anyone a
+	// lease after the dead holder's last statement at most.
+	stopped := readLock(t, b, name2)
+	if stopped.holder != h.token || stopped.expires.After(stopped.now.Add(deadLease)) {
+		t.Fatalf("the dead holder's row %+v, lease %v", stopped, deadLease)
+	}
 	// Never both: while b waits, the dead holder must stop believing
 	// before b has the lock.
-	var both atomic.Bool
-	var bHas atomic.Bool
+	var both, bHas atomic.Bool
 	stopWatch := make(chan struct{})
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		for {
 			select {
 			case <-stopWatch:
 				return
 			default:
 			}
-			if bHas.Load() && dead.Held("issue_cert_matrix.example.com") {
+			if bHas.Load() && dead.Held(name2) {
 				both.Store(true)
 			}
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	if err := b.Lock(ctx, "issue_cert_matrix.example.com"); err != nil {
+	if err := b.Lock(ctx, name2); err != nil {
 		t.Fatal(err)
 	}
 	bHas.Store(true)
 	took := time.Since(died)
-	time.Sleep(50 * time.Millisecond)
+	r = readLock(t, b, name2)
+	taken := r.expires.Add(-lease)
+	if r.holder != heldBy(b, name2).token || !taken.After(stopped.expires) {
+		t.Fatalf("b took the lock at %v as %s, the dead holder's lease ran to %v", taken, r.holder, stopped.expires)
+	}
+	if taken.UnixNano() < believed {
+		t.Fatalf("b took the lock at %v, the dead holder believed it held it until %v", taken, time.Unix(0, believed))
+	}
+	// The loss is counted, at its renewer's next try.
+	wait.True(t, "the dead holder to count its lost lock", 30*time.Second, func() bool { return dead.Status().LostLocks > 0 })
 	close(stopWatch)
-	if both.Load() || dead.Held("issue_cert_matrix.example.com") {
+	<-watched
+	if both.Load() || dead.Held(name2) {
 		t.Fatal("the dead holder still believed it held the lock when another had it")
 	}
-	if took > lease+2*time.Second {
-		t.Fatalf("the lock of a dead holder was taken after %v, lease %v", took, lease)
+	if n := dead.Status().LostLocks; n != 1 {
+		t.Errorf("lost locks counted: %d", n)
 	}
-	if dead.Status().LostLocks != 1 {
-		t.Errorf("lost locks counted: %d", dead.Status().LostLocks)
+	t.Logf("a dead holder's lock was taken over after %v (lease %v), %v after its lease ran out on the database's clock",
+		took.Round(10*time.Millisecond), deadLease, taken.Sub(stopped.expires).Round(time.Millisecond))
+}
+
+// lockRow is a lock's row, and the database's clock when it was read.
+type lockRow struct {
+	holder       string
+	expires, now time.Time
+}
+
+func readLock(t *testing.T, s *PGStorage, name string) lockRow {
+	t.Helper()
+	var r lockRow
+	err := s.pool.QueryRow(context.Background(), `SELECT holder, expires, now() FROM wellknownd.certmagic_locks WHERE name = $1`, name).Scan(&r.holder, &r.expires, &r.now)
+	if err != nil {
+		t.Fatalf("reading the lock %s: %v", name, err)
 	}
-	t.Logf("a dead holder's lock was taken over after %v (lease %v)", took.Round(10*time.Millisecond), lease)
+	return r
+}
+
+// heldBy is s's record of a lock it holds, or nil.
+func heldBy(s *PGStorage, name string) *heldLock {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held[name]
 }
 
 // TestPGOutage: with PostgreSQL down the storage says so, and recovers by

@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/wellknownd/wellknownd/delegation"
@@ -158,14 +157,6 @@ func (c *checker) httpClient(insecure bool) *http.Client {
 			DisableKeepAlives:   true,
 		},
 	}
-}
-
-// hostPort443 is how https://host/ is dialled.
-func hostPort443(host string) string {
-	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
-		return "[" + host + "]:443"
-	}
-	return host + ":443"
 }
 
 // resolveServer runs only the resolution of serverName (well-known, SRV,

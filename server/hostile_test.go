@@ -154,7 +154,9 @@ func newCountingUpstream(t *testing.T) *countingUpstream {
 func TestStalledBodyNeverReachesTheUpstream(t *testing.T) {
 	up := newCountingUpstream(t)
 	close(up.release)
-	edge := newEdge(t, edgeConfig(up.URL)+"limits: {body_idle_timeout: 300ms}\n")
+	// The bound is ten times the slow upload's pauses: a writer a busy
+	// machine resumes late must not look idle.
+	edge := newEdge(t, edgeConfig(up.URL)+"limits: {body_idle_timeout: 1s}\n")
 	var conns []net.Conn
 	for range 20 {
 		c, err := net.Dial("tcp", edge.Listener.Addr().String())
@@ -164,24 +166,25 @@ func TestStalledBodyNeverReachesTheUpstream(t *testing.T) {
 		conns = append(conns, c)
 		fmt.Fprint(c, "POST /_matrix/client/v3/rooms/x/send/m.room.message/1 HTTP/1.1\r\nHost: matrix.example.com\r\nContent-Length: 100\r\n\r\n")
 	}
-	time.Sleep(150 * time.Millisecond)
-	if n := up.peak.Load(); n != 0 {
-		t.Fatalf("20 clients with stalled bodies made %d connections to the upstream", n)
-	}
 	for _, c := range conns {
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil || resp.StatusCode != http.StatusRequestTimeout {
 			t.Fatalf("stalled body: %v %v", resp, err)
 		}
 		c.Close()
 	}
+	// Not while they waited, not when they were answered.
+	if n := up.peak.Load(); n != 0 {
+		t.Fatalf("20 clients with stalled bodies made %d connections to the upstream", n)
+	}
 
-	// 1 KiB in 10 pieces 100 ms apart: 1 s in all, never 300 ms idle.
+	// 1000 bytes in 20 pieces 100 ms apart: 2 s in all, twice the bound,
+	// never idle for more than a tenth of it.
 	pr, pw := io.Pipe()
 	go func() {
-		for range 10 {
-			pw.Write(bytes.Repeat([]byte("x"), 100))
+		for range 20 {
+			pw.Write(bytes.Repeat([]byte("x"), 50))
 			time.Sleep(100 * time.Millisecond)
 		}
 		pw.Close()
@@ -275,7 +278,7 @@ func TestUpstreamConnectionCap(t *testing.T) {
 func TestConnectionLimit(t *testing.T) {
 	up := newCountingUpstream(t)
 	httpAddr, adminAddr := freeport.Addr(t), freeport.Addr(t)
-	runEdge(t, fmt.Sprintf(`server_name: example.com
+	srv, _ := runEdge(t, fmt.Sprintf(`server_name: example.com
 delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
 listen: {http: %q, https: "", federation: "", admin: %q}
 tls: {mode: "off"}
@@ -304,13 +307,15 @@ limits: {max_conns: 3}
 	}
 
 	// Three clients whose bodies never start: a fourth is served, in the
-	// place of the one that waited longest.
+	// place of the one that waited longest. Each is accepted, and has
+	// 100 ms to start waiting on its body, before the next comes: which
+	// waited longest is not left to how the goroutines were scheduled.
 	var slow []net.Conn
-	for range 3 {
+	for i := range 3 {
 		slow = append(slow, send("POST /_matrix/client/v3/rooms/x/send/m.room.message/1 HTTP/1.1\r\nHost: matrix.example.com\r\nContent-Length: 10\r\n\r\n"))
-		time.Sleep(20 * time.Millisecond)
+		wait.True(t, "the edge to accept it", 5*time.Second, func() bool { return srv.conns.open() == i+1 })
+		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(100 * time.Millisecond)
 	if code, err := wellKnown(2 * time.Second); err != nil || code != 200 {
 		t.Fatalf("well-known with the cap full of stalled bodies: %d %v", code, err)
 	}
@@ -496,6 +501,9 @@ func TestAdminListenerRefusesBrowsers(t *testing.T) {
 // stops answering, ready again within one interval of its return, with no
 // proxied request in between.
 func TestReadyzFollowsAnUnsupervisedUpstream(t *testing.T) {
+	// Also the probe's timeout: a shorter one fails probes of a live
+	// upstream on a busy machine.
+	const probe = 500 * time.Millisecond
 	var down atomic.Bool
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if down.Load() {
@@ -511,7 +519,7 @@ delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.
 listen: {http: "127.0.0.1:0", https: "", federation: "", admin: %q}
 tls: {mode: "off"}
 upstream: {url: %q}
-`, adminAddr, up.URL), WithProbeInterval(100*time.Millisecond))
+`, adminAddr, up.URL), WithProbeInterval(probe))
 	readyz := func() int {
 		resp, err := http.Get("http://" + adminAddr + "/readyz")
 		if err != nil {
@@ -520,14 +528,16 @@ upstream: {url: %q}
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	wait.True(t, "ready", 5*time.Second, func() bool { return readyz() == 200 })
+	wait.True(t, "ready", 10*time.Second, func() bool { return readyz() == 200 })
 	down.Store(true)
-	wait.True(t, "not ready while the upstream fails", 2*time.Second, func() bool { return readyz() == 503 })
+	wait.True(t, "not ready while the upstream fails", 10*time.Second, func() bool { return readyz() == 503 })
 	down.Store(false)
 	start := time.Now()
-	wait.True(t, "ready again", 2*time.Second, func() bool { return readyz() == 200 })
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("ready again after %v, with a 100ms probe", took)
+	wait.True(t, "ready again", 10*time.Second, func() bool { return readyz() == 200 })
+	// The next probe (within an interval), taking at most its timeout
+	// (an interval too), and a second for a busy machine.
+	if took := time.Since(start); took > 2*probe+time.Second {
+		t.Errorf("ready again after %v, with a %v probe", took, probe)
 	}
 }
 

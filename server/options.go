@@ -51,11 +51,6 @@ func WithDNSProvider(p certmagic.DNSProvider) Option {
 	return func(o *options) { o.dnsProvider = p }
 }
 
-// WithSupervisePolicy replaces supervise.DefaultPolicy.
-func WithSupervisePolicy(p supervise.Policy) Option {
-	return func(o *options) { o.policy = p }
-}
-
 // WithFilePollInterval sets how often tls.mode files checks its files.
 func WithFilePollInterval(d time.Duration) Option {
 	return func(o *options) { o.pollInterval = d }

@@ -21,18 +21,6 @@ import (
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
-// acmeEdge is a Server in tls.mode acme against an in-process Pebble.
-type acmeEdge struct {
-	srv                *Server
-	httpAddr, tlsAddr  string
-	cancel             context.CancelFunc
-	done               chan error
-	storage            string
-	pebble             *acmetest.CA
-	httpPort, tlsPort  int
-	challengesOverride string
-}
-
 var acmeHosts = []string{"example.com", "matrix.example.com"}
 
 func acmeConfig(ca *acmetest.CA, httpPort, tlsPort int, storage, challenges string) string {

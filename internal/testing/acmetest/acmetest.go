@@ -50,7 +50,6 @@ type CA struct {
 
 	ca  *ca.CAImpl
 	srv *httptest.Server
-	mu  sync.Mutex
 
 	// orders counts new-order requests.
 	orders atomic.Int64
