@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
-
-	"github.com/wellknownd/wellknownd/supervise"
 )
 
 // Option changes how a Server is built; tests use them.
@@ -15,7 +13,6 @@ type Option func(*options)
 type options struct {
 	dnsProvider  certmagic.DNSProvider
 	pollInterval time.Duration
-	policy       supervise.Policy
 	version      string
 	reloader     func(context.Context) error
 	onServing    func()

@@ -45,16 +45,16 @@ type Server struct {
 	main, redirect, federation http.Handler
 }
 
-// New builds a server for a validated configuration. It renders the
-// documents and builds the routes, but does not listen yet.
+// New builds a server for a validated configuration. It builds the
+// routes from the resolved values, but does not listen yet.
 func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
-	s := &Server{log: log, up: newUpstreamDeps(log, newLimits(cfg.Limits)), opts: options{policy: supervise.DefaultPolicy}}
+	s := &Server{log: log, up: newUpstreamDeps(log, newLimits(cfg.Limits))}
 	s.cfg.Store(cfg)
 	for _, o := range opts {
 		o(&s.opts)
 	}
 	if len(cfg.Supervise) > 0 {
-		s.sup = supervise.New(supervisedSpecs(cfg.Supervise), log, s.opts.policy)
+		s.sup = supervise.New(supervisedSpecs(cfg.Supervise), log, supervise.DefaultPolicy)
 		s.up.ready = s.sup.Ready
 	}
 	s.conns = newConnLimiter(s.up.limits.maxConns)
