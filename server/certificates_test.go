@@ -3,22 +3,16 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/config"
 	"github.com/wellknownd/wellknownd/internal/testing/acmetest"
 	"github.com/wellknownd/wellknownd/internal/testing/dnstest"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
-	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // acmeEdge is a Server in tls.mode acme against an in-process Pebble.
@@ -52,68 +46,6 @@ tls:
   dns: {resolvers: ["%s"]}
 upstream: {url: "http://127.0.0.1:1"}
 `, httpPort, tlsPort, ca.DirectoryURL, ca.APIRootFile, storage, challenges, ca.ResolverAddr)
-}
-
-// runEdge starts a Server on cfgYAML and stops it when the test ends.
-func runEdge(t testing.TB, cfgYAML string, opts ...Option) (*Server, func()) {
-	t.Helper()
-	cfg, problems := config.Parse("acme.yaml", []byte(cfgYAML))
-	if errs := problems.Errors(); len(errs) > 0 {
-		t.Fatalf("config: %v", errs)
-	}
-	log := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	srv, err := New(cfg, log, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("server did not stop")
-		}
-	}
-	t.Cleanup(stop)
-	return srv, stop
-}
-
-// handshake connects to addr with SNI name, trusting only roots, and
-// returns the verified leaf.
-func handshake(addr, name string, roots *x509.CertPool) (*x509.Certificate, error) {
-	d := &net.Dialer{Timeout: 3 * time.Second}
-	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: name, RootCAs: roots})
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	return c.ConnectionState().PeerCertificates[0], nil
-}
-
-// waitCert waits until addr serves a certificate for name that verifies
-// against roots, and returns it.
-func waitCert(t testing.TB, addr, name string, roots *x509.CertPool) *x509.Certificate {
-	t.Helper()
-	var leaf *x509.Certificate
-	wait.Until(t, "a valid certificate for "+name+" on "+addr, 60*time.Second, func() (err error) {
-		leaf, err = handshake(addr, name, roots)
-		return err
-	})
-	return leaf
 }
 
 func TestACMEObtainHTTP01(t *testing.T)    { testACMEObtain(t, "http-01") }
@@ -166,24 +98,6 @@ func testACMEObtain(t *testing.T, challenge string) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("well-known over http: %d", resp.StatusCode)
-	}
-}
-
-func TestACMEObtainDNS01(t *testing.T) {
-	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
-	ca := acmetest.Start(t, httpPort, tlsPort)
-	provider := ca.Provider()
-	// The config names Cloudflare, as a user's would; the test's DNS server
-	// stands in for its API through the same libdns interface.
-	token := t.TempDir() + "/token"
-	os.WriteFile(token, []byte("unused"), 0o600)
-	cfg := strings.Replace(acmeConfig(ca, httpPort, tlsPort, t.TempDir(), "dns-01"), "dns: {", "dns: {provider: cloudflare, api_token_file: "+token+", ", 1)
-	runEdge(t, cfg, WithDNSProvider(provider))
-	for _, h := range acmeHosts {
-		waitCert(t, fmt.Sprintf("127.0.0.1:%d", tlsPort), h, ca.Roots())
-	}
-	if n := provider.TXTWrites(); n < len(acmeHosts) {
-		t.Fatalf("dns-01 wrote %d TXT records for %d names", n, len(acmeHosts))
 	}
 }
 

@@ -19,6 +19,24 @@ import (
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
+func TestACMEObtainDNS01(t *testing.T) {
+	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
+	ca := acmetest.Start(t, httpPort, tlsPort)
+	provider := ca.Provider()
+	// The config names Cloudflare, as a user's would; the test's DNS server
+	// stands in for its API through the same libdns interface.
+	token := t.TempDir() + "/token"
+	os.WriteFile(token, []byte("unused"), 0o600)
+	cfg := strings.Replace(acmeConfig(ca, httpPort, tlsPort, t.TempDir(), "dns-01"), "dns: {", "dns: {provider: cloudflare, api_token_file: "+token+", ", 1)
+	runEdge(t, cfg, WithDNSProvider(provider))
+	for _, h := range acmeHosts {
+		waitCert(t, fmt.Sprintf("127.0.0.1:%d", tlsPort), h, ca.Roots())
+	}
+	if n := provider.TXTWrites(); n < len(acmeHosts) {
+		t.Fatalf("dns-01 wrote %d TXT records for %d names", n, len(acmeHosts))
+	}
+}
+
 // TestACMEObtainRFC2136Wildcard obtains example.test and *.example.test by
 // dns-01 through provider rfc2136: the edge sends TSIG-signed updates to
 // Knot, and Pebble's validation authority reads the records from that
