@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"testing"
 )
 
@@ -10,9 +9,7 @@ import (
 // 127.0.0.1) reads nothing, and a cross-origin POST /reload is refused;
 // the tools' own requests pass.
 func TestAdminListenerRefusesBrowsers(t *testing.T) {
-	srv, _ := newEdgeServer(t, edgeConfig("http://127.0.0.1:1"))
-	admin := httptest.NewServer(srv.adminHandler())
-	defer admin.Close()
+	admin := startEdge(t, edgeConfig("http://127.0.0.1:1"), withAdmin).admin
 	do := func(method, host, path string, hdr ...string) int {
 		req, _ := http.NewRequest(method, admin.URL+path, nil)
 		req.Host = host

@@ -22,7 +22,7 @@ import (
 func TestStalledBodyNeverReachesTheUpstream(t *testing.T) {
 	up := newCountingUpstream(t)
 	close(up.release)
-	edge := newEdge(t, edgeConfig(up.URL)+"limits: {body_idle_timeout: 300ms}\n")
+	edge := startEdge(t, edgeConfig(up.URL)+"limits: {body_idle_timeout: 300ms}\n")
 	var conns []net.Conn
 	for range 20 {
 		c, err := net.Dial("tcp", edge.Listener.Addr().String())
@@ -67,7 +67,7 @@ func TestStalledBodyNeverReachesTheUpstream(t *testing.T) {
 // fault, and the answer says so instead of blaming the homeserver (502).
 func TestMalformedChunkedBodyIs400(t *testing.T) {
 	up := newRecorder(t)
-	edge := newEdge(t, edgeConfig(up.URL))
+	edge := startEdge(t, edgeConfig(up.URL))
 	for _, body := range []string{"zz\r\nhello\r\n0\r\n\r\n", "5\r\nhello\r\n3\r\nhel"} {
 		c, err := net.Dial("tcp", edge.Listener.Addr().String())
 		if err != nil {
@@ -95,7 +95,7 @@ func TestMalformedChunkedBodyIs400(t *testing.T) {
 // of a reset connection.
 func TestOversizedUploadReadsThe413(t *testing.T) {
 	up := newRecorder(t)
-	edge := newEdge(t, edgeConfig(up.URL)) // max_body 1KiB
+	edge := startEdge(t, edgeConfig(up.URL)) // max_body 1KiB
 	c, err := net.Dial("tcp", edge.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -127,11 +127,11 @@ func TestOversizedUploadReadsThe413(t *testing.T) {
 // listener) does not leave its connection waiting for that body for ever.
 func TestUnreadBodyDoesNotHoldTheConnection(t *testing.T) {
 	httpAddr, tlsAddr := freeport.Addr(t), freeport.Addr(t)
-	runEdge(t, fmt.Sprintf(`server_name: example.com
+	startEdge(t, fmt.Sprintf(`server_name: example.com
 delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
 listen: {http: %q, https: %q, federation: "", admin: ""}
 tls: {mode: internal, storage: %q}
-`, httpAddr, tlsAddr, t.TempDir()))
+`, httpAddr, tlsAddr, t.TempDir()), onListeners)
 	wait.TCP(t, tlsAddr)
 	c, err := net.Dial("tcp", httpAddr)
 	if err != nil {

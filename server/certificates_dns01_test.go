@@ -28,7 +28,7 @@ func TestACMEObtainDNS01(t *testing.T) {
 	token := t.TempDir() + "/token"
 	os.WriteFile(token, []byte("unused"), 0o600)
 	cfg := strings.Replace(acmeConfig(ca, httpPort, tlsPort, t.TempDir(), "dns-01"), "dns: {", "dns: {provider: cloudflare, api_token_file: "+token+", ", 1)
-	runEdge(t, cfg, WithDNSProvider(provider))
+	startEdge(t, cfg, onListeners, withOptions(WithDNSProvider(provider)))
 	for _, h := range acmeHosts {
 		waitCert(t, fmt.Sprintf("127.0.0.1:%d", tlsPort), h, ca.Roots())
 	}
@@ -84,7 +84,7 @@ routes:
   - {host: element.example.test, static: %s}
 upstream: {url: "%s"}
 `, httpPort, tlsPort, ca.DirectoryURL, ca.APIRootFile, t.TempDir(), knot.Addr, knot.KeyFile, knot.Addr, element, upstream.URL)
-	runEdge(t, cfg)
+	startEdge(t, cfg, onListeners)
 	tlsAddr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
 
 	base := waitCert(t, tlsAddr, "example.test", ca.Roots())

@@ -15,18 +15,6 @@ import (
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 )
 
-// acmeEdge is a Server in tls.mode acme against an in-process Pebble.
-type acmeEdge struct {
-	srv                *Server
-	httpAddr, tlsAddr  string
-	cancel             context.CancelFunc
-	done               chan error
-	storage            string
-	pebble             *acmetest.CA
-	httpPort, tlsPort  int
-	challengesOverride string
-}
-
 var acmeHosts = []string{"example.com", "matrix.example.com"}
 
 func acmeConfig(ca *acmetest.CA, httpPort, tlsPort int, storage, challenges string) string {
@@ -54,7 +42,7 @@ func TestACMEObtainTLSALPN01(t *testing.T) { testACMEObtain(t, "tls-alpn-01") }
 func testACMEObtain(t *testing.T, challenge string) {
 	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
 	ca := acmetest.Start(t, httpPort, tlsPort)
-	runEdge(t, acmeConfig(ca, httpPort, tlsPort, t.TempDir(), challenge))
+	startEdge(t, acmeConfig(ca, httpPort, tlsPort, t.TempDir(), challenge), onListeners)
 	tlsAddr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
 	for _, h := range acmeHosts {
 		leaf := waitCert(t, tlsAddr, h, ca.Roots())
@@ -110,7 +98,7 @@ func TestACMERenewRestartAndOutage(t *testing.T) {
 	ca := acmetest.Start(t, httpPort, tlsPort)
 	storage := t.TempDir()
 	cfg := acmeConfig(ca, httpPort, tlsPort, storage, "http-01, tls-alpn-01")
-	srv, stop := runEdge(t, cfg)
+	edge := startEdge(t, cfg, onListeners)
 	tlsAddr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
 	waitCert(t, tlsAddr, "example.com", ca.Roots())
 	first := waitCert(t, tlsAddr, "matrix.example.com", ca.Roots())
@@ -134,7 +122,7 @@ func TestACMERenewRestartAndOutage(t *testing.T) {
 	if !strings.HasPrefix(get(), "HTTP/1.1 200") {
 		t.Fatal("first request on the kept connection failed")
 	}
-	if err := srv.Certificates().Renew(context.Background()); err != nil {
+	if err := edge.srv.Certificates().Renew(context.Background()); err != nil {
 		t.Fatalf("forced renewal: %v", err)
 	}
 	renewed := waitCert(t, tlsAddr, "matrix.example.com", ca.Roots())
@@ -147,17 +135,17 @@ func TestACMERenewRestartAndOutage(t *testing.T) {
 
 	// The CA goes down; renewal fails; the renewed certificate stays.
 	ca.Stop()
-	if err := srv.Certificates().Renew(context.Background()); err == nil {
+	if err := edge.srv.Certificates().Renew(context.Background()); err == nil {
 		t.Fatal("renewal succeeded with the CA down")
 	}
 	still, err := handshake(tlsAddr, "matrix.example.com", ca.Roots())
 	if err != nil || still.SerialNumber.Cmp(renewed.SerialNumber) != 0 {
 		t.Fatalf("after a failed renewal: %v, serial %v (want %s)", err, still, renewed.SerialNumber)
 	}
-	stop()
+	edge.stop()
 
 	// Restart with the CA still off: the stored certificate is served.
-	runEdge(t, cfg)
+	startEdge(t, cfg, onListeners)
 	restarted := waitCert(t, tlsAddr, "matrix.example.com", ca.Roots())
 	if restarted.SerialNumber.Cmp(renewed.SerialNumber) != 0 {
 		t.Fatalf("after restart serial %s, want the stored %s", restarted.SerialNumber, renewed.SerialNumber)

@@ -20,13 +20,13 @@ import (
 func TestConnectionLimit(t *testing.T) {
 	up := newCountingUpstream(t)
 	httpAddr, adminAddr := freeport.Addr(t), freeport.Addr(t)
-	runEdge(t, fmt.Sprintf(`server_name: example.com
+	startEdge(t, fmt.Sprintf(`server_name: example.com
 delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
 listen: {http: %q, https: "", federation: "", admin: %q}
 tls: {mode: "off"}
 upstream: {url: %q}
 limits: {max_conns: 3}
-`, httpAddr, adminAddr, up.URL))
+`, httpAddr, adminAddr, up.URL), onListeners)
 	wait.TCP(t, adminAddr) // listening on both: they open together
 	wellKnown := func(timeout time.Duration) (int, error) {
 		c := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}

@@ -10,7 +10,7 @@ import (
 // client is in no list; it used to come out as the proxy itself.
 func TestForwardedTrustFailsClosed(t *testing.T) {
 	up := newRecorder(t)
-	edge := newEdge(t, edgeConfig(up.URL, "trusted_proxies: [127.0.0.1]", "expose_admin: [127.0.0.1]"))
+	edge := startEdge(t, edgeConfig(up.URL, "trusted_proxies: [127.0.0.1]", "expose_admin: [127.0.0.1]"))
 	for _, xff := range []string{"6.6.6.6:4711", "unknown", "_hidden", "", "10.0.0.1, unknown", "not an address, 127.0.0.1"} {
 		resp, b := send(t, edge, "GET", "matrix.example.com", "/_synapse/admin/v1/register", nil, "X-Forwarded-For", xff)
 		if resp.StatusCode != 403 || !strings.Contains(b, "M_FORBIDDEN") {
@@ -25,7 +25,7 @@ func TestForwardedTrustFailsClosed(t *testing.T) {
 
 func TestProxyForwardedHeaders(t *testing.T) {
 	up := newRecorder(t)
-	untrusted := newEdge(t, edgeConfig(up.URL))
+	untrusted := startEdge(t, edgeConfig(up.URL))
 	send(t, untrusted, "GET", "matrix.example.com", "/_matrix/client/versions", nil,
 		"X-Forwarded-For", "6.6.6.6", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "evil.example", "Forwarded", "for=6.6.6.6", "X-Real-IP", "6.6.6.6")
 	got := up.last(t)
@@ -39,7 +39,7 @@ func TestProxyForwardedHeaders(t *testing.T) {
 		t.Errorf("untrusted peer's Forwarded/X-Real-IP reached the upstream: %v", got.header)
 	}
 
-	trusted := newEdge(t, edgeConfig(up.URL, "trusted_proxies: [127.0.0.0/8]"))
+	trusted := startEdge(t, edgeConfig(up.URL, "trusted_proxies: [127.0.0.0/8]"))
 	send(t, trusted, "GET", "matrix.example.com", "/_matrix/client/versions", nil,
 		"X-Forwarded-For", "203.0.113.7, 198.51.100.2", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "matrix.example.com")
 	got = up.last(t)
@@ -58,14 +58,14 @@ func TestClientIPHeadersFromUntrustedPeers(t *testing.T) {
 	up := newRecorder(t)
 	hdrs := []string{"X-Client-IP", "6.6.6.6", "True-Client-IP", "6.6.6.6", "CF-Connecting-IP", "6.6.6.6",
 		"X-Forwarded-Port", "1", "X-Forwarded-Server", "evil.example", "X-Real-IP", "6.6.6.6"}
-	send(t, newEdge(t, edgeConfig(up.URL)), "GET", "matrix.example.com", "/_matrix/client/versions", nil, hdrs...)
+	send(t, startEdge(t, edgeConfig(up.URL)), "GET", "matrix.example.com", "/_matrix/client/versions", nil, hdrs...)
 	got := up.last(t)
 	for i := 0; i < len(hdrs); i += 2 {
 		if v := got.header.Get(hdrs[i]); v != "" {
 			t.Errorf("untrusted peer's %s: %q reached the upstream", hdrs[i], v)
 		}
 	}
-	send(t, newEdge(t, edgeConfig(up.URL, "trusted_proxies: [127.0.0.1]")), "GET", "matrix.example.com", "/_matrix/client/versions", nil, "CF-Connecting-IP", "203.0.113.9")
+	send(t, startEdge(t, edgeConfig(up.URL, "trusted_proxies: [127.0.0.1]")), "GET", "matrix.example.com", "/_matrix/client/versions", nil, "CF-Connecting-IP", "203.0.113.9")
 	if v := up.last(t).header.Get("CF-Connecting-IP"); v != "203.0.113.9" {
 		t.Errorf("trusted proxy's CF-Connecting-IP: %q", v)
 	}

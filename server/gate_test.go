@@ -14,7 +14,7 @@ import (
 
 func TestProxyBodyLimit(t *testing.T) {
 	up := newRecorder(t)
-	ts := newEdge(t, edgeConfig(up.URL))
+	ts := startEdge(t, edgeConfig(up.URL))
 
 	// Within the limit, the body arrives whole.
 	resp, _ := send(t, ts, "POST", "matrix.example.com", "/_matrix/media/v3/upload", strings.NewReader(strings.Repeat("a", 1024)), "Content-Type", "application/octet-stream")

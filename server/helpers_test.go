@@ -112,52 +112,77 @@ func newCountingUpstream(t *testing.T) *countingUpstream {
 	return u
 }
 
-// newEdge serves cfgYAML (with the upstream's URL substituted for UPSTREAM)
-// from a real listener.
-func newEdge(t *testing.T, cfgYAML string) *httptest.Server { return newEdgeB(t, cfgYAML) }
-
-func newEdgeB(t testing.TB, cfgYAML string) *httptest.Server {
-	_, ts := newEdgeServer(t, cfgYAML)
-	return ts
+// testEdge is a Server built for a test from a configuration, and where to
+// reach it.
+type testEdge struct {
+	srv *Server
+	// The main handler (what the public listeners serve) on a loopback
+	// listener of its own; nil onListeners, where Run serves it.
+	*httptest.Server
+	// admin serves the admin handler likewise, withAdmin.
+	admin *httptest.Server
+	// stop ends Run and waits for it (onListeners); the end of the test
+	// calls it too.
+	stop func()
 }
 
-// newEdgeServer serves the edge's main handler for cfgYAML over httptest,
-// and returns the Server too, for its metrics and admin handler.
-func newEdgeServer(t testing.TB, cfgYAML string) (*Server, *httptest.Server) {
-	t.Helper()
-	cfg, problems := config.Parse("test.yaml", []byte(cfgYAML))
-	if errs := problems.Errors(); len(errs) > 0 {
-		t.Fatalf("config: %v", errs)
-	}
-	srv, err := New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv)
-	t.Cleanup(ts.Close)
-	return srv, ts
+type edgeOptions struct {
+	run, admin bool
+	server     []Option
 }
 
-// runEdge starts a Server on cfgYAML and stops it when the test ends.
-func runEdge(t testing.TB, cfgYAML string, opts ...Option) (*Server, func()) {
+// An edgeOption changes how startEdge builds and serves the edge.
+type edgeOption func(*edgeOptions)
+
+// onListeners runs the Server (Run) on the listeners the configuration
+// names, TLS and the admin listener included, until stop or the end of the
+// test; with -v it logs at debug level to stderr.
+func onListeners(o *edgeOptions) { o.run = true }
+
+// withAdmin also serves the admin handler on a loopback listener (admin).
+func withAdmin(o *edgeOptions) { o.admin = true }
+
+// withOptions passes opts to New.
+func withOptions(opts ...Option) edgeOption {
+	return func(o *edgeOptions) { o.server = append(o.server, opts...) }
+}
+
+// startEdge builds the Server for cfgYAML and serves it: by default its
+// main handler over httptest (no TLS, none of the configured listeners),
+// onListeners through Run. It is closed or stopped when the test ends.
+func startEdge(t testing.TB, cfgYAML string, opts ...edgeOption) *testEdge {
 	t.Helper()
-	cfg, problems := config.Parse("acme.yaml", []byte(cfgYAML))
+	var o edgeOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	cfg, problems := config.Parse("edge.yaml", []byte(cfgYAML))
 	if errs := problems.Errors(); len(errs) > 0 {
 		t.Fatalf("config: %v", errs)
 	}
 	log := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
+	if o.run && testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := New(cfg, log, opts...)
+	srv, err := New(cfg, log, o.server...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	e := &testEdge{srv: srv, stop: func() {}}
+	if o.admin {
+		e.admin = httptest.NewServer(srv.adminHandler())
+		t.Cleanup(e.admin.Close)
+	}
+	if !o.run {
+		e.Server = httptest.NewServer(srv)
+		t.Cleanup(e.Server.Close)
+		return e
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	stopped := false
-	stop := func() {
+	e.stop = func() {
 		if stopped {
 			return
 		}
@@ -172,8 +197,33 @@ func runEdge(t testing.TB, cfgYAML string, opts ...Option) (*Server, func()) {
 			t.Errorf("server did not stop")
 		}
 	}
-	t.Cleanup(stop)
-	return srv, stop
+	t.Cleanup(e.stop)
+	return e
+}
+
+// adminGET answers path from the edge's admin handler.
+func (e *testEdge) adminGET(t testing.TB, path string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	e.srv.adminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1"+path, nil))
+	return rec.Body.String()
+}
+
+// localCA waits until the edge, in tls.mode internal, serves on addr a
+// certificate for name from its local CA, and returns the CA's roots.
+func (e *testEdge) localCA(t testing.TB, addr, name string) *x509.CertPool {
+	t.Helper()
+	var roots *x509.CertPool
+	wait.Until(t, "the local CA's certificate for "+name, 10*time.Second, func() error {
+		src := e.srv.Certificates()
+		if src == nil {
+			return fmt.Errorf("not yet")
+		}
+		roots = src.Roots()
+		_, err := handshake(addr, name, roots)
+		return err
+	})
+	return roots
 }
 
 // edgeConfig is the test edge with a 1 KiB body cap, so that limits are
@@ -182,7 +232,7 @@ func edgeConfig(upstream string, upstreamLines ...string) string {
 	return edgeconf.Plain(upstream, "1KiB", upstreamLines...)
 }
 
-func send(t *testing.T, ts *httptest.Server, method, host, path string, body io.Reader, hdr ...string) (*http.Response, string) {
+func send(t *testing.T, ts *testEdge, method, host, path string, body io.Reader, hdr ...string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, ts.URL+path, body)
 	if err != nil {
@@ -199,14 +249,6 @@ func send(t *testing.T, ts *httptest.Server, method, host, path string, body io.
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp, string(b)
-}
-
-// adminGET answers path from the server's admin handler.
-func adminGET(t *testing.T, srv *Server, path string) string {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	srv.adminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1"+path, nil))
-	return rec.Body.String()
 }
 
 func grepLines(text, sub string) string {

@@ -13,7 +13,7 @@ import (
 // Continue is counted and logged with its final status, not 100.
 func TestExpectContinueCountsTheFinalStatus(t *testing.T) {
 	up := newRecorder(t)
-	srv, edge := newEdgeServer(t, edgeConfig(up.URL))
+	edge := startEdge(t, edgeConfig(up.URL))
 	conn, err := net.Dial("tcp", edge.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +31,7 @@ func TestExpectContinueCountsTheFinalStatus(t *testing.T) {
 		t.Fatalf("final answer: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	metrics := adminGET(t, srv, "/metrics")
+	metrics := edge.adminGET(t, "/metrics")
 	if !strings.Contains(metrics, `wellknownd_http_requests_total{code="200",host="matrix.example.com",route="client"} 1`) ||
 		strings.Contains(metrics, `code="100"`) {
 		t.Fatalf("request counted as:\n%s", grepLines(metrics, "wellknownd_http_requests_total"))

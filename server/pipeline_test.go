@@ -6,11 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/wellknownd/wellknownd/config"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
-	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // TestHSTSDefaults: on by default (a year) where certificates are public,
@@ -44,20 +42,14 @@ func TestHSTSOnTheWire(t *testing.T) {
 	}))
 	defer up.Close()
 	httpAddr, tlsAddr := freeport.Addr(t), freeport.Addr(t)
-	srv, _ := runEdge(t, fmt.Sprintf(`server_name: example.com
+	edge := startEdge(t, fmt.Sprintf(`server_name: example.com
 delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
 listen: {http: %q, https: %q, federation: "", admin: ""}
 tls: {mode: internal, storage: %q, hsts: {max_age: 24h}}
 upstream: {url: %q}
-`, httpAddr, tlsAddr, t.TempDir(), up.URL))
-	wait.Until(t, "the internal CA", 10*time.Second, func() error {
-		if srv.Certificates() == nil {
-			return fmt.Errorf("not yet")
-		}
-		_, err := handshake(tlsAddr, "matrix.example.com", srv.Certificates().Roots())
-		return err
-	})
-	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "matrix.example.com", RootCAs: srv.Certificates().Roots()}}
+`, httpAddr, tlsAddr, t.TempDir(), up.URL), onListeners)
+	roots := edge.localCA(t, tlsAddr, "matrix.example.com")
+	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "matrix.example.com", RootCAs: roots}}
 	for _, path := range []string{"/.well-known/matrix/client", "/_matrix/client/versions", "/nothing/here"} {
 		req, _ := http.NewRequest("GET", "https://"+tlsAddr+path, nil)
 		req.Host = "matrix.example.com"

@@ -14,7 +14,7 @@ import (
 
 func TestProxyKeepsHostPathAndQueryBytes(t *testing.T) {
 	up := newRecorder(t)
-	ts := newEdge(t, edgeConfig(up.URL))
+	ts := startEdge(t, edgeConfig(up.URL))
 	// Event and room IDs travel percent-encoded; %2F and %3A must not be
 	// decoded, and an odd query must not be re-encoded.
 	uri := "/_matrix/client/v3/rooms/%21abc%3Aexample.com/event/%24ev%2Fx%3Ay%2B?since=s1_2%3B3;x=%zz&filter=%7B%7D"
@@ -58,7 +58,7 @@ func TestProxyKeepsHostPathAndQueryBytes(t *testing.T) {
 
 func TestProxyUpstreamDown(t *testing.T) {
 	addr := freeport.Addr(t) // nothing listens there
-	ts := newEdge(t, edgeConfig("http://"+addr))
+	ts := startEdge(t, edgeConfig("http://"+addr))
 	resp, b := send(t, ts, "GET", "matrix.example.com", "/_matrix/client/versions", nil)
 	var body struct{ Errcode, Error string }
 	if err := json.Unmarshal([]byte(b), &body); err != nil || resp.StatusCode != 502 || body.Errcode != "M_UNKNOWN" {

@@ -8,7 +8,7 @@ import (
 func TestProxyRoutes(t *testing.T) {
 	up := newRecorder(t)
 	fed := newRecorder(t)
-	ts := newEdge(t, edgeConfig(up.URL, "federation_url: "+fed.URL))
+	ts := startEdge(t, edgeConfig(up.URL, "federation_url: "+fed.URL))
 	cases := []struct {
 		host, path string
 		want       *recorder // nil: answered by the edge
@@ -47,14 +47,14 @@ func TestProxyRoutes(t *testing.T) {
 
 func TestProxyAdminPaths(t *testing.T) {
 	up := newRecorder(t)
-	closed := newEdge(t, edgeConfig(up.URL))
+	closed := startEdge(t, edgeConfig(up.URL))
 	for _, p := range []string{"/_synapse/admin/v1/register", "/_dendrite/admin/evacuateRoom/!a:example.com"} {
 		resp, b := send(t, closed, "GET", "matrix.example.com", p, nil)
 		if resp.StatusCode != 403 || !strings.Contains(b, `"errcode":"M_FORBIDDEN"`) {
 			t.Errorf("%s from outside expose_admin: %d %s", p, resp.StatusCode, b)
 		}
 		// A forged X-Forwarded-For from an untrusted peer changes nothing.
-		resp, _ = send(t, newEdge(t, edgeConfig(up.URL, "expose_admin: [10.0.0.0/8]")), "GET", "matrix.example.com", p, nil, "X-Forwarded-For", "10.1.2.3")
+		resp, _ = send(t, startEdge(t, edgeConfig(up.URL, "expose_admin: [10.0.0.0/8]")), "GET", "matrix.example.com", p, nil, "X-Forwarded-For", "10.1.2.3")
 		if resp.StatusCode != 403 {
 			t.Errorf("%s with forged X-Forwarded-For: %d", p, resp.StatusCode)
 		}
@@ -62,7 +62,7 @@ func TestProxyAdminPaths(t *testing.T) {
 	if up.count() != 0 {
 		t.Fatalf("admin requests reached the upstream")
 	}
-	open := newEdge(t, edgeConfig(up.URL, "expose_admin: [127.0.0.1]"))
+	open := startEdge(t, edgeConfig(up.URL, "expose_admin: [127.0.0.1]"))
 	if resp, _ := send(t, open, "GET", "matrix.example.com", "/_synapse/admin/v1/register", nil); resp.StatusCode != 200 || up.last(t).requestURI != "/_synapse/admin/v1/register" {
 		t.Fatalf("admin path from expose_admin: %d", resp.StatusCode)
 	}

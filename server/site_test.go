@@ -54,8 +54,7 @@ func FuzzRouting(f *testing.F) {
 		if trusted {
 			extra = append(extra, "trusted_proxies: [192.0.2.1]")
 		}
-		srv, _ := newEdgeServer(f, edgeConfig(up.URL, extra...))
-		edges[trusted] = srv
+		edges[trusted] = startEdge(f, edgeConfig(up.URL, extra...)).srv
 	}
 	exposed, _ := netip.ParsePrefix("10.0.0.0/8")
 
@@ -118,7 +117,7 @@ func FuzzRouting(f *testing.F) {
 // resolves it, are answered 400 at the edge and never proxied.
 func TestMalformedHostAndDotSegments(t *testing.T) {
 	up := newRecorder(t)
-	edge := newEdge(t, edgeConfig(up.URL))
+	edge := startEdge(t, edgeConfig(up.URL))
 	raw := func(host, path string) (int, string) {
 		t.Helper()
 		c, err := net.Dial("tcp", edge.Listener.Addr().String())

@@ -45,7 +45,7 @@ func TestStaticRoute(t *testing.T) {
 	cfg := strings.Replace(edgeconf.Plain("http://127.0.0.1:1", "1MiB"), "hosts: [example.com, matrix.example.com]",
 		"hosts: [example.com, matrix.example.com, element.example.com]", 1) +
 		"routes:\n  - {host: element.example.com, static: " + dir + "}\n  - {path: /, upstream: \"http://127.0.0.1:1\"}\n"
-	ts := newEdge(t, cfg)
+	ts := startEdge(t, cfg)
 	// The route for every name (its service is down) answers elsewhere;
 	// on element.example.com the route for that name wins.
 	if resp, _ := send(t, ts, "GET", "example.com", "/about", nil); resp.StatusCode != 502 {

@@ -27,12 +27,12 @@ func TestReadyzFollowsAnUnsupervisedUpstream(t *testing.T) {
 	}))
 	defer up.Close()
 	adminAddr := freeport.Addr(t)
-	runEdge(t, fmt.Sprintf(`server_name: example.com
+	startEdge(t, fmt.Sprintf(`server_name: example.com
 delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
 listen: {http: "127.0.0.1:0", https: "", federation: "", admin: %q}
 tls: {mode: "off"}
 upstream: {url: %q}
-`, adminAddr, up.URL), WithProbeInterval(100*time.Millisecond))
+`, adminAddr, up.URL), onListeners, withOptions(WithProbeInterval(100*time.Millisecond)))
 	readyz := func() int {
 		resp, err := http.Get("http://" + adminAddr + "/readyz")
 		if err != nil {

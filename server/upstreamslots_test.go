@@ -13,7 +13,7 @@ import (
 // the homeserver never sees more connections than the cap.
 func TestUpstreamConnectionCap(t *testing.T) {
 	up := newCountingUpstream(t)
-	srv, edge := newEdgeServer(t, edgeConfig(up.URL)+"limits: {upstream_conns: 3, upstream_wait: 200ms}\n")
+	edge := startEdge(t, edgeConfig(up.URL)+"limits: {upstream_conns: 3, upstream_wait: 200ms}\n")
 	var wg sync.WaitGroup
 	codes := make(chan int, 10)
 	for range 10 {
@@ -47,7 +47,7 @@ func TestUpstreamConnectionCap(t *testing.T) {
 	if busy != 7 || up.peak.Load() != 3 {
 		t.Fatalf("%d of 7 got 503; the upstream saw %d connections at once, cap 3", busy, up.peak.Load())
 	}
-	if m := adminGET(t, srv, "/metrics"); !strings.Contains(m, `wellknownd_proxy_errors_total{kind="busy"} 7`) {
+	if m := edge.adminGET(t, "/metrics"); !strings.Contains(m, `wellknownd_proxy_errors_total{kind="busy"} 7`) {
 		t.Errorf("busy not counted:\n%s", grepLines(m, "proxy_errors"))
 	}
 	close(up.release)

@@ -21,7 +21,7 @@ func TestUpstreamRoute(t *testing.T) {
 	}))
 	defer svc.Close()
 	cfg := edgeconf.Plain("http://127.0.0.1:1", "1MiB") + "routes:\n  - {host: matrix.example.com, path: /sliding-sync, upstream: " + svc.URL + ", max_body: 1KiB}\n  - {path: /gone, upstream: \"http://127.0.0.1:1\"}\n"
-	ts := newEdge(t, cfg)
+	ts := startEdge(t, cfg)
 	resp, body := send(t, ts, "GET", "matrix.example.com", "/sliding-sync/client/v3/sync?pos=1", nil, "X-Forwarded-For", "6.6.6.6", "Origin", "https://app.example")
 	if resp.StatusCode != 200 || body != "service /sliding-sync/client/v3/sync" || got.URL.RawQuery != "pos=1" {
 		t.Fatalf("proxied: %d %q %q", resp.StatusCode, body, got.URL.RawQuery)
