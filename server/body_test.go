@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
@@ -127,11 +128,7 @@ func TestOversizedUploadReadsThe413(t *testing.T) {
 // listener) does not leave its connection waiting for that body for ever.
 func TestUnreadBodyDoesNotHoldTheConnection(t *testing.T) {
 	httpAddr, tlsAddr := freeport.Addr(t), freeport.Addr(t)
-	startEdge(t, fmt.Sprintf(`server_name: example.com
-delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
-listen: {http: %q, https: %q, federation: "", admin: ""}
-tls: {mode: internal, storage: %q}
-`, httpAddr, tlsAddr, t.TempDir()), onListeners)
+	startEdge(t, edgeconf.New(edgeconf.Listen(httpAddr, tlsAddr, "", ""), edgeconf.Internal(t.TempDir())), onListeners)
 	wait.TCP(t, tlsAddr)
 	c, err := net.Dial("tcp", httpAddr)
 	if err != nil {

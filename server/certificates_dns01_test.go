@@ -14,6 +14,7 @@ import (
 
 	"github.com/wellknownd/wellknownd/internal/testing/acmetest"
 	"github.com/wellknownd/wellknownd/internal/testing/dnstest"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 	"github.com/wellknownd/wellknownd/internal/testing/knottest"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
@@ -27,7 +28,7 @@ func TestACMEObtainDNS01(t *testing.T) {
 	// stands in for its API through the same libdns interface.
 	token := t.TempDir() + "/token"
 	os.WriteFile(token, []byte("unused"), 0o600)
-	cfg := strings.Replace(acmeConfig(ca, httpPort, tlsPort, t.TempDir(), "dns-01"), "dns: {", "dns: {provider: cloudflare, api_token_file: "+token+", ", 1)
+	cfg := acmeConfig(ca, httpPort, tlsPort, t.TempDir(), "dns-01", "provider: cloudflare", "api_token_file: "+token)
 	startEdge(t, cfg, onListeners, withOptions(WithDNSProvider(provider)))
 	for _, h := range acmeHosts {
 		waitCert(t, fmt.Sprintf("127.0.0.1:%d", tlsPort), h, ca.Roots())
@@ -63,27 +64,18 @@ func TestACMEObtainRFC2136Wildcard(t *testing.T) {
 	t.Cleanup(upstream.Close)
 	element := t.TempDir()
 	os.WriteFile(filepath.Join(element, "index.html"), []byte("<title>Element</title>"), 0o644)
-	cfg := fmt.Sprintf(`server_name: example.test
-delegation:
-  server: matrix.example.test:443
-  client_base_url: https://matrix.example.test
-hosts: [example.test, "*.example.test"]
-listen: {http: "127.0.0.1:%d", https: "127.0.0.1:%d", federation: "", admin: ""}
-tls:
-  mode: acme
-  email: admin@example.com
-  ca: %s
-  ca_root: %s
-  storage: %s
-  challenges: [dns-01]
-  dns:
-    provider: rfc2136
-    rfc2136: {server: "%s", tsig_key_file: %s}
-    resolvers: ["%s"]
-routes:
-  - {host: element.example.test, static: %s}
-upstream: {url: "%s"}
-`, httpPort, tlsPort, ca.DirectoryURL, ca.APIRootFile, t.TempDir(), knot.Addr, knot.KeyFile, knot.Addr, element, upstream.URL)
+	cfg := edgeconf.New(
+		edgeconf.Names("example.test", "matrix.example.test:443", "https://matrix.example.test"),
+		edgeconf.Hosts("example.test", "*.example.test"),
+		edgeconf.Listen(fmt.Sprintf("127.0.0.1:%d", httpPort), fmt.Sprintf("127.0.0.1:%d", tlsPort), "", ""),
+		edgeconf.ACME(ca.DirectoryURL, ca.APIRootFile, t.TempDir(),
+			"challenges: [dns-01]",
+			"dns:",
+			"  provider: rfc2136",
+			fmt.Sprintf("  rfc2136: {server: %q, tsig_key_file: %q}", knot.Addr, knot.KeyFile),
+			fmt.Sprintf("  resolvers: [%q]", knot.Addr)),
+		edgeconf.Upstream(upstream.URL),
+	) + fmt.Sprintf("routes:\n  - {host: element.example.test, static: %q}\n", element)
 	startEdge(t, cfg, onListeners)
 	tlsAddr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
 

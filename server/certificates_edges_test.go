@@ -13,9 +13,10 @@ import (
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
-// sharedEdgeConfig is edge n of several on pg's storage and ca.
-func sharedEdgeConfig(ca *acmetest.CA, pg *pgtest.Server, n, httpPort, tlsPort int) string {
-	return edgeconf.SharedEdge(n, httpPort, tlsPort, ca.DirectoryURL, ca.APIRootFile, pg.URL, pg.PasswordFile)
+// sharedEdgeConfig is edge n of several on pg's storage and ca, changed by
+// opts.
+func sharedEdgeConfig(ca *acmetest.CA, pg *pgtest.Server, n, httpPort, tlsPort int, opts ...edgeconf.Option) string {
+	return edgeconf.SharedEdge(n, httpPort, tlsPort, ca.DirectoryURL, ca.APIRootFile, pg.URL, pg.PasswordFile, opts...)
 }
 
 // TestSharedStorageEdges: three edges on one PostgreSQL storage order one
@@ -150,13 +151,12 @@ func TestSharedInternalCA(t *testing.T) {
 	pg := pgtest.Start(t)
 	tlsPort := freeport.Port(t)
 	cfg := func(n int) string {
-		return fmt.Sprintf(`server_name: example.com
-delegation: {server: "example.com:443", client_base_url: "https://example.com"}
-hosts: [example.com]
-listen: {http: "", https: "127.0.0.%d:%d", federation: "", admin: ""}
-tls: {mode: internal, storage: %q, storage_password_file: %q}
-upstream: {url: "http://127.0.0.1:1"}
-`, n, tlsPort, pg.URL, pg.PasswordFile)
+		return edgeconf.New(
+			edgeconf.Names("example.com", "example.com:443", "https://example.com"),
+			edgeconf.Hosts("example.com"),
+			edgeconf.Listen("", fmt.Sprintf("127.0.0.%d:%d", n, tlsPort), "", ""),
+			edgeconf.Internal(pg.URL, fmt.Sprintf("storage_password_file: %q", pg.PasswordFile)),
+			edgeconf.Upstream("http://127.0.0.1:1"))
 	}
 	edges := make([]*testEdge, 2)
 	done := make(chan struct{})
@@ -211,7 +211,7 @@ func BenchmarkSharedStorageIssuance(b *testing.B) {
 				start := time.Now()
 				var started []*testEdge
 				for n := 1; n <= edges; n++ {
-					cfg := strings.Replace(sharedEdgeConfig(ca, &shared, n, httpPort, tlsPort), "hosts: [example.com]", "hosts: [example.com, matrix.example.com]", 1)
+					cfg := sharedEdgeConfig(ca, &shared, n, httpPort, tlsPort, edgeconf.Hosts("example.com", "matrix.example.com"))
 					started = append(started, startEdge(b, cfg, onListeners))
 				}
 				for n := 1; n <= edges; n++ {

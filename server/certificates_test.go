@@ -12,28 +12,22 @@ import (
 
 	"github.com/wellknownd/wellknownd/internal/testing/acmetest"
 	"github.com/wellknownd/wellknownd/internal/testing/dnstest"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 )
 
 var acmeHosts = []string{"example.com", "matrix.example.com"}
 
-func acmeConfig(ca *acmetest.CA, httpPort, tlsPort int, storage, challenges string) string {
-	return fmt.Sprintf(`server_name: example.com
-delegation:
-  server: matrix.example.com:443
-  client_base_url: https://matrix.example.com
-hosts: [example.com, matrix.example.com]
-listen: {http: "127.0.0.1:%d", https: "127.0.0.1:%d", federation: "", admin: ""}
-tls:
-  mode: acme
-  email: admin@example.com
-  ca: %s
-  ca_root: %s
-  storage: %s
-  challenges: [%s]
-  dns: {resolvers: ["%s"]}
-upstream: {url: "http://127.0.0.1:1"}
-`, httpPort, tlsPort, ca.DirectoryURL, ca.APIRootFile, storage, challenges, ca.ResolverAddr)
+// acmeConfig is the edge in tls.mode acme against ca, by challenges (the
+// items of a YAML list), resolving names through ca's DNS server; dns are
+// further fields of tls.dns.
+func acmeConfig(ca *acmetest.CA, httpPort, tlsPort int, storage, challenges string, dns ...string) string {
+	return edgeconf.New(
+		edgeconf.Listen(fmt.Sprintf("127.0.0.1:%d", httpPort), fmt.Sprintf("127.0.0.1:%d", tlsPort), "", ""),
+		edgeconf.ACME(ca.DirectoryURL, ca.APIRootFile, storage,
+			"challenges: ["+challenges+"]",
+			"dns: {"+strings.Join(append(dns, fmt.Sprintf("resolvers: [%q]", ca.ResolverAddr)), ", ")+"}"),
+		edgeconf.Upstream("http://127.0.0.1:1"))
 }
 
 func TestACMEObtainHTTP01(t *testing.T)    { testACMEObtain(t, "http-01") }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
@@ -20,13 +21,7 @@ import (
 func TestConnectionLimit(t *testing.T) {
 	up := newCountingUpstream(t)
 	httpAddr, adminAddr := freeport.Addr(t), freeport.Addr(t)
-	startEdge(t, fmt.Sprintf(`server_name: example.com
-delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
-listen: {http: %q, https: "", federation: "", admin: %q}
-tls: {mode: "off"}
-upstream: {url: %q}
-limits: {max_conns: 3}
-`, httpAddr, adminAddr, up.URL), onListeners)
+	startEdge(t, edgeconf.New(edgeconf.Listen(httpAddr, "", "", adminAddr), edgeconf.Upstream(up.URL))+"limits: {max_conns: 3}\n", onListeners)
 	wait.TCP(t, adminAddr) // listening on both: they open together
 	wellKnown := func(timeout time.Duration) (int, error) {
 		c := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}

@@ -19,18 +19,17 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 )
 
 // h3Config is an edge with the local CA (in a directory of t's) and HTTP/3
 // (or not) on tlsAddr (TCP and UDP), in front of up.
 func h3Config(t testing.TB, tlsAddr, up string, http3 bool) string {
-	return fmt.Sprintf(`server_name: example.com
-delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
-listen: {http: "", https: %q, federation: "", admin: "", http3: %t}
-tls: {mode: internal, storage: %q}
-upstream: {url: %q, max_body: 10MiB}
-`, tlsAddr, http3, t.TempDir(), up)
+	return edgeconf.New(
+		edgeconf.Listen("", tlsAddr, "", "", fmt.Sprintf("http3: %t", http3)),
+		edgeconf.Internal(t.TempDir()),
+		edgeconf.Upstream(up, "max_body: 10MiB"))
 }
 
 // h3Client speaks HTTP/3 to addr whatever the URL's host, verifying the

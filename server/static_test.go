@@ -42,8 +42,7 @@ func elementWeb(t *testing.T) string {
 // and nothing else from that host or directory.
 func TestStaticRoute(t *testing.T) {
 	dir := elementWeb(t)
-	cfg := strings.Replace(edgeconf.Plain("http://127.0.0.1:1", "1MiB"), "hosts: [example.com, matrix.example.com]",
-		"hosts: [example.com, matrix.example.com, element.example.com]", 1) +
+	cfg := edgeconf.New(edgeconf.Hosts("example.com", "matrix.example.com", "element.example.com"), edgeconf.Upstream("http://127.0.0.1:1", "max_body: 1MiB")) +
 		"routes:\n  - {host: element.example.com, static: " + dir + "}\n  - {path: /, upstream: \"http://127.0.0.1:1\"}\n"
 	ts := startEdge(t, cfg)
 	// The route for every name (its service is down) answers elsewhere;

@@ -1,13 +1,13 @@
 package server
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
@@ -27,12 +27,7 @@ func TestReadyzFollowsAnUnsupervisedUpstream(t *testing.T) {
 	}))
 	defer up.Close()
 	adminAddr := freeport.Addr(t)
-	startEdge(t, fmt.Sprintf(`server_name: example.com
-delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
-listen: {http: "127.0.0.1:0", https: "", federation: "", admin: %q}
-tls: {mode: "off"}
-upstream: {url: %q}
-`, adminAddr, up.URL), onListeners, withOptions(WithProbeInterval(100*time.Millisecond)))
+	startEdge(t, edgeconf.New(edgeconf.Listen("127.0.0.1:0", "", "", adminAddr), edgeconf.Upstream(up.URL)), onListeners, withOptions(WithProbeInterval(100*time.Millisecond)))
 	readyz := func() int {
 		resp, err := http.Get("http://" + adminAddr + "/readyz")
 		if err != nil {
