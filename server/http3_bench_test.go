@@ -13,6 +13,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 )
 

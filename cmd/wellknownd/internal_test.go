@@ -12,8 +12,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"maunium.net/go/mautrix"
+
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 )
 
 // internalConfig is localhost with the local CA (kept in storage) on every
