@@ -58,7 +58,7 @@ func syncLike(size int) []byte {
 
 // rawGet sends a request without Go's transparent decompression, so the
 // test sees exactly what crossed the wire.
-func rawGet(t testing.TB, ts *httptest.Server, path string, hdr ...string) (*http.Response, []byte) {
+func rawGet(t testing.TB, ts *testEdge, path string, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", ts.URL+path, nil)
 	req.Host = "matrix.example.com"
@@ -134,7 +134,7 @@ func TestCompressionOnTheWire(t *testing.T) {
 		}
 	}))
 	defer up.Close()
-	ts := newEdge(t, edgeconf.Plain(up.URL, "1MiB"))
+	ts := startEdge(t, edgeconf.Plain(up.URL, "1MiB"))
 
 	for _, tc := range []struct {
 		name, path, accept, rng string
@@ -182,7 +182,7 @@ func TestCompressionOnTheWire(t *testing.T) {
 		t.Errorf("upstream saw If-None-Match %q", seenIfNoneMatch)
 	}
 	// Off in the configuration: nothing is compressed.
-	off := newEdge(t, edgeconf.Plain(up.URL, "1MiB")+"compression: {enabled: false}\n")
+	off := startEdge(t, edgeconf.Plain(up.URL, "1MiB")+"compression: {enabled: false}\n")
 	if resp, _ := rawGet(t, off, "/_matrix/client/v3/sync", "Accept-Encoding", "zstd"); resp.Header.Get("Content-Encoding") != "" {
 		t.Errorf("compression off, yet Content-Encoding %q", resp.Header.Get("Content-Encoding"))
 	}
@@ -203,7 +203,7 @@ func TestCompressedStreamFlushes(t *testing.T) {
 	}))
 	defer up.Close()
 	defer close(release)
-	ts := newEdge(t, edgeconf.Plain(up.URL, "1MiB"))
+	ts := startEdge(t, edgeconf.Plain(up.URL, "1MiB"))
 	req, _ := http.NewRequest("GET", ts.URL+"/_matrix/client/v3/sync?timeout=30000", nil)
 	req.Host = "matrix.example.com"
 	req.Header.Set("Accept-Encoding", "zstd")
@@ -258,10 +258,10 @@ func BenchmarkCompression(b *testing.B) {
 		}
 	}))
 	defer up.Close()
-	on := newEdgeB(b, edgeconf.Plain(up.URL, "1MiB"))
-	off := newEdgeB(b, edgeconf.Plain(up.URL, "1MiB")+"compression: {enabled: false}\n")
+	on := startEdge(b, edgeconf.Plain(up.URL, "1MiB"))
+	off := startEdge(b, edgeconf.Plain(up.URL, "1MiB")+"compression: {enabled: false}\n")
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64}}
-	get := func(b *testing.B, ts *httptest.Server, path, accept string) int64 {
+	get := func(b *testing.B, ts *testEdge, path, accept string) int64 {
 		req, _ := http.NewRequest("GET", ts.URL+path, nil)
 		req.Host = "matrix.example.com"
 		req.Header.Set("Accept-Encoding", accept)
@@ -286,7 +286,7 @@ func BenchmarkCompression(b *testing.B) {
 	for _, tc := range []struct{ name, path string }{{"json-600B", "/_matrix/client/v3/small"}, {"json-4KiB", "/_matrix/client/v3/medium"}} {
 		for _, mode := range []struct {
 			name string
-			ts   *httptest.Server
+			ts   *testEdge
 		}{{"off", off}, {"on", on}} {
 			b.Run(tc.name+"/compression-"+mode.name, func(b *testing.B) {
 				b.RunParallel(func(pb *testing.PB) {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 )
 
 // oneWayDelay is added to every packet in each direction, as
@@ -129,7 +131,8 @@ func delayUDP(b *testing.B, target string) string {
 func BenchmarkHTTP3Latency(b *testing.B) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer up.Close()
-	_, addr, roots := h3Edge(b, up.URL, true)
+	addr := freeport.Addr(b)
+	roots := startEdge(b, h3Config(b, addr, up.URL, true), onListeners).localCA(b, addr, "matrix.example.com")
 	tcpAddr, udpAddr := delayTCP(b, addr), delayUDP(b, addr)
 	const requests = 20
 	run := func(b *testing.B, c *http.Client, proto int) {

@@ -19,32 +19,17 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
-	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
-// h3Edge runs an edge with the local CA and HTTP/3 in front of up, and
-// returns its TLS address (TCP and UDP) and the CA's roots.
-func h3Edge(t testing.TB, up string, http3 bool) (*Server, string, *x509.CertPool) {
-	t.Helper()
-	tlsAddr := freeport.Addr(t)
-	srv, _ := runEdge(t, fmt.Sprintf(`server_name: example.com
-delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
-listen: {http: "", https: %q, federation: "", admin: "", http3: %t}
-tls: {mode: internal, storage: %q}
-upstream: {url: %q, max_body: 10MiB}
-`, tlsAddr, http3, t.TempDir(), up))
-	var roots *x509.CertPool
-	wait.Until(t, "the edge's certificate", 10*time.Second, func() error {
-		src := srv.Certificates()
-		if src == nil {
-			return fmt.Errorf("not yet")
-		}
-		roots = src.Roots()
-		_, err := handshake(tlsAddr, "matrix.example.com", roots)
-		return err
-	})
-	return srv, tlsAddr, roots
+// h3Config is an edge with the local CA (in a directory of t's) and HTTP/3
+// (or not) on tlsAddr (TCP and UDP), in front of up.
+func h3Config(t testing.TB, tlsAddr, up string, http3 bool) string {
+	return edgeconf.New(
+		edgeconf.Listen("", tlsAddr, "", "", fmt.Sprintf("http3: %t", http3)),
+		edgeconf.Internal(t.TempDir()),
+		edgeconf.Upstream(up, "max_body: 10MiB"))
 }
 
 // h3Client speaks HTTP/3 to addr whatever the URL's host, verifying the
@@ -87,7 +72,9 @@ func TestHTTP3(t *testing.T) {
 		}
 	}))
 	defer up.Close()
-	srv, addr, roots := h3Edge(t, up.URL, true)
+	addr := freeport.Addr(t)
+	edge := startEdge(t, h3Config(t, addr, up.URL, true), onListeners)
+	roots := edge.localCA(t, addr, "matrix.example.com")
 	client, tr := h3Client(addr, roots)
 	defer tr.Close()
 	get := func(url string) (*http.Response, string) {
@@ -145,10 +132,9 @@ func TestHTTP3(t *testing.T) {
 	if got := resp.Header.Get("Alt-Svc"); resp.ProtoMajor != 2 || got != `h3=":`+port+`"; ma=86400` {
 		t.Errorf("%s answer: Alt-Svc %q", resp.Proto, got)
 	}
-	rec := httptest.NewRecorder()
-	srv.m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	metrics := edge.adminGET(t, "/metrics")
 	for _, want := range []string{`wellknownd_http_requests_by_protocol_total{protocol="h3"} 4`, `wellknownd_http_requests_by_protocol_total{protocol="h2"} `} {
-		if !strings.Contains(rec.Body.String(), want) {
+		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
@@ -160,7 +146,8 @@ func TestHTTP3Off(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer up.Close()
 	for _, on := range []bool{true, false} {
-		_, addr, roots := h3Edge(t, up.URL, on)
+		addr := freeport.Addr(t)
+		roots := startEdge(t, h3Config(t, addr, up.URL, on), onListeners).localCA(t, addr, "matrix.example.com")
 		pc, err := net.ListenPacket("udp", addr)
 		if err == nil {
 			pc.Close()

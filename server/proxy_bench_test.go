@@ -49,7 +49,7 @@ func BenchmarkProxyUpload1GiB(b *testing.B) {
 		w.Write([]byte(strconv.FormatInt(n, 10)))
 	}))
 	defer up.Close()
-	ts := newEdgeB(b, edgeconf.Plain(up.URL, "2GiB"))
+	ts := startEdge(b, edgeconf.Plain(up.URL, "2GiB"))
 	b.SetBytes(size)
 	var peak int64
 	for b.Loop() {

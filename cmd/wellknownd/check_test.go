@@ -22,6 +22,7 @@ import (
 	"github.com/wellknownd/wellknownd/fedcheck"
 	"github.com/wellknownd/wellknownd/internal/testing/acmetest"
 	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 	"github.com/wellknownd/wellknownd/internal/testing/localca"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
@@ -39,15 +40,10 @@ func startStack(t *testing.T) *stack {
 	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
 	pebble := acmetest.Start(t, httpPort, tlsPort)
 	den := dendritetest.Start(t, dendritetest.Options{ServerName: "example.com"})
-	cfg := fmt.Sprintf(`server_name: example.com
-delegation:
-  server: matrix.example.com:443
-  client_base_url: https://matrix.example.com
-hosts: [example.com, matrix.example.com]
-listen: {http: "127.0.0.1:%d", https: "127.0.0.1:%d", federation: "", admin: "127.0.0.1:0"}
-tls: {mode: acme, email: admin@example.com, ca: %s, ca_root: %s, storage: %s}
-upstream: {url: %s}
-`, httpPort, tlsPort, pebble.DirectoryURL, pebble.APIRootFile, t.TempDir(), den.URL)
+	cfg := edgeconf.New(
+		edgeconf.Listen(fmt.Sprintf("127.0.0.1:%d", httpPort), fmt.Sprintf("127.0.0.1:%d", tlsPort), "", "127.0.0.1:0"),
+		edgeconf.ACME(pebble.DirectoryURL, pebble.APIRootFile, t.TempDir()),
+		edgeconf.Upstream(den.URL))
 	startDaemon(t, cfg, "https")
 	s := &stack{tlsAddr: fmt.Sprintf("127.0.0.1:%d", tlsPort), local: localca.New(t)}
 	s.caFile = filepath.Join(t.TempDir(), "roots.pem")

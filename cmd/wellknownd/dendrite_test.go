@@ -22,8 +22,10 @@ import (
 )
 
 // edgeConfig fronts upstream for example.com, delegated to
-// matrix.example.com, in plain HTTP.
-func edgeConfig(upstream string) string { return edgeconf.Plain(upstream, "100MiB") }
+// matrix.example.com, in plain HTTP, changed by opts.
+func edgeConfig(upstream string, opts ...edgeconf.Option) string {
+	return edgeconf.New(append([]edgeconf.Option{edgeconf.Upstream(upstream, "max_body: 100MiB")}, opts...)...)
+}
 
 // loggedInClient registers user on Dendrite directly (shared secret: no
 // open registration) and logs in through the edge.

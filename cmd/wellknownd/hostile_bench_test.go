@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/wellknownd/wellknownd/internal/testing/deploytest"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
@@ -54,12 +55,10 @@ func BenchmarkHostileLoad(b *testing.B) {
 	bin := deploytest.Build(b, dir)
 	httpAddr, tlsAddr, adminAddr := freeport.Addr(b), freeport.Addr(b), freeport.Addr(b)
 	cfg := filepath.Join(dir, "wellknownd.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`server_name: example.com
-delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
-listen: {http: %q, https: %q, federation: "", admin: %q}
-tls: {mode: internal, storage: %q}
-upstream: {url: "http://%s"}
-`, httpAddr, tlsAddr, adminAddr, filepath.Join(dir, "state"), upLn.Addr())), 0o644)
+	os.WriteFile(cfg, []byte(edgeconf.New(
+		edgeconf.Listen(httpAddr, tlsAddr, "", adminAddr),
+		edgeconf.Internal(filepath.Join(dir, "state")),
+		edgeconf.Upstream("http://"+upLn.Addr().String()))), 0o644)
 	// HOSTILE_NOFILE runs the daemon with that descriptor limit (prlimit),
 	// as with "ulimit -n 1024".
 	argv := []string{bin, "serve", "-config", cfg, "-log-level", "error"}

@@ -13,17 +13,19 @@ import (
 	"testing"
 
 	"maunium.net/go/mautrix"
+
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 )
 
-func internalConfig(storage string) string {
-	return `server_name: localhost
-delegation:
-  server: localhost:8448
-  client_base_url: https://localhost
-hosts: [localhost]
-listen: {http: "127.0.0.1:0", https: "127.0.0.1:0", federation: "127.0.0.1:0", admin: "127.0.0.1:0"}
-tls: {mode: internal, storage: ` + storage + `}
-`
+// internalConfig is localhost with the local CA (kept in storage) on every
+// listener, changed by opts.
+func internalConfig(storage string, opts ...edgeconf.Option) string {
+	return edgeconf.New(append([]edgeconf.Option{
+		edgeconf.Names("localhost", "localhost:8448", "https://localhost"),
+		edgeconf.Hosts("localhost"),
+		edgeconf.Listen("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"),
+		edgeconf.Internal(storage),
+	}, opts...)...)
 }
 
 var rootRE = regexp.MustCompile(`root=(\S+)`)

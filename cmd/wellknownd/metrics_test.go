@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 )
 
 // metricValue finds one sample's value in a Prometheus text exposition.
@@ -33,7 +35,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		w.Write([]byte(`{"versions":["v1.11"]}`))
 	}))
 	defer up.Close()
-	cfg := strings.Replace(internalConfig(t.TempDir()), "hosts: [localhost]", "hosts: [localhost, matrix.localhost]", 1) +
+	cfg := internalConfig(t.TempDir(), edgeconf.Hosts("localhost", "matrix.localhost")) +
 		"upstream: {url: \"" + up.URL + "\"}\nsupervise:\n  - name: homeserver\n    ready: {http: \"" + up.URL + "/health\"}\n"
 	d := startDaemon(t, cfg, "http", "https", "admin")
 	d.waitStatus("probe-only entry ready", 10*time.Second, func(s statusDoc) bool { return s.UpstreamReady })
@@ -106,7 +108,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 func TestMetricsListener(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer up.Close()
-	cfg := strings.Replace(edgeConfig(up.URL), `admin: "127.0.0.1:0"}`, `admin: "127.0.0.1:0", metrics: "127.0.0.1:0"}`, 1)
+	cfg := edgeConfig(up.URL, edgeconf.Listen("127.0.0.1:0", "", "", "127.0.0.1:0", `metrics: "127.0.0.1:0"`))
 	d := startDaemon(t, cfg, "http", "metrics")
 	for _, tc := range []struct {
 		method, path string

@@ -3,105 +3,31 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/wellknownd/wellknownd/config"
 	"github.com/wellknownd/wellknownd/internal/testing/acmetest"
 	"github.com/wellknownd/wellknownd/internal/testing/dnstest"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
-	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 var acmeHosts = []string{"example.com", "matrix.example.com"}
 
-func acmeConfig(ca *acmetest.CA, httpPort, tlsPort int, storage, challenges string) string {
-	return fmt.Sprintf(`server_name: example.com
-delegation:
-  server: matrix.example.com:443
-  client_base_url: https://matrix.example.com
-hosts: [example.com, matrix.example.com]
-listen: {http: "127.0.0.1:%d", https: "127.0.0.1:%d", federation: "", admin: ""}
-tls:
-  mode: acme
-  email: admin@example.com
-  ca: %s
-  ca_root: %s
-  storage: %s
-  challenges: [%s]
-  dns: {resolvers: ["%s"]}
-upstream: {url: "http://127.0.0.1:1"}
-`, httpPort, tlsPort, ca.DirectoryURL, ca.APIRootFile, storage, challenges, ca.ResolverAddr)
-}
-
-// runEdge starts a Server on cfgYAML and stops it when the test ends.
-func runEdge(t testing.TB, cfgYAML string, opts ...Option) (*Server, func()) {
-	t.Helper()
-	cfg, problems := config.Parse("acme.yaml", []byte(cfgYAML))
-	if errs := problems.Errors(); len(errs) > 0 {
-		t.Fatalf("config: %v", errs)
-	}
-	log := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	srv, err := New(cfg, log, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("server did not stop")
-		}
-	}
-	t.Cleanup(stop)
-	return srv, stop
-}
-
-// handshake connects to addr with SNI name, trusting only roots, and
-// returns the verified leaf.
-func handshake(addr, name string, roots *x509.CertPool) (*x509.Certificate, error) {
-	d := &net.Dialer{Timeout: 3 * time.Second}
-	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: name, RootCAs: roots})
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	return c.ConnectionState().PeerCertificates[0], nil
-}
-
-// waitCert waits until addr serves a certificate for name that verifies
-// against roots, and returns it.
-func waitCert(t testing.TB, addr, name string, roots *x509.CertPool) *x509.Certificate {
-	t.Helper()
-	var leaf *x509.Certificate
-	wait.Until(t, "a valid certificate for "+name+" on "+addr, 60*time.Second, func() (err error) {
-		leaf, err = handshake(addr, name, roots)
-		return err
-	})
-	return leaf
+// acmeConfig is the edge in tls.mode acme against ca, by challenges (the
+// items of a YAML list), resolving names through ca's DNS server; dns are
+// further fields of tls.dns.
+func acmeConfig(ca *acmetest.CA, httpPort, tlsPort int, storage, challenges string, dns ...string) string {
+	return edgeconf.New(
+		edgeconf.Listen(fmt.Sprintf("127.0.0.1:%d", httpPort), fmt.Sprintf("127.0.0.1:%d", tlsPort), "", ""),
+		edgeconf.ACME(ca.DirectoryURL, ca.APIRootFile, storage,
+			"challenges: ["+challenges+"]",
+			"dns: {"+strings.Join(append(dns, fmt.Sprintf("resolvers: [%q]", ca.ResolverAddr)), ", ")+"}"),
+		edgeconf.Upstream("http://127.0.0.1:1"))
 }
 
 func TestACMEObtainHTTP01(t *testing.T)    { testACMEObtain(t, "http-01") }
@@ -110,7 +36,7 @@ func TestACMEObtainTLSALPN01(t *testing.T) { testACMEObtain(t, "tls-alpn-01") }
 func testACMEObtain(t *testing.T, challenge string) {
 	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
 	ca := acmetest.Start(t, httpPort, tlsPort)
-	runEdge(t, acmeConfig(ca, httpPort, tlsPort, t.TempDir(), challenge))
+	startEdge(t, acmeConfig(ca, httpPort, tlsPort, t.TempDir(), challenge), onListeners)
 	tlsAddr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
 	for _, h := range acmeHosts {
 		leaf := waitCert(t, tlsAddr, h, ca.Roots())
@@ -157,24 +83,6 @@ func testACMEObtain(t *testing.T, challenge string) {
 	}
 }
 
-func TestACMEObtainDNS01(t *testing.T) {
-	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
-	ca := acmetest.Start(t, httpPort, tlsPort)
-	provider := ca.Provider()
-	// The config names Cloudflare, as a user's would; the test's DNS server
-	// stands in for its API through the same libdns interface.
-	token := t.TempDir() + "/token"
-	os.WriteFile(token, []byte("unused"), 0o600)
-	cfg := strings.Replace(acmeConfig(ca, httpPort, tlsPort, t.TempDir(), "dns-01"), "dns: {", "dns: {provider: cloudflare, api_token_file: "+token+", ", 1)
-	runEdge(t, cfg, WithDNSProvider(provider))
-	for _, h := range acmeHosts {
-		waitCert(t, fmt.Sprintf("127.0.0.1:%d", tlsPort), h, ca.Roots())
-	}
-	if n := provider.TXTWrites(); n < len(acmeHosts) {
-		t.Fatalf("dns-01 wrote %d TXT records for %d names", n, len(acmeHosts))
-	}
-}
-
 // TestACMERenewRestartAndOutage: a forced renewal reaches the live listener
 // without dropping an open connection; a CA outage at renewal time leaves
 // the current certificate serving; a restart with the CA off serves the
@@ -184,7 +92,7 @@ func TestACMERenewRestartAndOutage(t *testing.T) {
 	ca := acmetest.Start(t, httpPort, tlsPort)
 	storage := t.TempDir()
 	cfg := acmeConfig(ca, httpPort, tlsPort, storage, "http-01, tls-alpn-01")
-	srv, stop := runEdge(t, cfg)
+	edge := startEdge(t, cfg, onListeners)
 	tlsAddr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
 	waitCert(t, tlsAddr, "example.com", ca.Roots())
 	first := waitCert(t, tlsAddr, "matrix.example.com", ca.Roots())
@@ -208,7 +116,7 @@ func TestACMERenewRestartAndOutage(t *testing.T) {
 	if !strings.HasPrefix(get(), "HTTP/1.1 200") {
 		t.Fatal("first request on the kept connection failed")
 	}
-	if err := srv.Certificates().Renew(context.Background()); err != nil {
+	if err := edge.srv.Certificates().Renew(context.Background()); err != nil {
 		t.Fatalf("forced renewal: %v", err)
 	}
 	renewed := waitCert(t, tlsAddr, "matrix.example.com", ca.Roots())
@@ -221,17 +129,17 @@ func TestACMERenewRestartAndOutage(t *testing.T) {
 
 	// The CA goes down; renewal fails; the renewed certificate stays.
 	ca.Stop()
-	if err := srv.Certificates().Renew(context.Background()); err == nil {
+	if err := edge.srv.Certificates().Renew(context.Background()); err == nil {
 		t.Fatal("renewal succeeded with the CA down")
 	}
 	still, err := handshake(tlsAddr, "matrix.example.com", ca.Roots())
 	if err != nil || still.SerialNumber.Cmp(renewed.SerialNumber) != 0 {
 		t.Fatalf("after a failed renewal: %v, serial %v (want %s)", err, still, renewed.SerialNumber)
 	}
-	stop()
+	edge.stop()
 
 	// Restart with the CA still off: the stored certificate is served.
-	runEdge(t, cfg)
+	startEdge(t, cfg, onListeners)
 	restarted := waitCert(t, tlsAddr, "matrix.example.com", ca.Roots())
 	if restarted.SerialNumber.Cmp(renewed.SerialNumber) != 0 {
 		t.Fatalf("after restart serial %s, want the stored %s", restarted.SerialNumber, renewed.SerialNumber)

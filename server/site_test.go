@@ -1,6 +1,10 @@
 package server
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -50,8 +54,7 @@ func FuzzRouting(f *testing.F) {
 		if trusted {
 			extra = append(extra, "trusted_proxies: [192.0.2.1]")
 		}
-		srv, _ := newEdgeServer(f, edgeConfig(up.URL, extra...))
-		edges[trusted] = srv
+		edges[trusted] = startEdge(f, edgeConfig(up.URL, extra...)).srv
 	}
 	exposed, _ := netip.ParsePrefix("10.0.0.0/8")
 
@@ -107,4 +110,60 @@ func FuzzRouting(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMalformedHostAndDotSegments: a Host that only resembles a served
+// name, and a path that would climb out of /_matrix once the homeserver
+// resolves it, are answered 400 at the edge and never proxied.
+func TestMalformedHostAndDotSegments(t *testing.T) {
+	up := newRecorder(t)
+	edge := startEdge(t, edgeConfig(up.URL))
+	raw := func(host, path string) (int, string) {
+		t.Helper()
+		c, err := net.Dial("tcp", edge.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, host)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("GET %s Host %s: %v", path, host, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, c := range []struct{ host, path string }{
+		{"matrix.example.com:evil", "/_matrix/client/versions"},
+		{"[matrix.example.com]", "/_matrix/client/versions"},
+		{"[matrix.example.com]:443", "/.well-known/matrix/server"},
+		{"matrix.example.com:4433333", "/_matrix/client/versions"},
+		{"matrix.example.com", "/_matrix/../_synapse/admin/v1/register"},
+		{"matrix.example.com", "/_matrix/%2e%2e/_synapse/admin/v1/register"},
+		{"matrix.example.com", "/_matrix/client/./versions"},
+		{"matrix.example.com", "/_matrix/client/%2E%2E/%2E%2E/_dendrite/admin/x"},
+	} {
+		code, body := raw(c.host, c.path)
+		if code != 400 || !strings.Contains(body, `"errcode":"M_UNRECOGNIZED"`) {
+			t.Errorf("Host %s %s: %d %s", c.host, c.path, code, body)
+		}
+	}
+	if up.count() != 0 {
+		t.Fatalf("%d of them reached the upstream", up.count())
+	}
+	// What stays served: a port, an IPv6 literal (not in hosts: 421), dots
+	// inside a segment.
+	for _, c := range []struct {
+		host, path string
+		want       int
+	}{
+		{"matrix.example.com:443", "/_matrix/client/versions", 200},
+		{"MATRIX.example.com.", "/_matrix/client/versions", 200},
+		{"[::1]:8448", "/_matrix/client/versions", 421},
+		{"matrix.example.com", "/_matrix/media/v3/download/example.com/a..b", 200},
+	} {
+		if code, body := raw(c.host, c.path); code != c.want {
+			t.Errorf("Host %s %s: %d %s, want %d", c.host, c.path, code, body, c.want)
+		}
+	}
 }

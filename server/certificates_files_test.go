@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wellknownd/wellknownd/config"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 )
 
@@ -58,11 +59,7 @@ func TestFilesModeSwapsAndKeepsOnCorruption(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "key.pem")
 	a := selfSigned(t, certFile, keyFile, 1001, "example.com", "matrix.example.com")
 	tlsPort := freeport.Port(t)
-	runEdge(t, fmt.Sprintf(`server_name: example.com
-delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
-listen: {http: "", https: "127.0.0.1:%d", federation: "", admin: ""}
-tls: {mode: files, cert_file: %s, key_file: %s}
-`, tlsPort, certFile, keyFile), WithFilePollInterval(20*time.Millisecond))
+	startEdge(t, edgeconf.New(edgeconf.Listen("", fmt.Sprintf("127.0.0.1:%d", tlsPort), "", ""), edgeconf.Files(certFile, keyFile)), onListeners, withOptions(WithFilePollInterval(20*time.Millisecond)))
 	addr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
 	pool := func(c *x509.Certificate) *x509.CertPool { p := x509.NewCertPool(); p.AddCert(c); return p }
 	waitCert(t, addr, "example.com", pool(a))
@@ -98,12 +95,8 @@ func TestFilesModeReloadPicksUpRenewal(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "key.pem")
 	a := selfSigned(t, certFile, keyFile, 2001, "example.com", "matrix.example.com")
 	tlsPort := freeport.Port(t)
-	cfgYAML := fmt.Sprintf(`server_name: example.com
-delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
-listen: {http: "", https: "127.0.0.1:%d", federation: "", admin: ""}
-tls: {mode: files, cert_file: %s, key_file: %s}
-`, tlsPort, certFile, keyFile)
-	srv, _ := runEdge(t, cfgYAML, WithFilePollInterval(time.Hour))
+	cfgYAML := edgeconf.New(edgeconf.Listen("", fmt.Sprintf("127.0.0.1:%d", tlsPort), "", ""), edgeconf.Files(certFile, keyFile))
+	edge := startEdge(t, cfgYAML, onListeners, withOptions(WithFilePollInterval(time.Hour)))
 	addr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
 	pool := func(c *x509.Certificate) *x509.CertPool { p := x509.NewCertPool(); p.AddCert(c); return p }
 	waitCert(t, addr, "example.com", pool(a))
@@ -113,7 +106,7 @@ tls: {mode: files, cert_file: %s, key_file: %s}
 		t.Fatalf("before the reload, with an hour's poll: %v %v", c, err)
 	}
 	cfg, _ := config.Parse("files.yaml", []byte(cfgYAML))
-	if err := srv.Reload(context.Background(), func() (*config.Config, error) { return cfg, nil }); err != nil {
+	if err := edge.srv.Reload(context.Background(), func() (*config.Config, error) { return cfg, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := handshake(addr, "example.com", pool(b)); err != nil || c.SerialNumber.Int64() != 2002 {

@@ -2,34 +2,36 @@ package server
 
 import (
 	"crypto/tls"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/wellknownd/wellknownd/config"
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
-	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // TestHSTSDefaults: on by default (a year) where certificates are public,
 // off for the local CA, and exactly what the config says when set.
 func TestHSTSDefaults(t *testing.T) {
-	for _, tc := range []struct{ tls, want string }{
-		{"{mode: acme, email: a@example.com}", "max-age=31536000"},
-		{"{mode: internal}", ""},
-		{"{mode: internal, hsts: {max_age: 1h}}", "max-age=3600"},
-		{"{mode: acme, email: a@example.com, hsts: {max_age: 0s}}", ""},
-		{"{mode: acme, email: a@example.com, hsts: {max_age: 730h, include_subdomains: true}}", "max-age=2628000; includeSubDomains"},
-		{`{mode: "off"}`, ""},
+	for _, tc := range []struct {
+		tls  []string // tls.mode, then further fields
+		want string
+	}{
+		{[]string{"acme", "email: a@example.com"}, "max-age=31536000"},
+		{[]string{"internal"}, ""},
+		{[]string{"internal", "hsts: {max_age: 1h}"}, "max-age=3600"},
+		{[]string{"acme", "email: a@example.com", "hsts: {max_age: 0s}"}, ""},
+		{[]string{"acme", "email: a@example.com", "hsts: {max_age: 730h, include_subdomains: true}"}, "max-age=2628000; includeSubDomains"},
+		{[]string{"off"}, ""},
 	} {
-		cfg, problems := config.Parse("f.yaml", []byte("server_name: example.com\ndelegation: {server: \"matrix.example.com:443\", client_base_url: \"https://matrix.example.com\"}\ntls: "+tc.tls+"\n"))
+		cfgYAML := edgeconf.New(edgeconf.Listen("127.0.0.1:0", "127.0.0.1:0", "", ""), edgeconf.TLS(tc.tls[0], tc.tls[1:]...))
+		cfg, problems := config.Parse("f.yaml", []byte(cfgYAML))
 		if errs := problems.Errors(); len(errs) > 0 {
-			t.Fatalf("%s: %v", tc.tls, errs)
+			t.Fatalf("tls %v: %v", tc.tls, errs)
 		}
 		if got := cfg.TLS.HSTSHeader(); got != tc.want {
-			t.Errorf("tls %s: Strict-Transport-Security %q, want %q", tc.tls, got, tc.want)
+			t.Errorf("tls %v: Strict-Transport-Security %q, want %q", tc.tls, got, tc.want)
 		}
 	}
 }
@@ -44,20 +46,12 @@ func TestHSTSOnTheWire(t *testing.T) {
 	}))
 	defer up.Close()
 	httpAddr, tlsAddr := freeport.Addr(t), freeport.Addr(t)
-	srv, _ := runEdge(t, fmt.Sprintf(`server_name: example.com
-delegation: {server: "matrix.example.com:443", client_base_url: "https://matrix.example.com"}
-listen: {http: %q, https: %q, federation: "", admin: ""}
-tls: {mode: internal, storage: %q, hsts: {max_age: 24h}}
-upstream: {url: %q}
-`, httpAddr, tlsAddr, t.TempDir(), up.URL))
-	wait.Until(t, "the internal CA", 10*time.Second, func() error {
-		if srv.Certificates() == nil {
-			return fmt.Errorf("not yet")
-		}
-		_, err := handshake(tlsAddr, "matrix.example.com", srv.Certificates().Roots())
-		return err
-	})
-	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "matrix.example.com", RootCAs: srv.Certificates().Roots()}}
+	edge := startEdge(t, edgeconf.New(
+		edgeconf.Listen(httpAddr, tlsAddr, "", ""),
+		edgeconf.Internal(t.TempDir(), "hsts: {max_age: 24h}"),
+		edgeconf.Upstream(up.URL)), onListeners)
+	roots := edge.localCA(t, tlsAddr, "matrix.example.com")
+	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "matrix.example.com", RootCAs: roots}}
 	for _, path := range []string{"/.well-known/matrix/client", "/_matrix/client/versions", "/nothing/here"} {
 		req, _ := http.NewRequest("GET", "https://"+tlsAddr+path, nil)
 		req.Host = "matrix.example.com"

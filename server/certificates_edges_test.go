@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -14,9 +13,10 @@ import (
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
-// sharedEdgeConfig is edge n of several on pg's storage and ca.
-func sharedEdgeConfig(ca *acmetest.CA, pg *pgtest.Server, n, httpPort, tlsPort int) string {
-	return edgeconf.SharedEdge(n, httpPort, tlsPort, ca.DirectoryURL, ca.APIRootFile, pg.URL, pg.PasswordFile)
+// sharedEdgeConfig is edge n of several on pg's storage and ca, changed by
+// opts.
+func sharedEdgeConfig(ca *acmetest.CA, pg *pgtest.Server, n, httpPort, tlsPort int, opts ...edgeconf.Option) string {
+	return edgeconf.SharedEdge(n, httpPort, tlsPort, ca.DirectoryURL, ca.APIRootFile, pg.URL, pg.PasswordFile, opts...)
 }
 
 // TestSharedStorageEdges: three edges on one PostgreSQL storage order one
@@ -29,9 +29,8 @@ func TestSharedStorageEdges(t *testing.T) {
 	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
 	// Short-lived certificates, so that a renewal comes within the test.
 	ca := acmetest.StartValidity(t, httpPort, tlsPort, time.Minute)
-	edge := func(n int) *Server {
-		srv, _ := runEdge(t, sharedEdgeConfig(ca, pg, n, httpPort, tlsPort), WithShortLivedCertificates(time.Second))
-		return srv
+	edge := func(n int) *testEdge {
+		return startEdge(t, sharedEdgeConfig(ca, pg, n, httpPort, tlsPort), onListeners, withOptions(WithShortLivedCertificates(time.Second)))
 	}
 	addr := func(n int) string { return fmt.Sprintf("127.0.0.%d:%d", n, tlsPort) }
 
@@ -39,7 +38,7 @@ func TestSharedStorageEdges(t *testing.T) {
 	// validation until edge 3 runs and the name resolves to it alone.
 	caught, release := ca.HoldChallenges()
 	start := time.Now()
-	edges := []*Server{edge(1), edge(2)}
+	edges := []*testEdge{edge(1), edge(2)}
 	select {
 	case <-caught:
 	case <-time.After(60 * time.Second):
@@ -95,20 +94,18 @@ func TestSharedStorageEdges(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	for n, srv := range edges {
-		if st, ok := srv.storageStatus(); !ok || st.Reachable || st.Kind != "postgres" {
+	for n, e := range edges {
+		if st, ok := e.srv.storageStatus(); !ok || st.Reachable || st.Kind != "postgres" {
 			t.Errorf("edge %d status with PostgreSQL down: %+v", n+1, st)
 		}
-		rec := httptest.NewRecorder()
-		srv.m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-		if !strings.Contains(rec.Body.String(), `wellknownd_tls_storage_up{kind="postgres"} 0`) {
+		if !strings.Contains(e.adminGET(t, "/metrics"), `wellknownd_tls_storage_up{kind="postgres"} 0`) {
 			t.Errorf("edge %d metrics with PostgreSQL down lack wellknownd_tls_storage_up 0", n+1)
 		}
 	}
 	pg.Start()
-	for n, srv := range edges {
+	for n, e := range edges {
 		wait.Until(t, fmt.Sprintf("edge %d sees PostgreSQL again", n+1), 20*time.Second, func() error {
-			if st, _ := srv.storageStatus(); !st.Reachable {
+			if st, _ := e.srv.storageStatus(); !st.Reachable {
 				return fmt.Errorf("%+v", st)
 			}
 			return nil
@@ -124,7 +121,7 @@ func TestSharedStorageTLSALPN(t *testing.T) {
 	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
 	ca := acmetest.Start(t, httpPort, tlsPort)
 	edge := func(n int) {
-		runEdge(t, strings.Replace(sharedEdgeConfig(ca, pg, n, httpPort, tlsPort), "challenges: [http-01]", "challenges: [tls-alpn-01]", 1))
+		startEdge(t, strings.Replace(sharedEdgeConfig(ca, pg, n, httpPort, tlsPort), "challenges: [http-01]", "challenges: [tls-alpn-01]", 1), onListeners)
 	}
 	caught, release := ca.HoldChallenges()
 	edge(1)
@@ -154,42 +151,39 @@ func TestSharedInternalCA(t *testing.T) {
 	pg := pgtest.Start(t)
 	tlsPort := freeport.Port(t)
 	cfg := func(n int) string {
-		return fmt.Sprintf(`server_name: example.com
-delegation: {server: "example.com:443", client_base_url: "https://example.com"}
-hosts: [example.com]
-listen: {http: "", https: "127.0.0.%d:%d", federation: "", admin: ""}
-tls: {mode: internal, storage: %q, storage_password_file: %q}
-upstream: {url: "http://127.0.0.1:1"}
-`, n, tlsPort, pg.URL, pg.PasswordFile)
+		return edgeconf.New(
+			edgeconf.Names("example.com", "example.com:443", "https://example.com"),
+			edgeconf.Hosts("example.com"),
+			edgeconf.Listen("", fmt.Sprintf("127.0.0.%d:%d", n, tlsPort), "", ""),
+			edgeconf.Internal(pg.URL, fmt.Sprintf("storage_password_file: %q", pg.PasswordFile)),
+			edgeconf.Upstream("http://127.0.0.1:1"))
 	}
-	edges := make([]*Server, 2)
+	edges := make([]*testEdge, 2)
 	done := make(chan struct{})
 	for i := range edges {
-		go func() { edges[i], _ = runEdge(t, cfg(i+1)); done <- struct{}{} }()
+		go func() { edges[i] = startEdge(t, cfg(i+1), onListeners); done <- struct{}{} }()
 	}
 	<-done
 	<-done
-	for i, srv := range edges {
+	for i, e := range edges {
 		wait.Until(t, fmt.Sprintf("edge %d runs", i+1), 20*time.Second, func() error {
-			if srv.Certificates() == nil {
+			if e.srv.Certificates() == nil {
 				return fmt.Errorf("no certificates yet")
 			}
 			return nil
 		})
 	}
-	for i, srv := range edges {
-		roots := srv.Certificates().Roots()
-		if !roots.Equal(edges[0].Certificates().Roots()) {
+	for i, e := range edges {
+		roots := e.srv.Certificates().Roots()
+		if !roots.Equal(edges[0].srv.Certificates().Roots()) {
 			t.Fatalf("edge %d has a CA of its own", i+1)
 		}
-		waitCert(t, fmt.Sprintf("127.0.0.%d:%d", i+1, tlsPort), "example.com", edges[0].Certificates().Roots())
+		waitCert(t, fmt.Sprintf("127.0.0.%d:%d", i+1, tlsPort), "example.com", edges[0].srv.Certificates().Roots())
 	}
-	rec := httptest.NewRecorder()
-	edges[1].adminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/status", nil))
-	if !strings.Contains(rec.Body.String(), `"tls_storage": {
+	if status := edges[1].adminGET(t, "/status"); !strings.Contains(status, `"tls_storage": {
     "kind": "postgres",
     "reachable": true,`) {
-		t.Fatalf("/status:\n%s", rec.Body.String())
+		t.Fatalf("/status:\n%s", status)
 	}
 	if n := pg.Query(`SELECT count(*) FROM wellknownd.certmagic_data WHERE key LIKE 'internal-ca/%'`); n != "2\n" {
 		t.Fatalf("internal CA keys in storage: %s", n)
@@ -215,12 +209,10 @@ func BenchmarkSharedStorageIssuance(b *testing.B) {
 				httpPort, tlsPort := freeport.Port(b), freeport.Port(b)
 				ca := acmetest.Start(b, httpPort, tlsPort)
 				start := time.Now()
-				var srvs []*Server
-				var stops []func()
+				var started []*testEdge
 				for n := 1; n <= edges; n++ {
-					cfg := strings.Replace(sharedEdgeConfig(ca, &shared, n, httpPort, tlsPort), "hosts: [example.com]", "hosts: [example.com, matrix.example.com]", 1)
-					srv, stop := runEdge(b, cfg)
-					srvs, stops = append(srvs, srv), append(stops, stop)
+					cfg := sharedEdgeConfig(ca, &shared, n, httpPort, tlsPort, edgeconf.Hosts("example.com", "matrix.example.com"))
+					started = append(started, startEdge(b, cfg, onListeners))
 				}
 				for n := 1; n <= edges; n++ {
 					for _, h := range []string{"example.com", "matrix.example.com"} {
@@ -229,12 +221,12 @@ func BenchmarkSharedStorageIssuance(b *testing.B) {
 				}
 				elapsed := time.Since(start)
 				var trips int64
-				for _, srv := range srvs {
-					st, _ := srv.storageStatus()
+				for _, e := range started {
+					st, _ := e.srv.storageStatus()
 					trips += st.LockRoundTrips
 				}
-				for _, stop := range stops {
-					stop()
+				for _, e := range started {
+					e.stop()
 				}
 				b.ReportMetric(elapsed.Seconds(), "s-to-first-certs")
 				b.ReportMetric(float64(trips)/2, "lock-round-trips/issuance")
