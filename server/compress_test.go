@@ -188,6 +188,46 @@ func TestCompressionOnTheWire(t *testing.T) {
 	}
 }
 
+// TestCompressionHonoursTheUpstream: an answer marked no-transform goes
+// out as the upstream wrote it (RFC 9110, section 7.7), and a 304 to a
+// client revalidating a compressed answer names the tag that client holds.
+func TestCompressionHonoursTheUpstream(t *testing.T) {
+	big := syncLike(64 << 10)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("ETag", `"v1"`)
+		if r.URL.Path == "/_matrix/client/v3/signed" {
+			w.Header().Set("Cache-Control", "private, no-transform")
+		}
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Write(big)
+	}))
+	defer up.Close()
+	ts := startEdge(t, edgeconf.Plain(up.URL, "1MiB"))
+	resp, body := rawGet(t, ts, "/_matrix/client/v3/signed", "Accept-Encoding", "zstd, gzip")
+	if enc := resp.Header.Get("Content-Encoding"); enc != "" || !bytes.Equal(body, big) || resp.Header.Get("ETag") != `"v1"` {
+		t.Errorf("no-transform answer: Content-Encoding %q, ETag %q, %d bytes (want %d as sent)", enc, resp.Header.Get("ETag"), len(body), len(big))
+	}
+	// The control: the same answer without no-transform is compressed.
+	resp, _ = rawGet(t, ts, "/_matrix/client/v3/plain", "Accept-Encoding", "zstd")
+	if resp.Header.Get("Content-Encoding") != "zstd" || resp.Header.Get("ETag") != `"v1-zstd"` {
+		t.Fatalf("compressed answer: Content-Encoding %q, ETag %q", resp.Header.Get("Content-Encoding"), resp.Header.Get("ETag"))
+	}
+	for _, enc := range []string{"zstd", "gzip"} {
+		resp, _ = rawGet(t, ts, "/_matrix/client/v3/plain", "Accept-Encoding", enc, "If-None-Match", `"v1-`+enc+`"`)
+		if resp.StatusCode != http.StatusNotModified || resp.Header.Get("ETag") != `"v1-`+enc+`"` {
+			t.Errorf("revalidating the %s answer: %d, ETag %q", enc, resp.StatusCode, resp.Header.Get("ETag"))
+		}
+	}
+	resp, _ = rawGet(t, ts, "/_matrix/client/v3/plain", "Accept-Encoding", "zstd", "If-None-Match", `"v1"`)
+	if resp.StatusCode != http.StatusNotModified || resp.Header.Get("ETag") != `"v1"` {
+		t.Errorf("revalidating the plain answer: %d, ETag %q", resp.StatusCode, resp.Header.Get("ETag"))
+	}
+}
+
 // TestCompressedStreamFlushes: a streamed answer is compressed as it is
 // written, and what the upstream flushed reaches the client before the
 // rest exists.

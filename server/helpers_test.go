@@ -164,10 +164,7 @@ func startEdge(t testing.TB, cfgYAML string, opts ...edgeOption) *testEdge {
 	if o.run && testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := New(cfg, log, o.server...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := New(cfg, log, o.server...)
 	e := &testEdge{srv: srv, stop: func() {}}
 	if o.admin {
 		e.admin = httptest.NewServer(srv.adminHandler())

@@ -138,6 +138,27 @@ func TestHTTP3(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+
+	// An answer the edge gives itself, which over HTTP/1 closes the
+	// connection: over HTTP/3 and HTTP/2 the client reads the status, and
+	// no connection-specific header (RFC 9114, section 4.2).
+	for name, c := range map[string]*http.Client{"HTTP/3": client, "HTTP/2": h2} {
+		big := make([]byte, 11<<20)
+		req, _ := http.NewRequest("POST", "https://matrix.example.com/_matrix/media/v3/upload", bytes.NewReader(big))
+		req.ContentLength = int64(len(big))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("an upload over max_body over %s: %v", name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "M_TOO_LARGE") {
+			t.Errorf("an upload over max_body over %s: %d %q", name, resp.StatusCode, body)
+		}
+		if v := resp.Header.Values("Connection"); len(v) != 0 {
+			t.Errorf("%s answer carries Connection: %q", name, v)
+		}
+	}
 }
 
 // TestHTTP3Off: with listen.http3 false nothing listens on UDP and no

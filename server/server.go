@@ -47,7 +47,7 @@ type Server struct {
 
 // New builds a server for a validated configuration. It builds the
 // routes from the resolved values, but does not listen yet.
-func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
+func New(cfg *config.Config, log *slog.Logger, opts ...Option) *Server {
 	s := &Server{log: log, up: newUpstreamDeps(log, newLimits(cfg.Limits))}
 	s.cfg.Store(cfg)
 	for _, o := range opts {
@@ -66,7 +66,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	s.main = s.instrumented((*site).serve)
 	s.redirect = s.instrumented(s.serveHTTPRedirect)
 	s.federation = s.instrumented(serveFederation)
-	return s, nil
+	return s
 }
 
 // ServeHTTP serves the current site as the main listeners do.

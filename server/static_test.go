@@ -71,6 +71,8 @@ func TestStaticRoute(t *testing.T) {
 		{"/missing.js", "GET", 404, "", "", ""},
 		{"/config.json", "POST", 405, "", "", ""},
 		{"/_matrix/client/versions", "GET", 404, "", "", ""},
+		{"/index.html%00", "GET", 404, "", "", ""},
+		{"/index.html%00.png", "GET", 404, "", "", ""},
 	} {
 		resp, body := send(t, ts, tc.method, "element.example.com", tc.path, nil)
 		if resp.StatusCode != tc.code || !strings.Contains(body, tc.body) {

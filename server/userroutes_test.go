@@ -46,3 +46,58 @@ func TestUpstreamRoute(t *testing.T) {
 		t.Errorf("a dead route upstream: %d %q", resp.StatusCode, body)
 	}
 }
+
+// TestRootRouteNeverGetsReservedPaths: a route at / (a web site, Element
+// Web) takes whatever nothing else does, but never the paths that are
+// always the homeserver's or the documents': not on the base domain (which
+// does not serve the Matrix APIs here), not on a host of its own, not on
+// the delegated host, however the path is spelt.
+func TestRootRouteNeverGetsReservedPaths(t *testing.T) {
+	var seen []string
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, r.Host+" "+r.URL.Path)
+		w.Write([]byte("site"))
+	}))
+	defer svc.Close()
+	up := newRecorder(t)
+	cfg := edgeconf.New(edgeconf.Hosts("example.com", "matrix.example.com", "www.example.com"), edgeconf.Upstream(up.URL)) +
+		"routes:\n  - {path: /, upstream: " + svc.URL + "}\n  - {host: www.example.com, path: /, upstream: " + svc.URL + "}\n"
+	ts := startEdge(t, cfg)
+	// The routes are there: what is not reserved reaches the site.
+	for _, host := range []string{"example.com", "www.example.com", "matrix.example.com"} {
+		if resp, body := send(t, ts, "GET", host, "/about", nil); resp.StatusCode != 200 || body != "site" {
+			t.Fatalf("%s/about: %d %q", host, resp.StatusCode, body)
+		}
+	}
+	seen = nil
+	for _, tc := range []struct{ host, path string }{
+		{"example.com", "/_matrix/client/versions"},
+		{"example.com", "/_matrix"},
+		{"example.com", "/_synapse/admin/v1/register"},
+		{"example.com", "/_dendrite/admin/evacuateUser/@a:example.com"},
+		{"example.com", "/%5Fmatrix/client/versions"},
+		{"example.com", "/.well-known/matrix"},
+		{"www.example.com", "/_matrix/client/v3/login"},
+		{"www.example.com", "/_synapse/client/oidc/callback"},
+		{"www.example.com", "/_dendrite"},
+		{"matrix.example.com", "/_synapse/admin"},
+		{"matrix.example.com", "/_synapse/other"},
+		{"matrix.example.com", "/_dendrite/other"},
+		{"matrix.example.com", "/_matrix"},
+	} {
+		resp, body := send(t, ts, "GET", tc.host, tc.path, nil)
+		if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "M_UNRECOGNIZED") {
+			t.Errorf("%s%s: %d %q, want the edge's 404", tc.host, tc.path, resp.StatusCode, body)
+		}
+	}
+	if len(seen) != 0 {
+		t.Errorf("the route at / received reserved paths: %q", seen)
+	}
+	if n := up.count(); n != 0 {
+		t.Errorf("the homeserver received %d requests for paths it does not serve", n)
+	}
+	// The delegated host's Matrix APIs still go to the homeserver.
+	if resp, _ := send(t, ts, "GET", "matrix.example.com", "/_matrix/client/versions", nil); resp.StatusCode != 200 || up.count() != 1 {
+		t.Errorf("/_matrix/client/versions on the delegated host: %d, upstream saw %d", resp.StatusCode, up.count())
+	}
+}

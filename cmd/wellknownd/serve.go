@@ -48,7 +48,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 
 	notify := sdnotify.FromEnv()
 	rl := &reloader{src: src, log: log, notify: notify}
-	srv, err := server.New(cfg, log,
+	srv := server.New(cfg, log,
 		server.WithVersion(versionNumber()),
 		server.WithReloader(rl.reload),
 		server.WithOnServing(func() {
@@ -56,9 +56,6 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 				log.Warn("systemd notify", "err", err)
 			}
 		}))
-	if err != nil {
-		return err
-	}
 	rl.srv = srv
 	// The helpers end with ctx; runServe waits for them, so that nothing
 	// (a reload, a watchdog pet) outlives the daemon's return.
