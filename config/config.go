@@ -373,6 +373,14 @@ type Limits struct {
 	// H2MaxStreams caps the concurrent requests of one HTTP/2 connection
 	// (default 128, as nginx).
 	H2MaxStreams int `yaml:"h2_max_streams"`
+	// SendTimeout ends a response, or the connection it is on, when a
+	// write to the client makes no progress for this long (default 60s,
+	// as nginx's send_timeout): a client that stops reading holds neither
+	// a connection to the homeserver nor its own for longer. It bounds the
+	// time between two successful writes, never a whole answer: a long
+	// download that keeps moving, or a /sync long-poll that is waiting for
+	// its answer, is never cut.
+	SendTimeout time.Duration `yaml:"send_timeout"`
 }
 
 // TLSMode is tls.mode: where certificates come from.

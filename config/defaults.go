@@ -45,6 +45,7 @@ func Default() Config {
 			UpstreamWait:    10 * time.Second,
 			BodyIdleTimeout: 60 * time.Second,
 			H2MaxStreams:    128,
+			SendTimeout:     60 * time.Second,
 		},
 		ShutdownTimeout: 10 * time.Second,
 		Log:             Log{Format: "text", Level: "info"},

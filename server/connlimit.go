@@ -30,10 +30,12 @@ type connLimiter struct {
 
 	mu    sync.Mutex
 	conns map[*limitedConn]struct{}
+	// sendTimeout bounds each write to a client's socket.
+	sendTimeout time.Duration
 }
 
-func newConnLimiter(n int) *connLimiter {
-	return &connLimiter{slots: make(chan struct{}, n), conns: map[*limitedConn]struct{}{}}
+func newConnLimiter(n int, sendTimeout time.Duration) *connLimiter {
+	return &connLimiter{slots: make(chan struct{}, n), conns: map[*limitedConn]struct{}{}, sendTimeout: sendTimeout}
 }
 
 // evictGrace is how long a connection must have waited before it may be
@@ -188,6 +190,21 @@ func (c *limitedConn) setWaiting(waiting bool) {
 		t = time.Now().UnixNano()
 	}
 	c.waitingSince.Store(t)
+}
+
+// Write bounds each write to the socket by the send timeout: a client that
+// stops reading (its receive window full) has its connection closed
+// instead of holding it, and whatever answer was being written, for ever.
+// Every byte to a client crosses here, HTTP/1 answers, HTTP/2 frames and
+// TLS records alike, the final flush of a handler's answer included. The
+// deadline is lifted after each write, so that a connection between
+// writes (a long-poll that waits, an idle keep-alive) is not affected.
+func (c *limitedConn) Write(p []byte) (int, error) {
+	if d := c.c.sendTimeout; d > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(d))
+		defer c.Conn.SetWriteDeadline(time.Time{})
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *limitedConn) Close() error {

@@ -15,6 +15,7 @@ type limits struct {
 	upstreamWait  time.Duration
 	bodyIdle      time.Duration
 	h2Streams     int
+	sendTimeout   time.Duration
 }
 
 // reservedFDs are the descriptors kept for what is neither a client's nor
@@ -29,7 +30,7 @@ const reservedFDs = 128
 // everyone, the documents and the admin listener included.
 func newLimits(c config.Limits) limits {
 	l := limits{upstreamConns: c.UpstreamConns, upstreamWait: c.UpstreamWait, bodyIdle: c.BodyIdleTimeout,
-		h2Streams: c.H2MaxStreams, maxConns: c.MaxConns}
+		h2Streams: c.H2MaxStreams, maxConns: c.MaxConns, sendTimeout: c.SendTimeout}
 	var rl syscall.Rlimit
 	avail := 1 << 20
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < uint64(avail) {

@@ -162,6 +162,9 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	// stall bounds each write and flush of an HTTP/2 or HTTP/3 stream;
+	// nil on HTTP/1.
+	stall *stallWatch
 }
 
 var recorders = sync.Pool{New: func() any { return new(statusRecorder) }}
@@ -179,9 +182,23 @@ func (r *statusRecorder) Write(p []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
+	if r.stall != nil {
+		r.stall.arm()
+		defer r.stall.disarm()
+	}
 	n, err := r.ResponseWriter.Write(p)
 	r.bytes += int64(n)
 	return n, err
+}
+
+// FlushError flushes the stream under the same bound as a write: a flush
+// waits for the client's flow-control window as a write does.
+func (r *statusRecorder) FlushError() error {
+	if r.stall != nil {
+		r.stall.arm()
+		defer r.stall.disarm()
+	}
+	return http.NewResponseController(r.ResponseWriter).Flush()
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

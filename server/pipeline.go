@@ -22,7 +22,7 @@ func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Reque
 			hm = hr.metrics
 		}
 		rec := recorders.Get().(*statusRecorder)
-		*rec = statusRecorder{ResponseWriter: w}
+		*rec = statusRecorder{ResponseWriter: w, stall: newStallWatch(w, r, s.up.limits.sendTimeout)}
 		s.m.inflight.Inc()
 		defer func() {
 			// Deferred: a proxy whose client vanished mid-body panics with
@@ -38,6 +38,9 @@ func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Reque
 				s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("host", r.Host),
 					slog.String("path", r.URL.Path), slog.Int("status", status), slog.Int64("bytes", rec.bytes),
 					slog.Duration("took", took), slog.String("peer", r.RemoteAddr))
+			}
+			if rec.stall != nil {
+				rec.stall.stop()
 			}
 			*rec = statusRecorder{}
 			recorders.Put(rec)

@@ -39,7 +39,7 @@ func newUpstreamProxy(target *url.URL, up upstreamDeps, trusted netList, homeser
 		slots: up.slots.forHost(target.Host), wait: up.slots.wait}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
-		Transport: up.transport,
+		Transport: &slotTransport{next: up.transport, slots: p.slots, wait: p.wait, answers: up.answers},
 		// No periodic flushing: ReverseProxy already flushes every write of
 		// a response without Content-Length (a stream) or of type
 		// text/event-stream, and one with a length goes out as fast as the
@@ -57,17 +57,6 @@ func newUpstreamProxy(target *url.URL, up upstreamDeps, trusted netList, homeser
 }
 
 func (p *upstreamProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !acquire(p.slots, p.wait, r.Context().Done()) {
-		if r.Context().Err() != nil {
-			return // the client left while waiting
-		}
-		p.metrics.proxyErrors.WithLabelValues("busy").Inc()
-		p.log.Warn("no upstream connection free; answered 503", "upstream", p.target.Redacted(), "limit", cap(p.slots), "waited", p.wait)
-		w.Header()["Retry-After"] = retryAfter
-		writeMatrixError(w, corsClientAPI, http.StatusServiceUnavailable, codeUnknown, "The homeserver is busy; try again shortly")
-		return
-	}
-	defer func() { <-p.slots }()
 	p.rp.ServeHTTP(w, r)
 }
 
@@ -147,6 +136,12 @@ func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 		p.metrics.proxyErrors.WithLabelValues("client_body").Inc()
 		p.log.Debug("request body", "path", r.URL.Path, "err", bodyError(r))
 		writeBodyError(w, r, bodyError(r))
+		return
+	case errors.Is(err, errUpstreamBusy):
+		p.metrics.proxyErrors.WithLabelValues("busy").Inc()
+		p.log.Warn("no upstream connection free; answered 503", "upstream", p.target.Redacted(), "limit", cap(p.slots), "waited", p.wait)
+		w.Header()["Retry-After"] = retryAfter
+		writeMatrixError(w, corsClientAPI, http.StatusServiceUnavailable, codeUnknown, "The homeserver is busy; try again shortly")
 		return
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer.

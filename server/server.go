@@ -57,7 +57,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) *Server {
 		s.sup = supervise.New(supervisedSpecs(cfg.Supervise), log, supervise.DefaultPolicy)
 		s.up.ready = s.sup.Ready
 	}
-	s.conns = newConnLimiter(s.up.limits.maxConns)
+	s.conns = newConnLimiter(s.up.limits.maxConns, s.up.limits.sendTimeout)
 	s.m = newMetrics(s.opts.version)
 	s.m.reg.MustRegister(newStorageCollector(s.storageStatus))
 	s.m.reg.MustRegister(newStateCollector(s))

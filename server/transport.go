@@ -23,6 +23,8 @@ type upstreamDeps struct {
 	// connections in use, per host.
 	limits limits
 	slots  *upstreamSlots
+	// answers hold answers read ahead of slow clients.
+	answers *answerBuffers
 }
 
 func newUpstreamDeps(log *slog.Logger, l limits) upstreamDeps {
@@ -31,7 +33,7 @@ func newUpstreamDeps(log *slog.Logger, l limits) upstreamDeps {
 	// site behind base_domain.proxy.
 	t.MaxConnsPerHost = l.upstreamConns
 	return upstreamDeps{transport: t, buffers: newBufferPool(32 << 10), log: log, limits: l,
-		slots: &upstreamSlots{size: l.upstreamConns, wait: l.upstreamWait}}
+		slots: &upstreamSlots{size: l.upstreamConns, wait: l.upstreamWait}, answers: newAnswerBuffers()}
 }
 
 // newTransport returns the transport for every upstream this edge proxies

@@ -1,7 +1,12 @@
 package server
 
 import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -59,4 +64,139 @@ func acquire(c chan struct{}, wait time.Duration, done <-chan struct{}) bool {
 	case <-done:
 	}
 	return false
+}
+
+// errUpstreamBusy is the error of a request that found no slot free in
+// time; the proxy answers it 503 with Retry-After.
+var errUpstreamBusy = errors.New("no upstream connection free")
+
+// slotTransport holds one of an upstream's slots for as long as a request
+// keeps an upstream connection busy: from before it is dialled until its
+// answer has been read to the end — at the upstream's speed, not the
+// client's, wherever that can be had:
+//   - an answer whose length is known and fits an answer buffer is read
+//     whole at once, the upstream connection goes back to the pool and
+//     the slot is freed before the client is sent a byte: a client that
+//     reads slowly, or not at all, then holds only its own connection and
+//     the buffer (within answerBudget);
+//   - any other answer (a stream, a media download, the budget spent) is
+//     passed on as it arrives and holds its slot until it ends, which the
+//     send timeout bounds when the client stops reading.
+type slotTransport struct {
+	next    http.RoundTripper
+	slots   chan struct{}
+	wait    time.Duration
+	answers *answerBuffers
+}
+
+// answerBuffers hold answers read ahead of their clients: sized for the
+// Matrix API's JSON answers (a /versions, a message send, an incremental
+// /sync), with a budget on how many all answers waiting for their clients
+// may hold, so that a flood of clients that do not read cannot grow the
+// edge's memory past it. One set serves every upstream of a server.
+type answerBuffers struct {
+	pool sync.Pool
+	held atomic.Int64
+}
+
+const (
+	answerBufferSize = 32 << 10
+	answerBudget     = 1024 // buffers: 32 MiB
+)
+
+func newAnswerBuffers() *answerBuffers {
+	a := &answerBuffers{}
+	a.pool.New = func() any { b := make([]byte, answerBufferSize); return &b }
+	return a
+}
+
+// get takes a buffer, or nil when the budget is spent.
+func (a *answerBuffers) get() *[]byte {
+	if a.held.Add(1) > answerBudget {
+		a.held.Add(-1)
+		return nil
+	}
+	return a.pool.Get().(*[]byte)
+}
+
+func (a *answerBuffers) put(b *[]byte) {
+	a.pool.Put(b)
+	a.held.Add(-1)
+}
+
+func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !acquire(t.slots, t.wait, req.Context().Done()) {
+		if err := req.Context().Err(); err != nil {
+			return nil, err
+		}
+		return nil, errUpstreamBusy
+	}
+	release := func() { <-t.slots }
+	resp, err := t.next.RoundTrip(req)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	if resp.ContentLength == 0 || resp.StatusCode == http.StatusSwitchingProtocols {
+		// Nothing more to read; an upgraded connection is no longer one of
+		// the pool's, and the client connection cap bounds it.
+		release()
+		return resp, nil
+	}
+	if resp.ContentLength > 0 && resp.ContentLength <= answerBufferSize {
+		if bp := t.answers.get(); bp != nil {
+			buf := (*bp)[:resp.ContentLength]
+			_, err := io.ReadFull(resp.Body, buf)
+			resp.Body.Close()
+			release()
+			if err != nil {
+				t.answers.put(bp)
+				return nil, err
+			}
+			a := &bufferedAnswer{buf: bp, answers: t.answers}
+			a.Reset(buf)
+			resp.Body = a
+			return resp, nil
+		}
+	}
+	resp.Body = &slotBody{ReadCloser: resp.Body, release: release}
+	return resp, nil
+}
+
+// bufferedAnswer is an answer read whole from the upstream, held until the
+// client has taken it.
+type bufferedAnswer struct {
+	bytes.Reader
+	buf     *[]byte
+	answers *answerBuffers
+}
+
+func (a *bufferedAnswer) Close() error {
+	if a.buf != nil {
+		a.answers.put(a.buf)
+		a.buf = nil
+	}
+	return nil
+}
+
+// slotBody frees its slot once, when the answer has been read to its end
+// or closed (the client left, or the copy failed).
+type slotBody struct {
+	io.ReadCloser
+	release func()
+	once    sync.Once
+}
+
+func (b *slotBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.once.Do(b.release)
+	}
+	return n, err
+}
+
+func (b *slotBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.release)
+	return err
 }
