@@ -371,7 +371,9 @@ type Limits struct {
 	// dialled.
 	BodyIdleTimeout time.Duration `yaml:"body_idle_timeout"`
 	// H2MaxStreams caps the concurrent requests of one HTTP/2 connection
-	// (default 128, as nginx).
+	// (default 128, as nginx). It also bounds how fast one connection may
+	// send requests on to an upstream: a burst of twice as many, then as
+	// many a second (rapid reset).
 	H2MaxStreams int `yaml:"h2_max_streams"`
 	// SendTimeout ends a response, or the connection it is on, when a
 	// write to the client makes no progress for this long (default 60s,

@@ -99,7 +99,7 @@ func (c *connLimiter) take(closed <-chan struct{}) bool {
 // markWaiting says the connection of a request (an HTTP/1 one) is waiting
 // on its client, or (false) that it is being served again.
 func markWaiting(ctx context.Context, waiting bool) {
-	if lc, ok := ctx.Value(connKey{}).(*limitedConn); ok {
+	if lc := connOf(ctx); lc != nil {
 		lc.setWaiting(waiting)
 	}
 }
@@ -182,6 +182,15 @@ type limitedConn struct {
 	// waitingSince is when it began to wait on its client (UnixNano), 0
 	// while a request is being served.
 	waitingSince atomic.Int64
+	// streams is the HTTP/2 connection's budget of new requests to an
+	// upstream.
+	streams streamBucket
+}
+
+// connOf is the limitedConn a request came on, or nil.
+func connOf(ctx context.Context) *limitedConn {
+	lc, _ := ctx.Value(connKey{}).(*limitedConn)
+	return lc
 }
 
 func (c *limitedConn) setWaiting(waiting bool) {

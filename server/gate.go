@@ -22,10 +22,17 @@ type upstreamGate struct {
 	// homeserver: the upstream is the homeserver, whose CORS preflights the
 	// edge answers; a service of routes: answers its own.
 	homeserver bool
+	// streamRate is the requests a second one HTTP/2 connection may send
+	// on (streamBucket), h2_max_streams.
+	streamRate float64
 }
 
-// retryAfter is the Retry-After of a 503 while the homeserver starts.
-var retryAfter = []string{"5"}
+// retryAfter is the Retry-After of a 503 while the homeserver starts;
+// retrySoon that of a 429 to a connection over its stream rate.
+var (
+	retryAfter = []string{"5"}
+	retrySoon  = []string{"1"}
+)
 
 // wrap answers what the edge can answer itself (CORS preflights, a
 // homeserver that is not ready, bodies over the limit), waits for a body to
@@ -38,6 +45,13 @@ func (g *upstreamGate) wrap(next http.Handler) http.Handler {
 			setCORS(w.Header(), corsClientAPI)
 			w.WriteHeader(http.StatusNoContent)
 			return
+		}
+		if r.ProtoMajor == 2 {
+			if lc := connOf(r.Context()); lc != nil && !lc.streams.take(time.Now(), 2*g.streamRate, g.streamRate) {
+				w.Header()["Retry-After"] = retrySoon
+				writeMatrixError(w, corsClientAPI, http.StatusTooManyRequests, codeLimited, "Too many requests on this connection; slow down")
+				return
+			}
 		}
 		if g.ready != nil && !g.ready() {
 			// Answer at once: dialling a homeserver that is restarting

@@ -13,6 +13,7 @@ const (
 	codeForbidden    = "M_FORBIDDEN"
 	codeUnknown      = "M_UNKNOWN"
 	codeTooLarge     = "M_TOO_LARGE"
+	codeLimited      = "M_LIMIT_EXCEEDED"
 )
 
 // writeMatrixError answers with the JSON error body Matrix clients parse,

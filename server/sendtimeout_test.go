@@ -122,11 +122,9 @@ func TestClientThatStopsReadingOverHTTP1(t *testing.T) {
 	}
 }
 
-// h2Stalled opens an HTTP/2 connection to addr that grants no stream any
-// window (SETTINGS_INITIAL_WINDOW_SIZE 0) and asks for path on n streams;
-// it reads frames until the connection ends and counts the streams the
-// server reset.
-func h2Stalled(t *testing.T, addr, path string, n int) (conn *tls.Conn, resets <-chan uint32) {
+// h2Dial opens a raw HTTP/2 connection to addr, as a client that speaks
+// frames itself, with settings.
+func h2Dial(t *testing.T, addr string, settings ...http2.Setting) (*tls.Conn, *http2.Framer) {
 	t.Helper()
 	c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "matrix.example.com", InsecureSkipVerify: true, NextProtos: []string{"h2"}})
 	if err != nil {
@@ -138,15 +136,33 @@ func h2Stalled(t *testing.T, addr, path string, n int) (conn *tls.Conn, resets <
 	}
 	io.WriteString(c, http2.ClientPreface)
 	fr := http2.NewFramer(c, c)
-	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	fr.WriteSettings(settings...)
+	return c, fr
+}
+
+// h2Get returns a function that sends a GET of path on a stream.
+func h2Get(fr *http2.Framer) func(id uint32, path string) {
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
-	for i := range n {
+	return func(id uint32, path string) {
 		hb.Reset()
 		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "matrix.example.com"}, {":path", path}} {
 			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 		}
-		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	}
+}
+
+// h2Stalled opens an HTTP/2 connection to addr that grants no stream any
+// window (SETTINGS_INITIAL_WINDOW_SIZE 0) and asks for path on n streams;
+// it reads frames until the connection ends and counts the streams the
+// server reset.
+func h2Stalled(t *testing.T, addr, path string, n int) (conn *tls.Conn, resets <-chan uint32) {
+	t.Helper()
+	c, fr := h2Dial(t, addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	get := h2Get(fr)
+	for i := range n {
+		get(uint32(2*i+1), path)
 	}
 	rst := make(chan uint32, n)
 	go func() {
