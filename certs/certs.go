@@ -34,7 +34,8 @@ type Source interface {
 	// Renew replaces every certificate now, whatever its age.
 	Renew(ctx context.Context) error
 	// SetHosts changes the names certificates are kept for (a reload):
-	// new names are obtained, dropped ones forgotten.
+	// new names are obtained, dropped ones forgotten. A new name that
+	// cannot be obtained now is an error, and is retried with backoff.
 	SetHosts(ctx context.Context, hosts []string) error
 	// Status is the state of each host's certificate.
 	Status() []Status

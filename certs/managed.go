@@ -27,7 +27,7 @@ type managed struct {
 	// roots is the local CA's root for mode internal.
 	roots  *x509.CertPool
 	notify func(event string)
-	// mu guards names, which a reload changes.
+	// mu guards names, which a reload changes, and pending.
 	mu    sync.Mutex
 	cache *certmagic.Cache
 	magic *certmagic.Config
@@ -37,7 +37,12 @@ type managed struct {
 	// zerossl is the ZeroSSL API issuer (ca: zerossl, or Let's Encrypt's
 	// fallback), whose HTTP validation requests the HTTP listener answers.
 	zerossl *certmagic.ZeroSSLIssuer
-	names   []string
+	names []string
+	// pending are names of names that certmagic has not taken yet: their
+	// first attempt failed (storage down, a bad write). retry tries them
+	// again with backoff, and so does the next reload.
+	pending []string
+	retry   chan struct{}
 	log     *slog.Logger
 	// async: an ACME CA may be slow or down, and the listeners must serve
 	// meanwhile (they answer its challenges); the local CA is instant.
@@ -50,7 +55,7 @@ type managed struct {
 // newManaged sets up certmagic with storage under dir. Issuers are added by
 // the caller.
 func newManaged(opts Options, st storage) *managed {
-	m := &managed{log: opts.Log, names: config.CertificateNames(opts.Hosts), notify: opts.OnEvent, storage: st}
+	m := &managed{log: opts.Log, names: config.CertificateNames(opts.Hosts), notify: opts.OnEvent, storage: st, retry: make(chan struct{}, 1)}
 	if m.notify == nil {
 		m.notify = func(string) {}
 	}
@@ -97,6 +102,7 @@ func (m *managed) Start(ctx context.Context) error {
 		return err
 	}
 	go m.watchExpiry(ctx)
+	go m.retryPending(ctx)
 	if m.storage.pg != nil {
 		go m.storage.pg.watch(ctx)
 	}
@@ -125,33 +131,91 @@ func (m *managed) hostNames() []string {
 	return m.names
 }
 
+// SetHosts hands certmagic the names that are new, and drops those no
+// longer wanted. A name whose first attempt fails is not forgotten: it
+// stays pending, retried with backoff until it is taken, and by the next
+// reload too.
 func (m *managed) SetHosts(ctx context.Context, hosts []string) error {
 	names := config.CertificateNames(hosts)
-	old := m.hostNames()
+	m.mu.Lock()
 	var added []string
 	for _, n := range names {
-		if !slices.Contains(old, n) {
+		if !slices.Contains(m.names, n) || slices.Contains(m.pending, n) {
 			added = append(added, n)
 		}
 	}
 	var dropped []certmagic.SubjectIssuer
-	for _, n := range old {
-		if !slices.Contains(names, n) {
+	for _, n := range m.names {
+		if !slices.Contains(names, n) && !slices.Contains(m.pending, n) {
 			for _, iss := range m.magic.Issuers {
 				dropped = append(dropped, certmagic.SubjectIssuer{Subject: n, IssuerKey: iss.IssuerKey()})
 			}
 		}
 	}
-	m.mu.Lock()
-	m.names = names
+	m.names, m.pending = names, added
 	m.mu.Unlock()
 	if len(dropped) > 0 {
 		m.cache.RemoveManaged(dropped)
 	}
-	if len(added) > 0 {
-		return m.manage(ctx, added)
+	if len(added) == 0 {
+		return nil
 	}
+	if err := m.manage(ctx, added); err != nil {
+		select {
+		case m.retry <- struct{}{}:
+		default:
+		}
+		return fmt.Errorf("%w; retrying with backoff", err)
+	}
+	m.taken(added)
 	return nil
+}
+
+// taken removes names from pending.
+func (m *managed) taken(names []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pending = slices.DeleteFunc(m.pending, func(n string) bool { return slices.Contains(names, n) })
+}
+
+// The retry backoff of pending names: doubling from the first to the last.
+const (
+	retryFirst = 2 * time.Second
+	retryMost  = 5 * time.Minute
+)
+
+// retryPending hands certmagic the pending names again, with backoff, from
+// when SetHosts says some are pending until none is.
+func (m *managed) retryPending(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.retry:
+		}
+		for wait := retryFirst; ; wait = min(2*wait, retryMost) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			m.mu.Lock()
+			pending := slices.Clone(m.pending)
+			m.mu.Unlock()
+			if len(pending) == 0 {
+				break
+			}
+			actx, cancel := context.WithTimeout(ctx, time.Minute)
+			err := m.manage(actx, pending)
+			cancel()
+			if err == nil {
+				m.taken(pending)
+				m.log.Info("certificates: names taken on retry", "names", pending)
+				break
+			}
+			m.log.Error("certificates: still failing; retrying", "names", pending, "next_attempt_in", min(2*wait, retryMost), "err", err)
+		}
+	}
 }
 
 // Renew renews every name now and swaps the new certificates in: new

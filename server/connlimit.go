@@ -205,13 +205,14 @@ func (c *limitedConn) setWaiting(waiting bool) {
 // stops reading (its receive window full) has its connection closed
 // instead of holding it, and whatever answer was being written, for ever.
 // Every byte to a client crosses here, HTTP/1 answers, HTTP/2 frames and
-// TLS records alike, the final flush of a handler's answer included. The
-// deadline is lifted after each write, so that a connection between
-// writes (a long-poll that waits, an idle keep-alive) is not affected.
+// TLS records alike, the final flush of a handler's answer included. Each
+// write sets its own deadline first, so one that has passed while the
+// connection had nothing to write (a long-poll that waits, an idle
+// keep-alive) never cuts the next: it is not lifted afterwards, which
+// would double the cost of every write.
 func (c *limitedConn) Write(p []byte) (int, error) {
 	if d := c.c.sendTimeout; d > 0 {
 		c.Conn.SetWriteDeadline(time.Now().Add(d))
-		defer c.Conn.SetWriteDeadline(time.Time{})
 	}
 	return c.Conn.Write(p)
 }

@@ -5,9 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/wellknownd/wellknownd/config"
 )
+
+// setHostsTimeout bounds the certificate work of a reload, which holds the
+// reload lock: a storage outage must not stall every later reload.
+const setHostsTimeout = 15 * time.Second
 
 // Reload reads a configuration with load and applies it while serving:
 // documents, hosts, routes and upstreams swap in one step (a request sees
@@ -38,8 +43,13 @@ func (s *Server) Reload(ctx context.Context, load func() (*config.Config, error)
 	}
 	st := newSite(cfg, up, s.m)
 	if src := s.Certificates(); src != nil {
-		if err := src.SetHosts(ctx, cfg.Hosts); err != nil {
-			s.log.Error("reload: certificates for the new hosts", "err", err)
+		// Never past a deadline: the reload lock is held meanwhile, and a
+		// name that could not be taken is retried by the source itself.
+		hctx, cancel := context.WithTimeout(ctx, setHostsTimeout)
+		err := src.SetHosts(hctx, cfg.Hosts)
+		cancel()
+		if err != nil {
+			s.log.Error("reload: certificates for the new hosts could not be obtained yet", "err", err)
 		}
 	}
 	s.site.Store(st)
