@@ -37,8 +37,8 @@ type managed struct {
 	// zerossl is the ZeroSSL API issuer (ca: zerossl, or Let's Encrypt's
 	// fallback), whose HTTP validation requests the HTTP listener answers.
 	zerossl *certmagic.ZeroSSLIssuer
-	names []string
-	// pending are names of names that certmagic has not taken yet: their
+	names   []string
+	// pending are the names that certmagic has not taken yet: their
 	// first attempt failed (storage down, a bad write). retry tries them
 	// again with backoff, and so does the next reload.
 	pending []string
