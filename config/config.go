@@ -370,6 +370,11 @@ type Limits struct {
 	// keeps moving is never cut. A body must start before the homeserver is
 	// dialled.
 	BodyIdleTimeout time.Duration `yaml:"body_idle_timeout"`
+	// BodyMinRate is the least a body must average, in bytes a second,
+	// once it has been arriving for body_idle_timeout (default 1KiB): a
+	// byte a minute resets any idle timer, yet it is a stalled body, not a
+	// slow one, and it is ended with 408. A slow link is far above it.
+	BodyMinRate Size `yaml:"body_min_rate"`
 	// H2MaxStreams caps the concurrent requests of one HTTP/2 connection
 	// (default 128, as nginx). It also bounds how fast one connection may
 	// send requests on to an upstream: a burst of twice as many, then as

@@ -44,6 +44,7 @@ func Default() Config {
 			UpstreamConns:   4096,
 			UpstreamWait:    10 * time.Second,
 			BodyIdleTimeout: 60 * time.Second,
+			BodyMinRate:     1 << 10,
 			H2MaxStreams:    128,
 			SendTimeout:     60 * time.Second,
 		},

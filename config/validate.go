@@ -341,6 +341,9 @@ func (v *validator) validateLimits() {
 	if l.BodyIdleTimeout <= 0 {
 		v.errf("limits.body_idle_timeout", "must be more than 0, e.g. 60s")
 	}
+	if l.BodyMinRate < 0 {
+		v.errf("limits.body_min_rate", "must not be negative (0 turns it off)")
+	}
 	if l.SendTimeout <= 0 {
 		v.errf("limits.send_timeout", "must be more than 0, e.g. 60s")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -25,6 +26,12 @@ type clientBody struct {
 	io.ReadCloser
 	ctl  *http.ResponseController
 	idle time.Duration
+	// minRate (bytes a second, 0 for none) is what the body must average
+	// once it has been arriving for idle, since its first byte (start):
+	// see errBodyTooSlow.
+	minRate int64
+	start   time.Time
+	read    int64
 	// err is written by the transport's goroutine that sends the body,
 	// and read by the proxy's error handler.
 	mu  sync.Mutex
@@ -34,6 +41,12 @@ type clientBody struct {
 func (b *clientBody) Read(p []byte) (int, error) {
 	b.ctl.SetReadDeadline(time.Now().Add(b.idle))
 	n, err := b.ReadCloser.Read(p)
+	b.read += int64(n)
+	if err == nil && b.minRate > 0 && !b.start.IsZero() {
+		if took := time.Since(b.start); took > b.idle && b.read < int64(took.Seconds()*float64(b.minRate)) {
+			err = errBodyTooSlow
+		}
+	}
 	switch {
 	case err == io.EOF:
 		b.ctl.SetReadDeadline(time.Time{})
@@ -52,8 +65,8 @@ func (b *clientBody) Read(p []byte) (int, error) {
 // nothing holds its own connection until the idle bound ends it, never one
 // to the homeserver. It returns the request to forward, or answers the
 // client itself and returns nil when the body does not start.
-func startBody(w http.ResponseWriter, r *http.Request, idle time.Duration) *http.Request {
-	b := &clientBody{ReadCloser: r.Body, ctl: http.NewResponseController(w), idle: idle}
+func startBody(w http.ResponseWriter, r *http.Request, idle time.Duration, minRate int64) *http.Request {
+	b := &clientBody{ReadCloser: r.Body, ctl: http.NewResponseController(w), idle: idle, minRate: minRate}
 	var first [1]byte
 	if r.ProtoMajor == 1 {
 		// Until the body starts, the connection only waits: the first to
@@ -68,6 +81,9 @@ func startBody(w http.ResponseWriter, r *http.Request, idle time.Duration) *http
 		writeBodyError(w, r, err)
 		return nil
 	}
+	// The rate is measured from the first byte: how long a body took to
+	// start is the idle bound's business.
+	b.start = time.Now()
 	// The proxy's error handler is given a copy of the request with its
 	// own body: it finds this one through the context.
 	r = r.WithContext(context.WithValue(r.Context(), clientBodyKey{}, b))
@@ -83,6 +99,13 @@ func startBody(w http.ResponseWriter, r *http.Request, idle time.Duration) *http
 }
 
 type clientBodyKey struct{}
+
+// errBodyTooSlow ends a body that, once it has been arriving for the idle
+// bound, averages less than limits.body_min_rate: a trickle (a byte every
+// minute) that keeps resetting the idle timer, which would otherwise hold
+// its request to the homeserver for as long as the client likes. It is a
+// stall, and answered as one (408).
+var errBodyTooSlow = fmt.Errorf("the request body arrives below limits.body_min_rate: %w", os.ErrDeadlineExceeded)
 
 // bodyError is the error reading r's body ended with, if startBody wrapped it.
 func bodyError(r *http.Request) error {

@@ -23,7 +23,10 @@ import (
 func TestStalledBodyNeverReachesTheUpstream(t *testing.T) {
 	up := newCountingUpstream(t)
 	close(up.release)
-	edge := startEdge(t, edgeConfig(up.URL)+"limits: {body_idle_timeout: 300ms}\n")
+	// The bound is ten times the slow upload's pauses: a writer a busy
+	// machine resumes late must not look idle. The slow upload is below
+	// the default body_min_rate, which is not what this test is about.
+	edge := startEdge(t, edgeConfig(up.URL)+"limits: {body_idle_timeout: 1s, body_min_rate: 100}\n")
 	var conns []net.Conn
 	for range 20 {
 		c, err := net.Dial("tcp", edge.Listener.Addr().String())
@@ -33,24 +36,25 @@ func TestStalledBodyNeverReachesTheUpstream(t *testing.T) {
 		conns = append(conns, c)
 		fmt.Fprint(c, "POST /_matrix/client/v3/rooms/x/send/m.room.message/1 HTTP/1.1\r\nHost: matrix.example.com\r\nContent-Length: 100\r\n\r\n")
 	}
-	time.Sleep(150 * time.Millisecond)
-	if n := up.peak.Load(); n != 0 {
-		t.Fatalf("20 clients with stalled bodies made %d connections to the upstream", n)
-	}
 	for _, c := range conns {
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil || resp.StatusCode != http.StatusRequestTimeout {
 			t.Fatalf("stalled body: %v %v", resp, err)
 		}
 		c.Close()
 	}
+	// Not while they waited, not when they were answered.
+	if n := up.peak.Load(); n != 0 {
+		t.Fatalf("20 clients with stalled bodies made %d connections to the upstream", n)
+	}
 
-	// 1 KiB in 10 pieces 100 ms apart: 1 s in all, never 300 ms idle.
+	// 1000 bytes in 20 pieces 100 ms apart: 2 s in all, twice the bound,
+	// never idle for more than a tenth of it.
 	pr, pw := io.Pipe()
 	go func() {
-		for range 10 {
-			pw.Write(bytes.Repeat([]byte("x"), 100))
+		for range 20 {
+			pw.Write(bytes.Repeat([]byte("x"), 50))
 			time.Sleep(100 * time.Millisecond)
 		}
 		pw.Close()
@@ -149,5 +153,51 @@ func TestUnreadBodyDoesNotHoldTheConnection(t *testing.T) {
 	}
 	if took := time.Since(start); took > 8*time.Second {
 		t.Fatalf("the connection was held %v waiting for the unread body", took)
+	}
+}
+
+// TestTricklingBodyIs408: a body that keeps arriving, a byte at a time,
+// just often enough never to be idle, is ended with 408 once it has had
+// body_idle_timeout to reach body_min_rate; one above the rate goes through
+// whole.
+func TestTricklingBodyIs408(t *testing.T) {
+	up := newRecorder(t)
+	edge := startEdge(t, edgeconf.Plain(up.URL, "1MiB")+"limits: {body_idle_timeout: 1s, body_min_rate: 1KiB}\n")
+	trickle := func(total, piece int, every time.Duration) (*http.Response, error) {
+		pr, pw := io.Pipe()
+		go func() {
+			for sent := 0; sent < total; sent += piece {
+				if _, err := pw.Write(bytes.Repeat([]byte("x"), piece)); err != nil {
+					return
+				}
+				time.Sleep(every)
+			}
+			pw.Close()
+		}()
+		defer pw.Close()
+		req, _ := http.NewRequest("POST", edge.URL+"/_matrix/media/v3/upload", pr)
+		req.Host, req.ContentLength = "matrix.example.com", int64(total)
+		return edge.Client().Do(req)
+	}
+	// A byte every 200 ms: 5 bytes a second, never idle for the 1 s bound,
+	// and it would take 20 s.
+	start := time.Now()
+	resp, err := trickle(100, 1, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || time.Since(start) > 15*time.Second {
+		t.Fatalf("a trickling body: %d %q after %v", resp.StatusCode, b, time.Since(start))
+	}
+	// 4 KiB a second, above the rate, for 3 s: through whole.
+	resp, err = trickle(12<<10, 400, 100*time.Millisecond)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a slow body above the rate: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if got := up.last(t).bodyLen; got != 12<<10 {
+		t.Errorf("the homeserver got %d bytes of %d", got, 12<<10)
 	}
 }

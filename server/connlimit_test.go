@@ -21,7 +21,7 @@ import (
 func TestConnectionLimit(t *testing.T) {
 	up := newCountingUpstream(t)
 	httpAddr, adminAddr := freeport.Addr(t), freeport.Addr(t)
-	startEdge(t, edgeconf.New(edgeconf.Listen(httpAddr, "", "", adminAddr), edgeconf.Upstream(up.URL))+"limits: {max_conns: 3}\n", onListeners)
+	edge := startEdge(t, edgeconf.New(edgeconf.Listen(httpAddr, "", "", adminAddr), edgeconf.Upstream(up.URL))+"limits: {max_conns: 3}\n", onListeners)
 	wait.TCP(t, adminAddr) // listening on both: they open together
 	wellKnown := func(timeout time.Duration) (int, error) {
 		c := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -44,13 +44,15 @@ func TestConnectionLimit(t *testing.T) {
 	}
 
 	// Three clients whose bodies never start: a fourth is served, in the
-	// place of the one that waited longest.
+	// place of the one that waited longest. Each is accepted, and has
+	// 100 ms to start waiting on its body, before the next comes: which
+	// waited longest is not left to how the goroutines were scheduled.
 	var slow []net.Conn
-	for range 3 {
+	for i := range 3 {
 		slow = append(slow, send("POST /_matrix/client/v3/rooms/x/send/m.room.message/1 HTTP/1.1\r\nHost: matrix.example.com\r\nContent-Length: 10\r\n\r\n"))
-		time.Sleep(20 * time.Millisecond)
+		wait.True(t, "the edge to accept it", 5*time.Second, func() bool { return edge.srv.conns.open() == i+1 })
+		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(100 * time.Millisecond)
 	if code, err := wellKnown(2 * time.Second); err != nil || code != 200 {
 		t.Fatalf("well-known with the cap full of stalled bodies: %d %v", code, err)
 	}

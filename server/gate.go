@@ -15,8 +15,10 @@ type upstreamGate struct {
 	maxBody int64
 	// ready reports whether the supervised upstream can answer; nil: always.
 	ready func() bool
-	// bodyIdle ends a request whose body stops arriving for this long.
-	bodyIdle time.Duration
+	// bodyIdle ends a request whose body stops arriving for this long;
+	// bodyMinRate one that trickles (bytes a second, 0 for none).
+	bodyIdle    time.Duration
+	bodyMinRate int64
 	// buffers lend the 413 drain its buffer.
 	buffers *bufferPool
 	// homeserver: the upstream is the homeserver, whose CORS preflights the
@@ -73,7 +75,7 @@ func (g *upstreamGate) wrap(next http.Handler) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, g.maxBody)
 		}
 		if r.ContentLength != 0 {
-			if r = startBody(w, r, g.bodyIdle); r == nil {
+			if r = startBody(w, r, g.bodyIdle, g.bodyMinRate); r == nil {
 				return
 			}
 		}

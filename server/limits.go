@@ -16,6 +16,8 @@ type limits struct {
 	bodyIdle      time.Duration
 	h2Streams     int
 	sendTimeout   time.Duration
+	// bodyMinRate is in bytes a second; 0 is off.
+	bodyMinRate int64
 }
 
 // reservedFDs are the descriptors kept for what is neither a client's nor
@@ -30,7 +32,8 @@ const reservedFDs = 128
 // everyone, the documents and the admin listener included.
 func newLimits(c config.Limits) limits {
 	l := limits{upstreamConns: c.UpstreamConns, upstreamWait: c.UpstreamWait, bodyIdle: c.BodyIdleTimeout,
-		h2Streams: c.H2MaxStreams, maxConns: c.MaxConns, sendTimeout: c.SendTimeout}
+		h2Streams: c.H2MaxStreams, maxConns: c.MaxConns, sendTimeout: c.SendTimeout,
+		bodyMinRate: int64(c.BodyMinRate)}
 	var rl syscall.Rlimit
 	avail := 1 << 20
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < uint64(avail) {
