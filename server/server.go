@@ -133,8 +133,13 @@ func (s *Server) Run(ctx context.Context) error {
 		defer stopProbe()
 		go s.probeUpstream(probeCtx, cmp.Or(s.opts.probeInterval, probeInterval))
 	}
-	if runErr == nil && s.opts.onServing != nil {
-		s.opts.onServing()
+	if runErr == nil {
+		// Said once the certificates are in place: what was logged as
+		// listening is now answered over TLS too.
+		s.log.Info("serving", "hosts", s.config().Hosts)
+		if s.opts.onServing != nil {
+			s.opts.onServing()
+		}
 	}
 	if runErr == nil && src != nil {
 		var httpsAddr, fedAddr string

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,7 +64,9 @@ func writeConfig(t *testing.T, yaml string) string {
 }
 
 // startDaemon runs "wellknownd serve -config FILE" and waits until every
-// listener in want has logged its address.
+// listener in want has logged its address, and for a TLS listener until
+// the daemon serves: the listeners accept before the certificates are in
+// place, and a handshake in between fails.
 func startDaemon(t *testing.T, yaml string, want ...string) *daemon {
 	t.Helper()
 	path := writeConfig(t, yaml)
@@ -87,6 +90,9 @@ func startDaemon(t *testing.T, yaml string, want ...string) *daemon {
 			}
 		}
 		if !missing {
+			if slices.Contains(want, "https") || slices.Contains(want, "federation") {
+				d.waitLog("msg=serving", 30*time.Second)
+			}
 			return d
 		}
 		select {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
+	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // metricValue finds one sample's value in a Prometheus text exposition.
@@ -39,6 +41,28 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		"upstream: {url: \"" + up.URL + "\"}\nsupervise:\n  - name: homeserver\n    ready: {http: \"" + up.URL + "/health\"}\n"
 	d := startDaemon(t, cfg, "http", "https", "admin")
 	d.waitStatus("probe-only entry ready", 10*time.Second, func(s statusDoc) bool { return s.UpstreamReady })
+	// The self-check fetches the documents too: its requests are counted
+	// before the test's own.
+	if err := wait.For(60*time.Second, func() error {
+		if log := d.stderr.String(); strings.Contains(log, "self-check: every check passed") || strings.Contains(log, "self-check: some checks failed") {
+			return nil
+		}
+		return errors.New("no self-check yet")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// What it counted (on the documents of localhost) is the baseline.
+	before := readBody(t, d.do("GET", "admin", "localhost", "/metrics"))
+	selfChecked := func(series string) float64 {
+		if !strings.Contains(before, "\n"+series+" ") {
+			return 0
+		}
+		return metricValue(t, before, series)
+	}
+	wk200 := `wellknownd_http_requests_total{code="200",host="localhost",route="wellknown"}`
+	wk404 := `wellknownd_http_requests_total{code="404",host="localhost",route="wellknown"}`
+	wkCount := `wellknownd_http_request_duration_seconds_count{host="localhost",route="wellknown"}`
+	base200, base404, baseCount := selfChecked(wk200), selfChecked(wk404), selfChecked(wkCount)
 
 	for range 3 {
 		readBody(t, d.do("GET", "http", "localhost", "/.well-known/matrix/client"))
@@ -50,21 +74,21 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	resp := d.do("GET", "admin", "localhost", "/metrics")
 	text := readBody(t, resp)
 	checks := map[string]float64{
-		`wellknownd_http_requests_total{code="200",host="localhost",route="wellknown"}`:      3,
-		`wellknownd_http_requests_total{code="404",host="localhost",route="wellknown"}`:      1,
-		`wellknownd_http_requests_total{code="421",host="unknown",route="wellknown"}`:        1,
-		`wellknownd_http_requests_total{code="308",host="matrix.localhost",route="client"}`:  1,
-		`wellknownd_http_request_duration_seconds_count{host="localhost",route="wellknown"}`: 4,
-		`wellknownd_http_requests_in_flight`:                                                 0,
-		`wellknownd_upstream_up`:                                                             1,
-		`wellknownd_supervised_up{name="homeserver"}`:                                        1,
-		`wellknownd_supervised_state{name="homeserver",state="ready"}`:                       1,
-		`wellknownd_supervised_state{name="homeserver",state="backoff"}`:                     0,
-		`wellknownd_supervised_restarts_total{name="homeserver"}`:                            0,
-		`wellknownd_certificate_events_total{event="obtained"}`:                              2,
-		`wellknownd_certificate_events_total{event="failed"}`:                                0,
-		`wellknownd_proxy_errors_total{kind="refused"}`:                                      0,
-		`wellknownd_build_info{version="` + versionNumber() + `"}`:                           1,
+		wk200: 3 + base200,
+		wk404: 1 + base404,
+		`wellknownd_http_requests_total{code="421",host="unknown",route="wellknown"}`:       1,
+		`wellknownd_http_requests_total{code="308",host="matrix.localhost",route="client"}`: 1,
+		wkCount:                                       4 + baseCount,
+		`wellknownd_http_requests_in_flight`:          0,
+		`wellknownd_upstream_up`:                      1,
+		`wellknownd_supervised_up{name="homeserver"}`: 1,
+		`wellknownd_supervised_state{name="homeserver",state="ready"}`:   1,
+		`wellknownd_supervised_state{name="homeserver",state="backoff"}`: 0,
+		`wellknownd_supervised_restarts_total{name="homeserver"}`:        0,
+		`wellknownd_certificate_events_total{event="obtained"}`:          2,
+		`wellknownd_certificate_events_total{event="failed"}`:            0,
+		`wellknownd_proxy_errors_total{kind="refused"}`:                  0,
+		`wellknownd_build_info{version="` + versionNumber() + `"}`:       1,
 	}
 	for series, want := range checks {
 		if got := metricValue(t, text, series); got != want {
