@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -27,6 +28,13 @@ type stallWatch struct {
 	stream  writeDeadliner
 	timeout time.Duration
 	timer   *time.Timer
+	// mu makes expire and stop exclusive: once the request has ended, its
+	// writer belongs to the server again (net/http recycles an HTTP/2
+	// stream's state, and a deadline then would reset another stream or
+	// find none), so a timer that fired as the last write returned must
+	// not touch it.
+	mu    sync.Mutex
+	ended bool
 }
 
 // newStallWatch returns a watch for w, or nil when the request is not on
@@ -56,10 +64,20 @@ func (s *stallWatch) disarm() { s.timer.Stop() }
 // expire runs on the timer's goroutine, while the handler's goroutine is
 // blocked in a write: both stream writers take a deadline from any
 // goroutine.
-func (s *stallWatch) expire() { s.stream.SetWriteDeadline(time.Unix(1, 0)) }
+func (s *stallWatch) expire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ended {
+		s.stream.SetWriteDeadline(time.Unix(1, 0))
+	}
+}
 
-// stop ends the watch with its request.
+// stop ends the watch with its request, before the handler returns: no
+// deadline is set after it.
 func (s *stallWatch) stop() {
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
 	if s.timer != nil {
 		s.timer.Stop()
 	}

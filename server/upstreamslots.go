@@ -137,8 +137,9 @@ func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		release()
 		return nil, err
 	}
-	if resp.ContentLength == 0 || resp.StatusCode == http.StatusSwitchingProtocols {
-		// Nothing more to read; an upgraded connection is no longer one of
+	if resp.ContentLength == 0 || req.Method == http.MethodHead || resp.StatusCode == http.StatusSwitchingProtocols {
+		// Nothing more to read (a HEAD answer states the length of a body
+		// it does not have); an upgraded connection is no longer one of
 		// the pool's, and the client connection cap bounds it.
 		release()
 		return resp, nil

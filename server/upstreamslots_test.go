@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -52,4 +53,34 @@ func TestUpstreamConnectionCap(t *testing.T) {
 	}
 	close(up.release)
 	wg.Wait()
+}
+
+// TestHeadThroughTheSlots: a HEAD answer, and a 304, state a length they
+// have no body for; they are passed on as they are, and free their slots.
+func TestHeadThroughTheSlots(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "22")
+		if r.Header.Get("If-None-Match") == `"v"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		if r.Method != http.MethodHead {
+			w.Write([]byte(`{"versions":["v1.11"]}`))
+		}
+	}))
+	defer up.Close()
+	edge := startEdge(t, edgeConfig(up.URL))
+	resp, body := send(t, edge, "HEAD", "matrix.example.com", "/_matrix/client/versions", nil)
+	if resp.StatusCode != 200 || body != "" || resp.ContentLength != 22 {
+		t.Fatalf("HEAD: %d, length %d, body %q", resp.StatusCode, resp.ContentLength, body)
+	}
+	// A 304 may state the length too.
+	resp, body = send(t, edge, "GET", "matrix.example.com", "/_matrix/client/versions", nil, "If-None-Match", `"v"`)
+	if resp.StatusCode != http.StatusNotModified || body != "" {
+		t.Fatalf("304: %d %q", resp.StatusCode, body)
+	}
+	if n := edge.slotsInUse(); n != 0 {
+		t.Errorf("HEAD and 304 hold %d slots after their answers", n)
+	}
 }
