@@ -198,7 +198,14 @@ func (r *statusRecorder) FlushError() error {
 		r.stall.arm()
 		defer r.stall.disarm()
 	}
-	return http.NewResponseController(r.ResponseWriter).Flush()
+	switch f := r.ResponseWriter.(type) {
+	case interface{ FlushError() error }: // net/http's, HTTP/2's and HTTP/3's own
+		return f.FlushError()
+	case http.Flusher:
+		f.Flush()
+		return nil
+	}
+	return http.ErrNotSupported
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -61,6 +63,16 @@ func (e *testEdge) slotsInUse() int {
 	for _, c := range e.srv.up.slots.inUse() {
 		n += c
 	}
+	return n
+}
+
+// inFlight is the edge's wellknownd_http_requests_in_flight.
+func (e *testEdge) inFlight(t *testing.T) int {
+	m := regexp.MustCompile(`(?m)^wellknownd_http_requests_in_flight (\d+)$`).FindStringSubmatch(e.adminGET(t, "/metrics"))
+	if m == nil {
+		t.Fatal("no wellknownd_http_requests_in_flight in /metrics")
+	}
+	n, _ := strconv.Atoi(m[1])
 	return n
 }
 
@@ -199,13 +211,14 @@ func TestStalledHTTP2StreamsReleaseTheHomeserver(t *testing.T) {
 	edge.localCA(t, addr, "matrix.example.com")
 	h2Stalled(t, addr, "/_matrix/client/v3/small", 100)
 	wait.True(t, "the small answers to reach the edge", 10*time.Second, func() bool {
-		return strings.Contains(edge.adminGET(t, "/metrics"), `wellknownd_http_requests_in_flight 100`)
+		return edge.inFlight(t) >= 100
 	})
 	// They stay in flight, their answers unsent, but the homeserver has
 	// its connections back as soon as it has answered.
 	wait.True(t, "the stalled small answers to free the homeserver", 10*time.Second, func() bool { return edge.slotsInUse() == 0 })
-	if m := edge.adminGET(t, "/metrics"); !strings.Contains(m, `wellknownd_http_requests_in_flight 100`) {
-		t.Errorf("the stalled streams ended early:\n%s", grepLines(m, "in_flight"))
+	// At least: the edge's self-check may have a request of its own under way.
+	if n := edge.inFlight(t); n < 100 {
+		t.Errorf("the stalled streams ended early: %d in flight", n)
 	}
 
 	// Larger answers go out as they arrive: the send timeout ends them.

@@ -12,8 +12,8 @@ import (
 // reached the homeserver, a thousand times a second on one connection.
 // A token bucket per connection: a burst of twice h2_max_streams (what a
 // web client's first load needs), refilled at h2_max_streams a second.
-// Past it a request is answered 429 M_LIMIT_EXCEEDED at the edge, which
-// Matrix clients retry after the time it names.
+// Past it a request is answered 429 M_LIMIT_EXCEEDED at the edge, with a
+// Retry-After header that Matrix clients honour.
 type streamBucket struct {
 	mu     sync.Mutex
 	tokens float64

@@ -131,17 +131,16 @@ func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, errUpstreamBusy
 	}
-	release := func() { <-t.slots }
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {
-		release()
+		<-t.slots
 		return nil, err
 	}
 	if resp.ContentLength == 0 || req.Method == http.MethodHead || resp.StatusCode == http.StatusSwitchingProtocols {
 		// Nothing more to read (a HEAD answer states the length of a body
 		// it does not have); an upgraded connection is no longer one of
 		// the pool's, and the client connection cap bounds it.
-		release()
+		<-t.slots
 		return resp, nil
 	}
 	if resp.ContentLength > 0 && resp.ContentLength <= answerBufferSize {
@@ -149,7 +148,7 @@ func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			buf := (*bp)[:resp.ContentLength]
 			_, err := io.ReadFull(resp.Body, buf)
 			resp.Body.Close()
-			release()
+			<-t.slots
 			if err != nil {
 				t.answers.put(bp)
 				return nil, err
@@ -160,7 +159,7 @@ func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 	}
-	resp.Body = &slotBody{ReadCloser: resp.Body, release: release}
+	resp.Body = &slotBody{ReadCloser: resp.Body, slots: t.slots}
 	return resp, nil
 }
 
@@ -184,9 +183,11 @@ func (a *bufferedAnswer) Close() error {
 // or closed (the client left, or the copy failed).
 type slotBody struct {
 	io.ReadCloser
-	release func()
-	once    sync.Once
+	slots chan struct{}
+	once  sync.Once
 }
+
+func (b *slotBody) release() { <-b.slots }
 
 func (b *slotBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
