@@ -104,7 +104,7 @@ func newMetrics(version string) *metrics {
 	}
 	m.quicRetries = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "wellknownd_quic_retries_total",
-		Help: "Retry packets sent to new QUIC connections' Initial packets (a ClientHello may take two) so that they prove their source address, because handshakes in progress or connections held were high.",
+		Help: "Initial packets of new QUIC connections answered with a Retry (a ClientHello may take two packets), for the client to prove its source address, because handshakes in progress or connections held were high.",
 	})
 	m.quicEvicted = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "wellknownd_quic_connections_evicted_total",
