@@ -357,6 +357,9 @@ type Limits struct {
 	// the process's descriptor limit, leaving room for the homeserver
 	// connections, the admin listener and files, so that descriptors never
 	// run out. Past the cap, new connections wait in the kernel's queue.
+	// HTTP/3's QUIC connections (both UDP ports) have a cap of their own of
+	// the same size; a new one past it is refused unless an idle one can
+	// be closed to make room.
 	MaxConns int `yaml:"max_conns"`
 	// UpstreamConns caps the connections to each upstream (default 4096, or
 	// less where the descriptor limit is low). A request that finds none

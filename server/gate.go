@@ -24,8 +24,8 @@ type upstreamGate struct {
 	// homeserver: the upstream is the homeserver, whose CORS preflights the
 	// edge answers; a service of routes: answers its own.
 	homeserver bool
-	// streamRate is the requests a second one HTTP/2 connection may send
-	// on (streamBucket), h2_max_streams.
+	// streamRate is the requests a second one HTTP/2 or HTTP/3 connection
+	// may send on (streamBucket), h2_max_streams.
 	streamRate float64
 }
 
@@ -48,8 +48,8 @@ func (g *upstreamGate) wrap(next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		if r.ProtoMajor == 2 {
-			if lc := connOf(r.Context()); lc != nil && !lc.streams.take(time.Now(), 2*g.streamRate, g.streamRate) {
+		if r.ProtoMajor >= 2 {
+			if b := streamsOf(r.Context()); b != nil && !b.take(time.Now(), 2*g.streamRate, g.streamRate) {
 				w.Header()["Retry-After"] = retrySoon
 				writeMatrixError(w, corsClientAPI, http.StatusTooManyRequests, codeLimited, "Too many requests on this connection; slow down")
 				return

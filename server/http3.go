@@ -35,8 +35,9 @@ const (
 type h3Listener struct {
 	name string
 	pc   net.PacketConn
-	srv  *http3.Server
-	ln   *quicLimitedListener
+	// tr is the QUIC transport on pc, once serving.
+	tr  *quic.Transport
+	srv *http3.Server
 }
 
 // listenHTTP3 opens a UDP socket on the address and port of each TLS
@@ -69,6 +70,8 @@ func (s *Server) serveHTTP3(h3s []h3Listener, lns []listener, errc chan<- error)
 	for i := range lns {
 		tcp[lns[i].name] = &lns[i]
 	}
+	// One cap for both UDP sockets, as one for the TCP listeners.
+	ql := newQUICLimiter(cap(s.conns.slots), s.m)
 	for i := range h3s {
 		h := &h3s[i]
 		l := tcp[h.name]
@@ -79,17 +82,17 @@ func (s *Server) serveHTTP3(h3s []h3Listener, lns []listener, errc chan<- error)
 			MaxIncomingStreams: int64(s.up.limits.h2Streams),
 			Allow0RTT:          false, // replayable requests are not worth one round trip
 		}
-		ql, err := quic.ListenEarly(h.pc, tlsConf, quicConf)
+		h.tr = ql.transport(h.pc)
+		ln, err := h.tr.Listen(tlsConf, quicConf)
 		if err != nil {
 			errc <- fmt.Errorf("listener %s (HTTP/3) on %s: %w", h.name, h.pc.LocalAddr(), err)
 			continue
 		}
-		h.ln = &quicLimitedListener{EarlyListener: ql, slots: make(chan struct{}, cap(s.conns.slots))}
-		h.srv = &http3.Server{Handler: l.srv.Handler, TLSConfig: tlsConf, QUICConfig: quicConf,
+		h.srv = &http3.Server{Handler: ql.track(l.srv.Handler), TLSConfig: tlsConf, QUICConfig: quicConf,
 			MaxHeaderBytes: l.srv.MaxHeaderBytes, IdleTimeout: l.srv.IdleTimeout}
 		s.log.Info("listening", "listener", h.name, "addr", h.pc.LocalAddr().String(), "protocol", "h3")
 		go func() {
-			if err := h.srv.ServeListener(h.ln); err != nil && err != http.ErrServerClosed && err != quic.ErrServerClosed {
+			if err := h.srv.ServeListener(ql.listener(ln)); err != nil && err != http.ErrServerClosed && err != quic.ErrServerClosed {
 				errc <- fmt.Errorf("listener %s (HTTP/3) on %s: %w", h.name, h.pc.LocalAddr(), err)
 			}
 		}()
@@ -105,6 +108,11 @@ func shutdownHTTP3(ctx context.Context, h3s []h3Listener) {
 				h.srv.Close()
 			}
 		}
+		if h.tr != nil {
+			// Closes its listener and whatever connection is left; the
+			// socket is not the transport's to close.
+			h.tr.Close()
+		}
 		h.pc.Close()
 	}
 }
@@ -118,32 +126,4 @@ func altSvc(next http.Handler, port int) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// quicLimitedListener caps the QUIC connections open at once, as the
-// connection limiter caps TCP ones: past the cap a new connection is
-// refused at once (QUIC has no accept queue to wait in that would not
-// cost memory), and one that ends frees its slot.
-type quicLimitedListener struct {
-	*quic.EarlyListener
-	slots chan struct{}
-}
-
-func (l *quicLimitedListener) Accept(ctx context.Context) (*quic.Conn, error) {
-	for {
-		c, err := l.EarlyListener.Accept(ctx)
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.slots <- struct{}{}:
-			go func() {
-				<-c.Context().Done()
-				<-l.slots
-			}()
-			return c, nil
-		default:
-			c.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), "too many connections")
-		}
-	}
 }

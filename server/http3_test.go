@@ -187,3 +187,65 @@ func TestHTTP3Off(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTP3AnswersCarryNoConnectionHeaders: the answers the edge gives
+// itself on its error paths (413, 408, 429) and a proxied answer whose
+// upstream sent Connection, Keep-Alive, Upgrade and a chunked body all
+// reach quic-go's HTTP/3 client, which refuses an answer carrying any
+// connection-specific header (RFC 9114, section 4.2) as malformed.
+func TestHTTP3AnswersCarryNoConnectionHeaders(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Connection", "keep-alive, X-Hop")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("Upgrade", "h2c")
+		w.Header().Set("X-Hop", "1")
+		w.Write([]byte(`{"a":`))
+		w.(http.Flusher).Flush() // no Content-Length: chunked over HTTP/1.1
+		w.Write([]byte(`1}`))
+	}))
+	defer up.Close()
+	addr := freeport.Addr(t)
+	edge := startEdge(t, edgeconf.New(
+		edgeconf.Listen("", addr, "", "", "http3: true"),
+		edgeconf.Internal(t.TempDir()),
+		edgeconf.Upstream(up.URL, "max_body: 1KiB"))+"limits: {body_idle_timeout: 1s, h2_max_streams: 1}\n", onListeners)
+	roots := edge.localCA(t, addr, "matrix.example.com")
+	const url = "https://matrix.example.com/_matrix/client/v3/rooms/r/send/m.room.message/1"
+	// Each case on a connection of its own: h2_max_streams 1 gives each a
+	// stream budget of 2.
+	do := func(name string, body io.Reader, length int64, wantCode int, wantBody string) {
+		t.Helper()
+		p := newH3Peer(t, addr, roots)
+		for range 10 {
+			req, _ := http.NewRequestWithContext(t.Context(), "PUT", url, body)
+			req.ContentLength = length
+			resp, err := p.Do(req)
+			if err != nil {
+				t.Errorf("%s over HTTP/3: %v", name, err)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, h := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "X-Hop"} {
+				if v := resp.Header.Values(h); len(v) != 0 {
+					t.Errorf("%s: the answer carries %s: %q", name, h, v)
+				}
+			}
+			if wantCode == http.StatusTooManyRequests && resp.StatusCode == 200 {
+				continue // the budget is not spent yet
+			}
+			if resp.StatusCode != wantCode || !strings.Contains(string(b), wantBody) {
+				t.Errorf("%s over HTTP/3: %d %q, want %d %q", name, resp.StatusCode, b, wantCode, wantBody)
+			}
+			return
+		}
+		t.Errorf("%s: never answered %d", name, wantCode)
+	}
+	do("a proxied answer", strings.NewReader(`{}`), 2, 200, `{"a":1}`)
+	do("a body over max_body", bytes.NewReader(make([]byte, 2048)), 2048, http.StatusRequestEntityTooLarge, "M_TOO_LARGE")
+	stalled, _ := io.Pipe() // a body that never starts
+	defer stalled.Close()
+	do("a body that never starts", stalled, 10, http.StatusRequestTimeout, "M_UNKNOWN")
+	do("requests past the stream budget", nil, 0, http.StatusTooManyRequests, "M_LIMIT_EXCEEDED")
+}

@@ -49,6 +49,13 @@ type metrics struct {
 	selfCheck   *prometheus.GaugeVec
 	// byProtocol counts requests over HTTP/1, HTTP/2 and HTTP/3.
 	byProtocol [3]prometheus.Counter
+	// quicRetries counts the Retry packets sent to new QUIC connections
+	// (one per Initial packet without a token); quicEvicted the idle ones closed at the cap to make room,
+	// quicRefused the new ones closed because every one was busy.
+	quicRetries, quicEvicted, quicRefused prometheus.Counter
+	// quicOpen are the QUIC connections holding a slot of the cap,
+	// quicHandshakes those not yet through their handshake.
+	quicOpen, quicHandshakes prometheus.Gauge
 	// upstreamUp is the last thing the proxy saw of the upstream when
 	// nothing is supervised: a response (up) or a failed connection (down).
 	upstreamUp atomic.Bool
@@ -95,6 +102,26 @@ func newMetrics(version string) *metrics {
 	for _, e := range []string{"obtained", "renewed", "failed"} {
 		m.certEvents.WithLabelValues(e)
 	}
+	m.quicRetries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wellknownd_quic_retries_total",
+		Help: "Initial packets of new QUIC connections answered with a Retry (a ClientHello may take two packets), for the client to prove its source address, because handshakes in progress or connections held were high.",
+	})
+	m.quicEvicted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wellknownd_quic_connections_evicted_total",
+		Help: "QUIC connections closed at the cap (limits.max_conns) to make room, each the one idle longest.",
+	})
+	m.quicRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wellknownd_quic_connections_refused_total",
+		Help: "New QUIC connections refused at the cap because every open one had a request in flight.",
+	})
+	m.quicOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "wellknownd_quic_connections_open",
+		Help: "QUIC connections open on the HTTP/3 listeners, of at most limits.max_conns.",
+	})
+	m.quicHandshakes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "wellknownd_quic_handshakes",
+		Help: "QUIC connections whose handshake is in progress.",
+	})
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "wellknownd_build_info",
 		Help: "Always 1; the labels say which build runs.",
@@ -103,6 +130,7 @@ func newMetrics(version string) *metrics {
 	// Not known to be up until the probe or a proxied request says so.
 	m.upstreamUp.Store(false)
 	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.proxyErrors, m.certEvents, m.selfCheck, buildInfo, protocols,
+		m.quicRetries, m.quicEvicted, m.quicRefused, m.quicOpen, m.quicHandshakes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

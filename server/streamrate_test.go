@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -97,6 +98,72 @@ func TestRapidResetReachesTheHomeserverBoundedly(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
 			t.Fatalf("another client: %s %d", resp.Proto, resp.StatusCode)
+		}
+	}
+}
+
+// TestHTTP3RapidResetReachesTheHomeserverBoundedly: the same over HTTP/3.
+// quic-go's client opens requests on one QUIC connection and cancels them
+// at once (the stream is reset, its credit given back): no more of them
+// reach the homeserver than the connection's stream budget, and another
+// client is served meanwhile.
+func TestHTTP3RapidResetReachesTheHomeserverBoundedly(t *testing.T) {
+	var hits atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_matrix/client/v3/joined_rooms" {
+			hits.Add(1)
+		}
+		w.Write([]byte(`{"joined_rooms":[]}`))
+	}))
+	defer up.Close()
+	addr := freeport.Addr(t)
+	// h2_max_streams 32: 32 concurrent streams per QUIC connection, a
+	// burst of 64 requests, then 32 a second.
+	edge := startEdge(t, h3Config(t, addr, up.URL, true)+"limits: {h2_max_streams: 32}\n", onListeners)
+	roots := edge.localCA(t, addr, "matrix.example.com")
+	attacker := newH3Peer(t, addr, roots)
+	const url = "https://matrix.example.com/_matrix/client/v3/joined_rooms"
+	if code, _, err := attacker.get(t.Context(), "https://example.com/.well-known/matrix/server"); err != nil || code != 200 {
+		t.Fatalf("the connection: %d %v", code, err)
+	}
+	// In batches of h2_max_streams, as over HTTP/2: each batch is opened,
+	// left a moment for the handlers to start, then cancelled.
+	start := time.Now()
+	const batches, batch = 100, 32
+	var limited atomic.Int64
+	for range batches {
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		for range batch {
+			wg.Go(func() {
+				if code, _, _ := attacker.get(ctx, url); code == http.StatusTooManyRequests {
+					limited.Add(1)
+				}
+			})
+		}
+		time.Sleep(5 * time.Millisecond)
+		cancel()
+		wg.Wait()
+	}
+	// What was under way arrives; every request counted was let through
+	// before this moment.
+	time.Sleep(500 * time.Millisecond)
+	n := hits.Load()
+	took := time.Since(start)
+	if c := attacker.conn.Load(); c.Context().Err() != nil {
+		t.Logf("the attacker's connection was closed: %v", context.Cause(c.Context()))
+	}
+	bound := int64(64 + 32*took.Seconds() + 1)
+	if n > bound {
+		t.Errorf("%d of %d cancelled requests reached the homeserver in %v; the budget is %d", n, batches*batch, took, bound)
+	} else {
+		t.Logf("%d of %d cancelled requests reached the homeserver in %v (budget %d); %d answered 429 before their cancel", n, batches*batch, took, bound, limited.Load())
+	}
+	// Another client, on a connection of its own, is served as usual.
+	other := newH3Peer(t, addr, roots)
+	for range 10 {
+		if code, _, err := other.get(t.Context(), url); err != nil || code != 200 {
+			t.Fatalf("another client: %d %v", code, err)
 		}
 	}
 }
