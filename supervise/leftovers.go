@@ -20,18 +20,18 @@ const leftoverPoll = 50 * time.Millisecond
 const killWait = 5 * time.Second
 
 // endLeftovers ends what the entry's process left behind once it has
-// exited (its process group is already gone; this is what left the group):
-// every process below this one that carries the entry's mark is sent the
-// stop signal, SIGKILL after the stop timeout, and reaped once it is a
-// child of this process. It runs before a restart and when the entry
-// stops, so nothing of one run outlives it.
-func (e *entry) endLeftovers() {
+// exited: every process below this one that carries the entry's mark is
+// sent the stop signal, SIGKILL after the stop timeout, and reaped once it
+// is a child of this process. What stayed in the process group pgid (just
+// killed with it) is waited for and reaped too. It runs before a restart
+// and when the entry stops, so nothing of one run outlives it.
+func (e *entry) endLeftovers(pgid int) {
 	r := e.sup.reap
 	if r == nil {
 		return
 	}
 	kv := r.marker(e.spec.Name)
-	left, err := r.marked(kv)
+	left, err := r.marked(kv, pgid)
 	if err != nil {
 		e.log.Warn("could not look for what it left behind", "err", err)
 		return
@@ -68,7 +68,7 @@ func (e *entry) endLeftovers() {
 			}
 		}
 		// What they start while stopping is ended as well.
-		if more, err := r.marked(kv); err == nil {
+		if more, err := r.marked(kv, pgid); err == nil {
 			for pid, p := range more {
 				if _, ok := left[pid]; !ok {
 					left[pid] = p
@@ -96,15 +96,16 @@ func (e *entry) endLeftovers() {
 	}
 }
 
-// marked is every live process below this one whose environment holds kv.
-func (r *reaper) marked(kv string) (map[int]procStat, error) {
+// marked is every process below this one that is in the process group
+// pgid, or alive and with kv in its environment (a zombie's is gone).
+func (r *reaper) marked(kv string, pgid int) (map[int]procStat, error) {
 	procs, err := readProcs()
 	if err != nil {
 		return nil, err
 	}
 	out := map[int]procStat{}
 	for _, p := range descendants(procs, r.self) {
-		if p.state != 'Z' && hasEnv(p.pid, kv) {
+		if p.pgrp == pgid || p.state != 'Z' && hasEnv(p.pid, kv) {
 			out[p.pid] = p
 		}
 	}

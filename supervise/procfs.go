@@ -13,6 +13,8 @@ type procStat struct {
 	pid, ppid int
 	// state is 'Z' for a zombie: exited, waiting to be reaped.
 	state byte
+	// pgrp is its process group.
+	pgrp int
 	// start is when the process started, in clock ticks since boot: with
 	// the pid, it names one process, so a pid reused in between is not
 	// mistaken for the one seen before.
@@ -32,7 +34,8 @@ func readStat(pid int) (procStat, error) {
 		return procStat{}, fmt.Errorf("/proc/%d/stat: no command name", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state), f[1] field 4 (ppid), f[19] field 22 (starttime).
+	// f[0] is field 3 (state), f[1] field 4 (ppid), f[2] field 5 (pgrp),
+	// f[19] field 22 (starttime).
 	if len(f) < 20 || len(f[0]) != 1 {
 		return procStat{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
 	}
@@ -40,11 +43,15 @@ func readStat(pid int) (procStat, error) {
 	if err != nil {
 		return procStat{}, fmt.Errorf("/proc/%d/stat: ppid: %w", pid, err)
 	}
+	pgrp, err := strconv.Atoi(f[2])
+	if err != nil {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: pgrp: %w", pid, err)
+	}
 	start, err := strconv.ParseUint(f[19], 10, 64)
 	if err != nil {
 		return procStat{}, fmt.Errorf("/proc/%d/stat: starttime: %w", pid, err)
 	}
-	return procStat{pid: pid, ppid: ppid, state: f[0][0], start: start}, nil
+	return procStat{pid: pid, ppid: ppid, state: f[0][0], pgrp: pgrp, start: start}, nil
 }
 
 // readProcs lists every process /proc shows (threads are not listed).

@@ -138,7 +138,8 @@ func TestLeftoversEndedOnRestartAndStop(t *testing.T) {
 			}
 			o2 := pidIn(t, filepath.Join(dir, "orphan.2"))
 			t.Cleanup(func() { syscall.Kill(o2.pid, syscall.SIGKILL) })
-			// Ended before the restart, not merely some time after.
+			// Ended and reaped before the restart, not merely some
+			// time after.
 			if !gone(o1) {
 				t.Fatalf("run 2 started while run 1's orphan is still there (%s)", describe(o1))
 			}
@@ -153,7 +154,7 @@ func TestLeftoversEndedOnRestartAndStop(t *testing.T) {
 			if !gone(o2) {
 				t.Fatalf("run 2's orphan outlived the supervisor (%s)", describe(o2))
 			}
-			if left, err := s.reap.marked(s.reap.marker("leaver")); err != nil || len(left) > 0 {
+			if left, err := s.reap.marked(s.reap.marker("leaver"), -1); err != nil || len(left) > 0 {
 				t.Fatalf("marked processes left after Stop: %v %v", pidList(left), err)
 			}
 		})

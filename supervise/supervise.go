@@ -1,7 +1,9 @@
 // Package supervise runs the processes behind the edge (Dendrite, perhaps
 // PostgreSQL): it starts them in dependency order, probes their readiness,
 // restarts what exits with exponential backoff, and stops them in reverse
-// order. It also watches services it does not run (probe-only entries).
+// order; what a process leaves behind (a setsid daemon, a double fork) is
+// ended with it and reaped (reap.go). It also watches services it does not
+// run (probe-only entries).
 package supervise
 
 import (
