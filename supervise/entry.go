@@ -168,6 +168,10 @@ func (e *entry) runOnce(ctx context.Context) (ex Exit, stopped bool) {
 	ex, stopped = e.watch(ctx, proc, exited)
 	ex.Ran = time.Since(start)
 	e.recordExit(ex)
+	e.endLeftovers(proc.pid())
+	// After the leftovers, which may hold the output open: once they
+	// are gone it ends without waiting out the grace.
+	proc.drain()
 	return ex, stopped
 }
 

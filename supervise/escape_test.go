@@ -15,15 +15,24 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
 // TestMain lets the test binary play a supervisor that can be killed with
-// SIGKILL (see TestChildDiesWithSupervisorAsOtherUser).
+// SIGKILL (see TestChildDiesWithSupervisorAsOtherUser). The tests run as a
+// child subreaper, as the daemon does (cmd/wellknownd/serve.go): orphans of
+// the children come to the test process, and every test, those that start
+// an exec.Cmd of their own included, runs with the reaper at work.
 func TestMain(m *testing.M) {
 	if os.Getenv("SUPERVISE_TEST_HELPER") == "1" {
 		helperSupervisor()
 		return
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "PR_SET_CHILD_SUBREAPER:", err)
+		os.Exit(1)
 	}
 	os.Exit(m.Run())
 }
@@ -71,7 +80,14 @@ func TestChildDiesWithSupervisorAsOtherUser(t *testing.T) {
 	}
 	helper.Process.Signal(syscall.SIGKILL)
 	helper.Wait()
-	wait.True(t, "the child to die with its supervisor", 5*time.Second, func() bool { return syscall.Kill(child, 0) != nil })
+	// The child is re-parented to this test process (a subreaper, as the
+	// daemon is) and no supervisor here reaps it: dead is gone or a
+	// zombie, which is then reaped.
+	wait.True(t, "the child to die with its supervisor", 5*time.Second, func() bool {
+		st, err := readStat(child)
+		return err != nil || st.state == 'Z'
+	})
+	unix.Wait4(child, nil, unix.WNOHANG, nil)
 }
 
 // TestExitSeenDespiteEscapedGrandchild: a child that exits while a

@@ -25,11 +25,16 @@ type process interface {
 	pid() int
 	// wait blocks until the process has exited and returns how.
 	wait() Exit
+	// drain returns once the output the process wrote before it exited
+	// has been read, or after pumpGrace if something it left behind
+	// still holds its output open.
+	drain()
 	signal(sig syscall.Signal)
 	kill()
 }
 
-type execLauncher struct{ log *slog.Logger }
+// execLauncher starts real processes, marked as reap names them.
+type execLauncher struct{ reap *reaper }
 
 type execProcess struct {
 	cmd *exec.Cmd
@@ -40,17 +45,24 @@ type execProcess struct {
 	outR, errR *os.File
 }
 
-func (execLauncher) start(spec Spec, log *slog.Logger) (process, error) {
+func (l execLauncher) start(spec Spec, log *slog.Logger) (process, error) {
 	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
 	cmd.Dir = spec.Dir
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); !slices.Contains(spec.Withhold, k) {
+		// A mark wellknownd inherited (it is supervised itself) is
+		// replaced by its own.
+		if k, _, _ := strings.Cut(kv, "="); !slices.Contains(spec.Withhold, k) && k != markerVar {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
 	for k, v := range spec.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		if k != markerVar {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
 	}
+	// The mark by which what the command leaves behind is found: every
+	// process it starts inherits it (reap.go).
+	cmd.Env = append(cmd.Env, l.reap.marker(spec.Name))
 	// Its own process group, so that stopping reaches its children too;
 	// and killed by the kernel if wellknownd dies without stopping it.
 	// The credentials change in the child before it runs the command, and
@@ -76,6 +88,7 @@ func (execLauncher) start(spec Spec, log *slog.Logger) (process, error) {
 		errR.Close()
 		return nil, err
 	}
+	l.reap.started(cmd.Process)
 	p := &execProcess{cmd: cmd, pumps: make(chan struct{}), outR: outR, errR: errR}
 	go func() {
 		done := make(chan struct{}, 2)
@@ -100,15 +113,9 @@ func (p *execProcess) wait() Exit {
 	// for ever, and the entry must still be seen to exit and restart.
 	err := p.cmd.Wait()
 	// Whatever of the group is left goes too: nothing supervised outlives
-	// its entry.
+	// its entry. (What left the group is ended by the entry:
+	// leftovers.go.)
 	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-p.pumps:
-	case <-time.After(pumpGrace):
-		p.outR.Close()
-		p.errR.Close()
-		<-p.pumps
-	}
 	ex := Exit{Code: p.cmd.ProcessState.ExitCode()}
 	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		ex.Signal = ws.Signal().String()
@@ -119,6 +126,16 @@ func (p *execProcess) wait() Exit {
 	}
 	ex.At = time.Now()
 	return ex
+}
+
+func (p *execProcess) drain() {
+	select {
+	case <-p.pumps:
+	case <-time.After(pumpGrace):
+		p.outR.Close()
+		p.errR.Close()
+		<-p.pumps
+	}
 }
 
 func (p *execProcess) signal(sig syscall.Signal) { syscall.Kill(-p.cmd.Process.Pid, sig) }

@@ -1,7 +1,9 @@
 // Package supervise runs the processes behind the edge (Dendrite, perhaps
 // PostgreSQL): it starts them in dependency order, probes their readiness,
 // restarts what exits with exponential backoff, and stops them in reverse
-// order. It also watches services it does not run (probe-only entries).
+// order; what a process leaves behind (a setsid daemon, a double fork) is
+// ended with it and reaped (reap.go). It also watches services it does not
+// run (probe-only entries).
 package supervise
 
 import (
@@ -113,6 +115,9 @@ type Supervisor struct {
 	log    *slog.Logger
 	policy Policy
 	launch launcher
+	// reap waits for orphans and finds what an entry left behind; nil
+	// when the processes are not real (the state machine's tests).
+	reap *reaper
 	// rand is the jitter source; nil uses math/rand.
 	rand    func() float64
 	entries []*entry // in start order: every entry after its After entries
@@ -129,7 +134,10 @@ type Supervisor struct {
 // New builds a supervisor for specs, which must already be validated
 // (names unique, After acyclic and known).
 func New(specs []Spec, log *slog.Logger, policy Policy) *Supervisor {
-	return newSupervisor(specs, log, policy, execLauncher{log: log})
+	r := newReaper(log)
+	s := newSupervisor(specs, log, policy, execLauncher{reap: r})
+	s.reap = r
+	return s
 }
 
 func newSupervisor(specs []Spec, log *slog.Logger, policy Policy, l launcher) *Supervisor {
@@ -174,6 +182,9 @@ func startOrder(specs []Spec) []Spec {
 // Start runs every entry; each waits for its dependencies itself.
 func (s *Supervisor) Start(ctx context.Context) {
 	s.ctx, s.cancel = context.WithCancel(ctx)
+	if s.reap != nil {
+		s.wg.Go(func() { s.reap.run(s.ctx) })
+	}
 	for _, e := range s.entries {
 		ectx, cancel := context.WithCancel(s.ctx)
 		e.cancel = cancel
@@ -182,7 +193,8 @@ func (s *Supervisor) Start(ctx context.Context) {
 }
 
 // Stop stops the entries in reverse start order, each completely (its
-// process group gone) before the next, and returns when all are stopped.
+// process group and what it left behind gone) before the next, and returns
+// when all are stopped.
 func (s *Supervisor) Stop() {
 	if s.cancel == nil {
 		return

@@ -69,6 +69,7 @@ func (p *fakeProc) end(ex Exit) {
 }
 func (p *fakeProc) pid() int   { return 4242 }
 func (p *fakeProc) wait() Exit { return <-p.exit }
+func (p *fakeProc) drain()     {}
 func (p *fakeProc) kill()      { p.f.record("kill " + p.name); p.end(Exit{Code: -1, Signal: "killed"}) }
 func (p *fakeProc) signal(sig syscall.Signal) {
 	p.f.record("signal " + p.name)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/wellknownd/wellknownd/internal/sdnotify"
 	"github.com/wellknownd/wellknownd/server"
 )
@@ -44,6 +46,19 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	for _, p := range problems.Warnings() {
 		log.Warn("config", "problem", p.String())
+	}
+
+	if len(cfg.Supervise) > 0 {
+		// What a supervised process leaves behind (a setsid daemon, a
+		// double fork) is re-parented to the daemon instead of init, so
+		// that the supervisor can end it with its entry and reap it
+		// (supervise/reap.go). The flag is the whole process's, so the
+		// daemon sets it, not the supervise package: a program that
+		// embeds a supervisor decides for itself. The supervisor is made
+		// only when the configuration starts with entries, as here.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			log.Warn("not a child subreaper: what supervised processes leave behind goes to init and outlives them", "err", err)
+		}
 	}
 
 	notify := sdnotify.FromEnv()
