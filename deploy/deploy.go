@@ -107,7 +107,7 @@ func Generate(o Options) (*Deployment, error) {
 	if o.Postgres {
 		host.Database = "postgres://dendrite:" + pgPassword + "@127.0.0.1:5432/dendrite?sslmode=disable"
 	}
-	host.ConfigPath, host.TLSStorage = filepath.Join(dir, "wellknownd.yaml"), filepath.Join(dir, "tls")
+	host.ValidateCmd, host.TLSStorage = "wellknownd validate -config "+filepath.Join(dir, "wellknownd.yaml"), filepath.Join(dir, "tls")
 	host.UpstreamURL, host.DendriteReady = "http://"+o.DendriteAddr, "http://"+o.DendriteAddr+"/_dendrite/monitor/up"
 	host.Supervise, host.SupervisePostgres = true, o.Postgres
 	host.DendriteBin, host.DendriteAddr = o.DendriteBin, o.DendriteAddr
@@ -116,7 +116,7 @@ func Generate(o Options) (*Deployment, error) {
 	compose.DendriteDir, compose.StoragePath, compose.MediaPath = "/var/dendrite", "data/jetstream", "data/media"
 	compose.Database = "postgres://dendrite:" + pgPassword + "@postgres:5432/dendrite?sslmode=disable"
 	compose.Metrics = ":9100"
-	compose.ConfigPath, compose.TLSStorage = "/etc/wellknownd/wellknownd.yaml", "/var/lib/wellknownd"
+	compose.ValidateCmd, compose.TLSStorage = composeValidate("docker compose"), "/var/lib/wellknownd"
 	compose.UpstreamURL, compose.DendriteReady = "http://dendrite:8008", "http://dendrite:8008/_dendrite/monitor/up"
 
 	var out []File
