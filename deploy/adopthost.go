@@ -7,9 +7,9 @@ package deploy
 
 import (
 	"fmt"
-	"os"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 )
 
