@@ -284,6 +284,9 @@ func TestCutoverDrill(t *testing.T) {
 	// The client from before the cutover, as it was: its sync goes on
 	// from where it was, through wellknownd's 8448, and sees what another
 	// login sends now.
+	if _, err := cli.SyncRequest(ctx, 0, since, "", false, ""); err != nil {
+		t.Fatalf("after: the client logged in before the cutover cannot sync: %v", err)
+	}
 	fresh := login("after")
 	if fresh.HomeserverURL.String() != "https://matrix.example.com:8448" {
 		t.Errorf("discovered %s, want https://matrix.example.com:8448, as the Worker said", fresh.HomeserverURL)

@@ -45,7 +45,7 @@ func TestAdoptFrontsRunningDendrite(t *testing.T) {
 
 	dir := filepath.Join(t.TempDir(), "wellknownd")
 	args := []string{"adopt", "-dendrite-config", den.ConfigPath, "-server-name", "example.com", "-delegate", "matrix.example.com",
-		"-upstream", den.URL, "-dir", dir, "-tls", "internal"}
+		"-upstream", den.URL, "-dir", dir, "-tls", "internal", "-resolve", "example.com:443:" + freeport.Addr(t)}
 	var out bytes.Buffer
 	if err := run(context.Background(), append(args, "-dry-run"), &out, &out); err != nil {
 		t.Fatalf("adopt -dry-run: %v\n%s", err, out.String())
