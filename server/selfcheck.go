@@ -90,22 +90,25 @@ func (s *Server) selfCheck(ctx context.Context, httpsAddr, fedAddr string) {
 }
 
 // listenerAt returns the address of the listener that serves a port the
-// documents name: https's or federation's, by their configured ports; ""
-// when neither has it. With a port chosen at start (":0") which listener
-// a public port reaches cannot be told: 8448 is then the federation
-// listener and any other port https, as a remote server would use them.
+// documents name, "" when none does. 443 and 8448 are the https and
+// federation listeners wherever they listen (a listener elsewhere is
+// behind a mapping of the standard port); another port is the listener
+// configured on it. With a port chosen at start (":0"), which listener a
+// public port reaches cannot be told: https, as a remote server would use
+// it.
 func listenerAt(l config.Listen, httpsAddr, fedAddr string) func(port int) string {
 	hp, fp := configuredPort(l.HTTPS), configuredPort(l.Federation)
 	return func(port int) string {
 		switch {
+		case port == 443 && hp >= 0:
+			return httpsAddr
+		case port == 8448 && fp >= 0 && fedAddr != "":
+			return fedAddr
 		case hp > 0 && port == hp:
 			return httpsAddr
 		case fp > 0 && port == fp && fedAddr != "":
 			return fedAddr
 		case hp == 0 || fp == 0:
-			if port == 8448 && fedAddr != "" {
-				return fedAddr
-			}
 			return httpsAddr
 		}
 		return ""
