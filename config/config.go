@@ -189,6 +189,13 @@ type Listen struct {
 	HTTPS string `yaml:"https"`
 	// Federation serves the federation API over TLS, traditionally :8448.
 	Federation string `yaml:"federation"`
+	// FederationClientAPI has the federation listener serve everything the
+	// https listener serves (the client API, media, the documents) for the
+	// names in hosts, not the federation API alone: for a base_url that
+	// names the federation port (https://matrix.example.com:8448), as
+	// Dendrite's own 8448 served both and clients keep the base_url they
+	// logged in with. Off by default.
+	FederationClientAPI bool `yaml:"federation_client_api"`
 	// Admin serves health, metrics, status and reload; keep it on loopback.
 	Admin string `yaml:"admin"`
 	// HTTP3 serves HTTP/3 (QUIC) on the UDP ports of https and federation,

@@ -30,8 +30,10 @@ func Default() Config {
 			HTTP:       ":80",
 			HTTPS:      ":443",
 			Federation: ":8448",
-			Admin:      "127.0.0.1:9090",
-			HTTP3:      true,
+			// Federation only: a base_url on 8448 is what turns it on.
+			FederationClientAPI: false,
+			Admin:               "127.0.0.1:9090",
+			HTTP3:               true,
 		},
 		TLS: TLS{
 			Mode:       TLSACME,

@@ -147,6 +147,7 @@ func (v *validator) validateDelegation() {
 	c.Name, _ = delegation.ParseServerName(c.ServerName)
 	c.Delegation.Delegated, _ = delegation.ParseServerName(c.Delegation.Server)
 	c.Delegation.BaseURL, _, _ = delegation.ParseBaseURL(c.Delegation.ClientBaseURL)
+	v.validateServerNamePort()
 	if c.Delegation.MaxAge < 0 {
 		v.errf("delegation.max_age", "must not be negative")
 	} else if c.Delegation.MaxAge.Hours() > 48 {
@@ -159,6 +160,7 @@ func (v *validator) validate() {
 	v.validateHosts()
 	v.validateBaseDomain()
 	v.validateListen()
+	v.validateServedPorts()
 	v.warnAdminOffLoopback()
 	v.validateLimits()
 	v.validateTLS()

@@ -162,6 +162,10 @@ func (v *validator) validateACME() {
 	}
 }
 
+// PublicName reports whether a public CA could issue for n: what tls.mode
+// acme needs of every name in hosts ("init" chooses its mode by it).
+func PublicName(n delegation.ServerName) bool { return isPublicName(n) }
+
 // isPublicName reports whether a public CA could issue for n: not an IP
 // literal, not localhost, not a reserved or single-label name.
 func isPublicName(n delegation.ServerName) bool {

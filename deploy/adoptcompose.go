@@ -55,20 +55,36 @@ func (a *Adoption) compose(p *adoptPlan, o ComposeOptions) error {
 	upstream := fmt.Sprintf("http://%s:%d", s.name, port)
 	values := p.templateData()
 	values.Adopted = rel(dir, p.DendriteYAML) + " and " + filepath.Base(path)
-	values.ConfigPath = "/etc/wellknownd/wellknownd.yaml"
 	values.TLSStorage = "/var/lib/wellknownd"
 	values.UpstreamURL = upstream
 	values.DendriteReady = upstream + "/_dendrite/monitor/up"
+	override := filepath.Base(path)
+	ext := filepath.Ext(override)
+	override = strings.TrimSuffix(override, ext) + ".override" + ext
+	composeCmd := "docker compose"
+	if !slices.Contains([]string{"compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"}, filepath.Base(path)) {
+		// compose finds the override of a file by its default names only.
+		composeCmd = "docker compose -f " + filepath.Base(path) + " -f " + override
+	}
+	values.ValidateCmd = composeValidate(composeCmd)
+	if p.TLSMode == "files" {
+		// validate reads the files the container will read: what the
+		// override mounts there.
+		values.CertFile, _ = filepath.Abs(p.CertFile)
+		values.KeyFile, _ = filepath.Abs(p.KeyFile)
+		if a.check, err = render("wellknownd.yaml.tmpl", values); err != nil {
+			return err
+		}
+	}
 	// Where the override mounts them (with TLSMode files).
 	values.CertFile, values.KeyFile = "/etc/wellknownd/tls/cert.pem", "/etc/wellknownd/tls/key.pem"
 	cfg, err := render("wellknownd.yaml.tmpl", values)
 	if err != nil {
 		return err
 	}
-
-	override := filepath.Base(path)
-	ext := filepath.Ext(override)
-	override = strings.TrimSuffix(override, ext) + ".override" + ext
+	if a.check == nil {
+		a.check = cfg
+	}
 	ov := &composeOverride{ComposeFile: filepath.Base(path), File: override, Dendrite: s.name, ImageUser: imageUser, Networks: s.networks}
 
 	// The ports: Dendrite publishes none any more (its plain HTTP would
@@ -120,11 +136,6 @@ func (a *Adoption) compose(p *adoptPlan, o ComposeOptions) error {
 	a.Kept = append(a.Kept, fmt.Sprintf("service %s's image, command and volumes; %s", s.name, filepath.Base(path)))
 	a.Files = []File{{"wellknownd.yaml", cfg, 0o644}, {override, overrideText, 0o644}}
 	cd := "cd " + dir + " && "
-	composeCmd := "docker compose"
-	if !slices.Contains([]string{"compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"}, filepath.Base(path)) {
-		// compose finds the override of a file by its default names only.
-		composeCmd = "docker compose -f " + filepath.Base(path) + " -f " + override
-	}
 	a.Start = []string{cd + composeCmd + " up -d --wait"}
 	a.Rollback = []string{cd + "rm " + override + " && docker compose up -d --remove-orphans"}
 	return nil
@@ -184,4 +195,11 @@ func portText(n *yaml.Node) string {
 func yamlItem(n *yaml.Node) string {
 	b, _ := yaml.Marshal([]*yaml.Node{n})
 	return strings.TrimSuffix(string(b), "\n")
+}
+
+// composeValidate is the command that validates wellknownd.yaml as the
+// container reads it, its mounts in place, in the compose file's
+// directory: the image's entrypoint is wellknownd.
+func composeValidate(composeCmd string) string {
+	return composeCmd + " run --rm --no-deps wellknownd validate -config /etc/wellknownd/wellknownd.yaml"
 }

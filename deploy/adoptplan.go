@@ -19,6 +19,7 @@ import (
 
 	"github.com/wellknownd/wellknownd/config"
 	"github.com/wellknownd/wellknownd/delegation"
+	"github.com/wellknownd/wellknownd/fedcheck"
 	"github.com/wellknownd/wellknownd/internal/yamlfile"
 )
 
@@ -33,10 +34,17 @@ type adoptPlan struct {
 	DendriteYAML string
 	// ServerName is global.server_name; Delegate the host that serves it.
 	ServerName, Delegate string
-	// MServer and BaseURL are what the documents say: Dendrite's own
-	// well_known_server_name when it still holds, since remote servers
-	// have it cached.
-	MServer, BaseURL string
+	// MServer and BaseURL are what the documents say (adoptdocs.go);
+	// IdentityServer and ClientExtra (a JSON object, or "") the rest of
+	// the client document served today.
+	MServer, BaseURL, IdentityServer, ClientExtra string
+	// FederationClientAPI: a base_url that clients hold names 8448.
+	FederationClientAPI bool
+	// Sources say where m.server and base_url came from.
+	Sources []string
+	// PublishedServer and PublishedClient are the documents served today,
+	// as fetched; nil when not fetched.
+	PublishedServer, PublishedClient *fedcheck.Published
 	// Hosts are the names the edge answers for.
 	Hosts []string
 	// MaxBody is upstream.max_body: Dendrite's media limit.
@@ -48,9 +56,9 @@ type adoptPlan struct {
 	Email string
 	// Site is the web site the server name's host keeps serving, or "".
 	Site string
-	// Edits, Kept and Warnings start Adoption's.
-	Edits          []yamlfile.Problem
-	Kept, Warnings []string
+	// Edits, Changes, Kept and Warnings start Adoption's.
+	Edits                   []yamlfile.Problem
+	Changes, Kept, Warnings []string
 }
 
 // readPlan reads dendrite.yaml and checks the options that do not depend
@@ -93,46 +101,6 @@ func (p *adoptPlan) serverName(d yamlfile.File, o AdoptOptions) error {
 		return dendriteProblem(d, line, "global.server_name", "%q %v; wellknownd delegates a server name without a port", name, err)
 	}
 	p.ServerName = name
-	return nil
-}
-
-// delegation finds where the homeserver is served: what Dendrite's own
-// well-known settings say, unless the operator says otherwise. Those
-// settings are then edits wherever they disagree with the documents.
-func (p *adoptPlan) delegation(d yamlfile.File, o AdoptOptions) error {
-	wkServer, wkServerLine := d.Get("global.well_known_server_name")
-	wkClient, wkClientLine := d.Get("global.well_known_client_name")
-	delegate := o.Delegate
-	if delegate == "" {
-		if sn, err := delegation.ParseServerName(wkServer); wkServer != "" && err == nil {
-			delegate = sn.Host
-		} else if u, err := url.Parse(wkClient); wkClient != "" && err == nil && u.Hostname() != "" {
-			delegate = u.Hostname()
-		} else {
-			return dendriteProblem(d, wkServerLine, "global.well_known_server_name", "is not set, and neither is global.well_known_client_name: say which host serves the homeserver with -delegate (what %s/.well-known/matrix/server names today, e.g. matrix.%s)", p.ServerName, p.ServerName)
-		}
-	}
-	if _, err := delegation.ParseHostname(delegate); err != nil {
-		return fmt.Errorf("-delegate %q %w", delegate, err)
-	}
-	p.Delegate = delegate
-	// wellknownd serves federation on 443 and 8448, so a delegation to
-	// either port of the same host stays true and is kept: remote servers
-	// have it cached.
-	p.MServer = delegate + ":443"
-	if sn, err := delegation.ParseServerName(wkServer); err == nil && strings.EqualFold(sn.Host, delegate) && (sn.Port == 0 || sn.Port == 443 || sn.Port == 8448) {
-		p.MServer = wkServer
-	}
-	p.BaseURL = "https://" + delegate
-	p.Hosts = hostList(p.ServerName, delegate)
-	if wkServer != "" && p.MServer != wkServer {
-		p.Edits = append(p.Edits, yamlfile.Problem{File: d.Path, Line: wkServerLine, Field: "global.well_known_server_name",
-			Msg: fmt.Sprintf("is %q; wellknownd answers /.well-known/matrix/server with %q now. Set it to that, or remove it, so that the two never disagree", wkServer, p.MServer)})
-	}
-	if wkClient != "" && strings.TrimSuffix(wkClient, "/") != p.BaseURL {
-		p.Edits = append(p.Edits, yamlfile.Problem{File: d.Path, Line: wkClientLine, Field: "global.well_known_client_name",
-			Msg: fmt.Sprintf("is %q; wellknownd answers /.well-known/matrix/client with %q now (its port 8448 serves federation only). Set it to that, or remove it", wkClient, p.BaseURL)})
-	}
 	return nil
 }
 
@@ -263,6 +231,7 @@ func checkCertificate(certFile, keyFile string, hosts []string) error {
 func (p *adoptPlan) templateData() *templateData {
 	return &templateData{
 		ServerName: p.ServerName, MServer: p.MServer, BaseURL: p.BaseURL, Hosts: p.Hosts, Site: p.Site,
+		IdentityServer: p.IdentityServer, ClientExtra: p.ClientExtra, FederationClientAPI: p.FederationClientAPI,
 		Email: p.Email, MaxBody: p.MaxBody.String(), TLSMode: p.TLSMode,
 	}
 }

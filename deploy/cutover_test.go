@@ -178,6 +178,9 @@ func TestCutoverDrill(t *testing.T) {
 		return cli
 	}
 	cli := login("before")
+	if cli.HomeserverURL.String() != "https://matrix.example.com:8448" {
+		t.Fatalf("before: discovered %s, want the Worker's https://matrix.example.com:8448", cli.HomeserverURL)
+	}
 	room, err := cli.CreateRoom(ctx, &mautrix.ReqCreateRoom{Name: "drill"})
 	if err != nil {
 		t.Fatalf("create room: %v", err)
@@ -219,6 +222,14 @@ func TestCutoverDrill(t *testing.T) {
 		}
 		return ids
 	}
+	// The client logged in before the cutover syncs, and keeps its
+	// base_url, its access token and its sync token across it, as Element
+	// does: it never logs in again.
+	first, err := cli.SyncRequest(ctx, 0, "", "", false, "")
+	if err != nil {
+		t.Fatalf("before: sync: %v", err)
+	}
+	since := first.NextBatch
 	keysBefore := signingKeys("before", "https://matrix.example.com:8448")
 	if len(keysBefore) != 1 {
 		t.Fatalf("before: signing keys %v", keysBefore)
@@ -226,10 +237,19 @@ func TestCutoverDrill(t *testing.T) {
 	t.Logf("existing stack up with account, room and key %s after %v", keysBefore[0], time.Since(start).Round(time.Second))
 
 	// The cutover, as the README says, in the compose file's directory.
-	out := sh(readmeBlock(t, "adopt"))
+	// adopt fetches the documents the Worker serves, as a remote server
+	// would: here the Worker's address and CA are given to it, since the
+	// test's names are not in DNS.
+	block := readmeBlock(t, "adopt")
+	if !strings.HasPrefix(block, "wellknownd adopt ") {
+		t.Fatalf("the README's adopt block:\n%s", block)
+	}
+	out := sh(strings.Replace(block, "wellknownd adopt ", "wellknownd adopt -resolve example.com:443:"+worker+" -ca-file "+rootFile+" ", 1))
 	t.Logf("adopt and up:\n%s", out)
 	for _, want := range []string{"the signing key " + keysBefore[0], "service monolith stops publishing 8008:8008, 8448:8448",
-		"sync_api.real_ip_header", "\nFirst, as root:\n  chgrp 65532 " + filepath.Join(config, "server.key")} {
+		"sync_api.real_ip_header", "\nFirst, as root:\n  chgrp 65532 " + filepath.Join(config, "server.key"),
+		"    {\"m.server\":\"matrix.example.com:8448\"}\n    - m.server: as https://example.com/.well-known/matrix/server serves it today",
+		"the federation port 8448 serves the client API too", "\n/etc/wellknownd/wellknownd.yaml: valid\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("adopt's output lacks %q", want)
 		}
@@ -248,11 +268,11 @@ func TestCutoverDrill(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if string(body) != `{"m.server":"matrix.example.com:443"}` || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+	if string(body) != `{"m.server":"matrix.example.com:8448"}` || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Errorf("the server document after the cutover: %s, CORS %q", body, resp.Header.Get("Access-Control-Allow-Origin"))
 	}
 	check := exec.Command(bin, "check", "-ca-file", rootFile, "-resolve", "example.com:443:127.0.0.1:443",
-		"-resolve", "matrix.example.com:443:127.0.0.1:443", "example.com")
+		"-resolve", "matrix.example.com:8448:127.0.0.1:8448", "example.com")
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Errorf("wellknownd check after the cutover: %v\n%s", err, out)
 	}
@@ -261,11 +281,37 @@ func TestCutoverDrill(t *testing.T) {
 			t.Errorf("after the cutover, %s serves signing keys %v, want %s", base, got, keysBefore[0])
 		}
 	}
-	cli = login("after")
-	if cli.HomeserverURL.String() != "https://matrix.example.com" {
-		t.Errorf("discovered %s, want https://matrix.example.com", cli.HomeserverURL)
+	// The client from before the cutover, as it was: its sync goes on
+	// from where it was, through wellknownd's 8448, and sees what another
+	// login sends now.
+	if _, err := cli.SyncRequest(ctx, 0, since, "", false, ""); err != nil {
+		t.Fatalf("after: the client logged in before the cutover cannot sync: %v", err)
 	}
-	readRoom("after", cli)
+	fresh := login("after")
+	if fresh.HomeserverURL.String() != "https://matrix.example.com:8448" {
+		t.Errorf("discovered %s, want https://matrix.example.com:8448, as the Worker said", fresh.HomeserverURL)
+	}
+	readRoom("after", fresh)
+	const later = "sent after the cutover"
+	if _, err := fresh.SendText(ctx, room.RoomID, later); err != nil {
+		t.Fatalf("after: send: %v", err)
+	}
+	if err := wait.For(60*time.Second, func() error {
+		resp, err := cli.SyncRequest(ctx, 5000, since, "", false, "")
+		if err != nil {
+			return fmt.Errorf("the client logged in before the cutover cannot sync: %w", err)
+		}
+		since = resp.NextBatch
+		for _, ev := range resp.Rooms.Join[room.RoomID].Timeline.Events {
+			if ev.Type == event.EventMessage && ev.Content.Raw["body"] == later {
+				return nil
+			}
+		}
+		return fmt.Errorf("its sync has not brought %q yet", later)
+	}); err != nil {
+		t.Errorf("after: %v", err)
+	}
+	readRoom("after, the client from before", cli)
 	if conn, err := net.DialTimeout("tcp", "127.0.0.1:8008", 2*time.Second); err == nil {
 		conn.Close()
 		t.Errorf("Dendrite's plain HTTP is still published on 8008")

@@ -19,6 +19,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/wellknownd/wellknownd/config"
+	"github.com/wellknownd/wellknownd/delegation"
+	"github.com/wellknownd/wellknownd/internal/yamlfile"
 )
 
 //go:embed systemd/wellknownd.service compose/docker-compose.yml templates/*.tmpl
@@ -39,6 +43,9 @@ type Options struct {
 	Dir string
 	// Email is the ACME account's contact.
 	Email string
+	// TLSMode is acme, files (CertFile and KeyFile) or internal. Default:
+	// acme when a public CA can issue for every name, else internal.
+	TLSMode, CertFile, KeyFile string
 	// Postgres makes the host layout's Dendrite use the system's
 	// PostgreSQL (watched by wellknownd) instead of SQLite files.
 	Postgres bool
@@ -74,6 +81,8 @@ type Deployment struct {
 	Files []File
 	// Systemd says how to install the generated unit.
 	Systemd SystemdSetup
+	// Notes say what init chose, and what is left to the operator.
+	Notes []string
 }
 
 // Generate makes every file of a deployment. It does not touch the disk.
@@ -94,10 +103,26 @@ func Generate(o Options) (*Deployment, error) {
 			return nil, err
 		}
 	}
+	switch o.TLSMode {
+	case "":
+		o.TLSMode = "acme"
+		for _, h := range hostList(o.ServerName, o.Delegate) {
+			if n, err := delegation.ParseHostname(h); err == nil && !config.PublicName(n) {
+				o.TLSMode = "internal"
+			}
+		}
+	case "acme", "internal":
+	case "files":
+		if err := checkCertificate(o.CertFile, o.KeyFile, hostList(o.ServerName, o.Delegate)); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("-tls %q: use acme, files or internal", o.TLSMode)
+	}
 	secret, pgPassword := cmp.Or(o.Keep.RegistrationSecret, randomToken(32)), cmp.Or(o.Keep.PostgresPassword, randomToken(24))
 	base := templateData{
 		ServerName: o.ServerName, MServer: o.Delegate + ":443", BaseURL: "https://" + o.Delegate,
-		Hosts: hostList(o.ServerName, o.Delegate), TLSMode: "acme", Email: o.Email, MaxBody: "100MiB",
+		Hosts: hostList(o.ServerName, o.Delegate), TLSMode: o.TLSMode, Email: o.Email, MaxBody: "100MiB",
 		DendriteVersion: "v0.13.8", MaxFileSize: maxFileSize, RegistrationSecret: secret, PostgresPassword: pgPassword,
 	}
 
@@ -107,7 +132,7 @@ func Generate(o Options) (*Deployment, error) {
 	if o.Postgres {
 		host.Database = "postgres://dendrite:" + pgPassword + "@127.0.0.1:5432/dendrite?sslmode=disable"
 	}
-	host.ConfigPath, host.TLSStorage = filepath.Join(dir, "wellknownd.yaml"), filepath.Join(dir, "tls")
+	host.ValidateCmd, host.TLSStorage = "wellknownd validate -config "+filepath.Join(dir, "wellknownd.yaml"), filepath.Join(dir, "tls")
 	host.UpstreamURL, host.DendriteReady = "http://"+o.DendriteAddr, "http://"+o.DendriteAddr+"/_dendrite/monitor/up"
 	host.Supervise, host.SupervisePostgres = true, o.Postgres
 	host.DendriteBin, host.DendriteAddr = o.DendriteBin, o.DendriteAddr
@@ -116,8 +141,16 @@ func Generate(o Options) (*Deployment, error) {
 	compose.DendriteDir, compose.StoragePath, compose.MediaPath = "/var/dendrite", "data/jetstream", "data/media"
 	compose.Database = "postgres://dendrite:" + pgPassword + "@postgres:5432/dendrite?sslmode=disable"
 	compose.Metrics = ":9100"
-	compose.ConfigPath, compose.TLSStorage = "/etc/wellknownd/wellknownd.yaml", "/var/lib/wellknownd"
+	compose.ValidateCmd, compose.TLSStorage = composeValidate("docker compose"), "/var/lib/wellknownd"
 	compose.UpstreamURL, compose.DendriteReady = "http://dendrite:8008", "http://dendrite:8008/_dendrite/monitor/up"
+
+	if compose.TLSMode == "files" {
+		// Where a compose override would mount them; init's compose file
+		// does not (see notes).
+		host.CertFile, _ = filepath.Abs(o.CertFile)
+		host.KeyFile, _ = filepath.Abs(o.KeyFile)
+		compose.CertFile, compose.KeyFile = "/etc/wellknownd/tls/cert.pem", "/etc/wellknownd/tls/key.pem"
+	}
 
 	var out []File
 	add := func(path string, data []byte, mode fs.FileMode) { out = append(out, File{path, data, mode}) }
@@ -139,6 +172,25 @@ func Generate(o Options) (*Deployment, error) {
 		b, err := render(r.tmpl, r.data)
 		if err != nil {
 			return nil, err
+		}
+		if r.tmpl == "wellknownd.yaml.tmpl" {
+			// init never writes what its own validate rejects; the
+			// compose one as the container would read it, with the
+			// certificate mounted.
+			check := *r.data
+			check.CertFile, check.KeyFile = host.CertFile, host.KeyFile
+			text, err := render(r.tmpl, &check)
+			if err != nil {
+				return nil, err
+			}
+			_, problems := config.Parse(filepath.Join(dir, r.path), text)
+			// The supervised Dendrite's directory and dendrite.yaml are
+			// written with this file, from the same values: validate reads
+			// them once they are there.
+			errs := slices.DeleteFunc(problems.Errors(), func(p yamlfile.Problem) bool { return strings.HasPrefix(p.Field, "supervise") })
+			if len(errs) > 0 {
+				return nil, fmt.Errorf("the %s init made does not validate, so nothing was written:\n%w", r.path, errs)
+			}
 		}
 		add(r.path, b, r.mode)
 	}
@@ -168,7 +220,14 @@ func Generate(o Options) (*Deployment, error) {
 		return nil, err
 	}
 	add("wellknownd.service", sd.Unit, 0o644)
-	return &Deployment{Files: out, Systemd: sd}, nil
+	var notes []string
+	switch o.TLSMode {
+	case "internal":
+		notes = append(notes, "tls.mode is internal: a local CA that clients and servers do not trust, for trying it out; a public CA cannot issue for "+strings.Join(hostList(o.ServerName, o.Delegate), " and ")+" unless they are public names")
+	case "files":
+		notes = append(notes, fmt.Sprintf("with Docker, mount %s and %s at /etc/wellknownd/tls/cert.pem and key.pem, readable by uid 65532 (a docker-compose.override.yml beside compose/docker-compose.yml)", host.CertFile, host.KeyFile))
+	}
+	return &Deployment{Files: out, Systemd: sd, Notes: notes}, nil
 }
 
 // Write writes files under dir. Unless force is set it refuses, and writes

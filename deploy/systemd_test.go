@@ -237,3 +237,49 @@ chmod 755 /usr/local/bin/acme.sh`)
 	}
 	t.Logf("systemd deployment test took %v", time.Since(start).Round(time.Second))
 }
+
+// TestAdoptHostFilesUnderSystemd: adopt on a host whose certificate is
+// acme.sh's, a 0600 root key under /root (hidden from the unit by
+// ProtectHome), run as the README and adopt's output say: the steps it
+// prints under "First, as root:" for the key and "Then start it:" start a
+// unit that reads the key and serves the certificate; a renewal written
+// in place keeps the key readable.
+func TestAdoptHostFilesUnderSystemd(t *testing.T) {
+	t.Parallel()
+	bin := deploytest.Build(t, t.TempDir())
+	m := deploytest.BootSystemd(t)
+	m.Copy(bin, "/usr/local/bin/wellknownd")
+	m.Sh(t, `mkdir -p /root/dendrite/config && cd /root/dendrite/config && printf 'version: 2\nglobal:\n  server_name: example.com\n  private_key: matrix_key.pem\n' > dendrite.yaml
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.crt -days 30 \
+  -subj /CN=matrix.example.com -addext subjectAltName=DNS:example.com,DNS:matrix.example.com 2>/dev/null
+chmod 600 server.key`)
+	out := m.Sh(t, "cd /root/dendrite && wellknownd adopt -dendrite-config config/dendrite.yaml -delegate matrix.example.com "+
+		"-tls files -cert-file config/server.crt -key-file config/server.key -upstream http://127.0.0.1:8008 -resolve example.com:443:127.0.0.1:1")
+	var keySteps []string
+	for _, s := range strings.Split(printedSteps(t, out, "First, as root:"), "\n") {
+		if !strings.HasPrefix(s, "restart Dendrite") { // a step for a person: Dendrite does not run here
+			keySteps = append(keySteps, s)
+		}
+	}
+	if want := "groupadd -f --system wellknownd-tls\nchgrp wellknownd-tls /root/dendrite/config/server.key && chmod 640 /root/dendrite/config/server.key"; strings.Join(keySteps, "\n") != want {
+		t.Fatalf("adopt printed the key steps\n%s\nwant\n%s\n%s", strings.Join(keySteps, "\n"), want, out)
+	}
+	m.Sh(t, strings.Join(keySteps, "\n"))
+	m.Sh(t, printedSteps(t, out, "Then start it:"))
+	fingerprint := "openssl s_client -connect 127.0.0.1:443 -servername matrix.example.com </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+	want := m.Sh(t, "openssl x509 -noout -fingerprint -sha256 -in /root/dendrite/config/server.crt")
+	m.Sh(t, waitFor("test \"$("+fingerprint+")\" = '"+strings.TrimSpace(want)+"'", 300))
+	if got := m.Sh(t, "systemctl is-active wellknownd; systemctl show -p DynamicUser --value wellknownd"); got != "active\nyes\n" {
+		t.Fatalf("the unit: %q", got)
+	}
+	// acme.sh's renewal: the new pair written into the same files, then
+	// the reload; the key keeps its group and mode.
+	m.Sh(t, `cd /root/dendrite/config && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /tmp/k.pem -out /tmp/c.pem -days 30 \
+  -subj /CN=matrix.example.com -addext subjectAltName=DNS:example.com,DNS:matrix.example.com 2>/dev/null
+cat /tmp/k.pem > server.key && cat /tmp/c.pem > server.crt && systemctl reload wellknownd`)
+	renewed := m.Sh(t, "openssl x509 -noout -fingerprint -sha256 -in /root/dendrite/config/server.crt")
+	m.Sh(t, waitFor("test \"$("+fingerprint+")\" = '"+strings.TrimSpace(renewed)+"'", 100))
+	if mode := m.Sh(t, "stat -c '%a %U:%G' /root/dendrite/config/server.key"); mode != "640 root:wellknownd-tls\n" {
+		t.Fatalf("the key after the renewal: %s", mode)
+	}
+}

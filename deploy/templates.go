@@ -32,6 +32,14 @@ type templateData struct {
 	// Hosts are the names the edge answers for; the first is the server
 	// name, whose host serves the documents.
 	Hosts []string
+	// IdentityServer is m.identity_server's base_url; "" for none.
+	IdentityServer string
+	// ClientExtra are the client document's other keys, a JSON object
+	// (YAML reads it as a flow mapping); "" for none.
+	ClientExtra string
+	// FederationClientAPI has the federation listener serve the client
+	// API too: a base_url that clients hold names its port.
+	FederationClientAPI bool
 	// Site is the web server the server name's host keeps proxying to
 	// outside /.well-known/matrix; "" when there is none to keep.
 	Site string
@@ -41,9 +49,9 @@ type templateData struct {
 	// Adopted names the files adopt read, for the header; "" when init
 	// wrote the deployment, which then says so instead.
 	Adopted string
-	// ConfigPath is wellknownd.yaml's path as wellknownd sees it (inside
-	// the container under compose), for the "validate" hint in the header.
-	ConfigPath string
+	// ValidateCmd checks wellknownd.yaml as the daemon will read it, for
+	// the header: on the host, or in the container (docker compose run).
+	ValidateCmd string
 	// Metrics is the Prometheus listener; "" for none. Only the compose
 	// layout has one, reachable on the compose network alone.
 	Metrics string

@@ -229,13 +229,14 @@ func (s *Server) serveHTTPRedirect(st *site, w http.ResponseWriter, r *http.Requ
 	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
 }
 
-// serveFederation is listen.federation: the federation API only.
+// serveFederation is listen.federation: the federation API only, unless
+// listen.federation_client_api (see site.federation).
 func serveFederation(st *site, w http.ResponseWriter, r *http.Request, hr *hostRoute) {
 	if hr == nil {
 		misdirected(w)
 		return
 	}
-	st.federation.ServeHTTP(w, r)
+	st.federation(w, r, hr)
 }
 
 func (s *Server) shutdown(lns []listener, h3s []h3Listener) {

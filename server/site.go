@@ -25,8 +25,10 @@ type site struct {
 	// unknown are the metrics of requests for names not in hosts.
 	unknown *hostMetrics
 	wk      *wellKnown
-	// federation serves listen.federation: the federation API only.
-	federation http.Handler
+	// federation serves listen.federation, for a name in hosts: the
+	// federation API only, or with listen.federation_client_api what the
+	// https listener serves.
+	federation func(http.ResponseWriter, *http.Request, *hostRoute)
 	// logRequests is log.requests.
 	logRequests bool
 	// hsts is the Strict-Transport-Security value for HTTPS answers to the
@@ -60,13 +62,19 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) *site {
 		wild:        map[string]*hostRoute{},
 		wk:          newWellKnown(cfg.Documents, cfg.Delegation.MaxAge),
 	}
-	s.federation = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.federation = func(w http.ResponseWriter, r *http.Request, _ *hostRoute) {
 		if !isFederationPath(r.URL.Path) {
 			writeMatrixError(w, corsClientAPI, http.StatusNotFound, codeUnrecognized, "Only the federation API is served on this port")
 			return
 		}
 		mr.edgeFederation.ServeHTTP(w, r)
-	})
+	}
+	if cfg.Listen.FederationClientAPI {
+		// A client that logged in with a base_url on the federation port
+		// (Dendrite's 8448 served both APIs) keeps it for as long as its
+		// login lasts: it must find everything there that it finds on 443.
+		s.federation = s.serve
+	}
 	base := cfg.BaseHost()
 	// The base domain carries the Matrix APIs too when a client or server
 	// is pointed at it: m.server or base_url names it.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -8,14 +10,17 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/wellknownd/wellknownd/delegation"
 	"github.com/wellknownd/wellknownd/deploy"
+	"github.com/wellknownd/wellknownd/fedcheck"
 )
 
 // runAdopt puts wellknownd in front of a Dendrite that already runs,
 // keeping its identity: see deploy.Adopt. It prints what it will write and
 // change, then writes; it never writes Dendrite's files.
-func runAdopt(args []string, stdout, stderr io.Writer) error {
+func runAdopt(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("adopt", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -25,7 +30,10 @@ func runAdopt(args []string, stdout, stderr io.Writer) error {
 	)
 	fs.StringVar(&o.DendriteConfig, "dendrite-config", "", "The dendrite.yaml the homeserver runs with, e.g. ./config/dendrite.yaml. Required. It is read, never written.")
 	fs.StringVar(&o.ServerName, "server-name", "", "The server name you expect dendrite.yaml to have; adopt stops when it has another.")
-	fs.StringVar(&o.Delegate, "delegate", "", "The host that serves the homeserver, e.g. matrix.example.com. Default: the host in dendrite.yaml's global.well_known_server_name or well_known_client_name.")
+	fs.StringVar(&o.Delegate, "delegate", "", "Where the homeserver is served, HOST[:PORT], e.g. matrix.example.com or matrix.example.com:8448; it replaces the documents served today. Default: keep what SERVER_NAME/.well-known/matrix/server and /client serve today (fetched over HTTPS, as remote servers and clients do), else dendrite.yaml's global.well_known_server_name or well_known_client_name when they name another host.")
+	resolve := resolveFlags{}
+	fs.Var(resolve, "resolve", "Fetch today's documents from ADDR for HOST:PORT, as HOST:PORT:ADDR (like curl); repeat it. For DNS that already points at this machine, or tests.")
+	caFile := fs.String("ca-file", "", "Trust the CA certificates in this PEM file, instead of the system's, when fetching today's documents.")
 	fs.StringVar(&c.File, "compose", "", "The compose file that runs Dendrite. adopt writes wellknownd.yaml and an override file beside it. Without it, Dendrite runs on this host and a systemd unit fronts it at -upstream.")
 	fs.StringVar(&c.Service, "service", "", "Dendrite's compose service, when adopt cannot tell it by its image or its mount of dendrite.yaml's directory.")
 	fs.StringVar(&host.Upstream, "upstream", "http://127.0.0.1:8008", "Without -compose: Dendrite's plain HTTP listener on this host.")
@@ -69,6 +77,20 @@ func runAdopt(args []string, stdout, stderr io.Writer) error {
 		host.WellknowndBin = self
 		o.Host = &host
 	}
+	fetchOpts := fedcheck.Options{Resolve: resolve, Timeout: 10 * time.Second}
+	if *caFile != "" {
+		pem, err := os.ReadFile(*caFile)
+		if err != nil {
+			return fmt.Errorf("-ca-file: %w", err)
+		}
+		fetchOpts.Roots = x509.NewCertPool()
+		if !fetchOpts.Roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("-ca-file %s holds no PEM certificate", *caFile)
+		}
+	}
+	o.Fetch = func(name delegation.ServerName) (server, client fedcheck.Published) {
+		return fedcheck.FetchPublished(ctx, name, fetchOpts)
+	}
 	a, err := deploy.Adopt(o)
 	if err != nil {
 		return err
@@ -78,6 +100,13 @@ func runAdopt(args []string, stdout, stderr io.Writer) error {
 	for _, f := range a.Files {
 		fmt.Fprintf(stdout, "  %s\n", filepath.Join(a.Dir, f.Path))
 	}
+	fmt.Fprintln(stdout, "\nIt serves:")
+	for _, d := range a.Documents {
+		fmt.Fprintf(stdout, "  %s\n    %s\n", d.URL, d.Body)
+		for _, n := range d.Notes {
+			fmt.Fprintf(stdout, "    - %s\n", n)
+		}
+	}
 	list(stdout, "Once started, this changes:", a.Changes)
 	list(stdout, "It keeps, and never writes:", a.Kept)
 	if len(a.DendriteEdits) > 0 {
@@ -86,24 +115,28 @@ func runAdopt(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "  %s\n", p)
 		}
 	}
+	list(stdout, "In DNS:", a.DNS)
 	for _, w := range a.Warnings {
 		fmt.Fprintln(stdout, "\nwarning: "+w)
 	}
-	if *dryRun {
-		fmt.Fprintln(stdout, "\nNothing was written (-dry-run).")
-		return nil
+	if !*dryRun {
+		if err := deploy.Write(a.Dir, a.Files, false); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout)
+		for _, f := range a.Files {
+			fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(a.Dir, f.Path))
+		}
 	}
-	if err := deploy.Write(a.Dir, a.Files, false); err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout)
-	for _, f := range a.Files {
-		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(a.Dir, f.Path))
-	}
-	// The test suite runs these lines: keep the headings and the indent.
+	// -dry-run prints the same steps: what the real run will ask of the
+	// operator is part of the plan. The test suite runs these lines: keep
+	// the headings and the indent.
 	steps(stdout, "First, as root:", a.Before)
 	steps(stdout, "Then start it:", a.Start)
 	steps(stdout, "To go back to how it was:", a.Rollback)
+	if *dryRun {
+		fmt.Fprintln(stdout, "\nNothing was written (-dry-run).")
+	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/wellknownd/wellknownd/internal/dendriteadmin"
 	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/testing/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/localca"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
@@ -42,7 +45,7 @@ func TestAdoptFrontsRunningDendrite(t *testing.T) {
 
 	dir := filepath.Join(t.TempDir(), "wellknownd")
 	args := []string{"adopt", "-dendrite-config", den.ConfigPath, "-server-name", "example.com", "-delegate", "matrix.example.com",
-		"-upstream", den.URL, "-dir", dir, "-tls", "internal"}
+		"-upstream", den.URL, "-dir", dir, "-tls", "internal", "-resolve", "example.com:443:" + freeport.Addr(t)}
 	var out bytes.Buffer
 	if err := run(context.Background(), append(args, "-dry-run"), &out, &out); err != nil {
 		t.Fatalf("adopt -dry-run: %v\n%s", err, out.String())
@@ -156,5 +159,65 @@ func TestAdoptRefusesFlagsOfTheOtherMode(t *testing.T) {
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("adopt %q: %v, want a usage error with %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestAdoptFetchesWhatPeersHold: adopt fetches the documents that the
+// server name serves today over HTTPS, as a remote server would (here from
+// a stand-in Worker, through -resolve and -ca-file), keeps them, and its
+// -dry-run prints the documents, their sources, the DNS steps and every
+// step the real run asks for, writing nothing. With the Worker out of
+// reach and dendrite.yaml naming only the server name, it refuses.
+func TestAdoptFetchesWhatPeersHold(t *testing.T) {
+	ca := localca.New(t)
+	worker := ca.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/.well-known/matrix/server":
+			io.WriteString(w, `{"m.server":"matrix.example.com:8448"}`)
+		case "/.well-known/matrix/client":
+			io.WriteString(w, `{"m.homeserver":{"base_url":"https://matrix.example.com:8448"}}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}), "example.com")
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root.pem")
+	os.WriteFile(root, ca.PEM(), 0o644)
+	dendrite := filepath.Join(dir, "dendrite.yaml")
+	os.WriteFile(dendrite, []byte("version: 2\nglobal:\n  server_name: example.com\n  well_known_server_name: example.com\n"), 0o600)
+	out := filepath.Join(dir, "wellknownd")
+	args := []string{"adopt", "-dendrite-config", dendrite, "-upstream", "http://127.0.0.1:8008", "-dir", out, "-tls", "internal", "-ca-file", root}
+
+	var b bytes.Buffer
+	if err := run(context.Background(), append(args, "-dry-run", "-resolve", "example.com:443:"+worker), &b, &b); err != nil {
+		t.Fatalf("adopt: %v\n%s", err, b.String())
+	}
+	for _, want := range []string{
+		"It serves:\n  https://example.com/.well-known/matrix/server\n    {\"m.server\":\"matrix.example.com:8448\"}\n    - m.server: as https://example.com/.well-known/matrix/server serves it today (remote servers have it cached)\n    - the same bytes as today\n",
+		"  https://example.com/.well-known/matrix/client\n    {\"m.homeserver\":{\"base_url\":\"https://matrix.example.com:8448\"}}\n    - base_url: as https://example.com/.well-known/matrix/client serves it today (clients that logged in keep it)\n    - the same bytes as today\n",
+		`global.well_known_server_name: is "example.com", but wellknownd answers /.well-known/matrix/server with "matrix.example.com:8448"`,
+		"the federation port 8448 serves the client API too",
+		"\nIn DNS:\n  - point example.com and matrix.example.com",
+		"\nFirst, as root:\n  restart Dendrite listening only on 127.0.0.1:8008",
+		"\nThen start it:\n  useradd --system", "  install -m 644 " + filepath.Join(out, "wellknownd.service"),
+		"\nTo go back to how it was:\n  systemctl disable --now wellknownd",
+		"\nNothing was written (-dry-run).\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("adopt -dry-run's output lacks %q:\n%s", want, b.String())
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("-dry-run wrote %s", out)
+	}
+
+	b.Reset()
+	err := run(context.Background(), append(args, "-resolve", "example.com:443:"+freeport.Addr(t)), &b, &b)
+	if err == nil || !strings.Contains(err.Error(), `global.well_known_server_name: is "example.com", the server name itself`) ||
+		!strings.Contains(err.Error(), "https://example.com/.well-known/matrix/server: fetching it failed") || !strings.Contains(err.Error(), "-delegate HOST[:PORT]") {
+		t.Errorf("adopt with the documents out of reach: %v\n%s", err, b.String())
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("a refused adopt wrote %s", out)
 	}
 }

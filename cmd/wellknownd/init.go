@@ -25,6 +25,9 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	dendriteBin := fs.String("dendrite-bin", "", "The dendrite binary to supervise. Default: dendrite on $PATH, else /usr/local/bin/dendrite.")
 	dendriteAddr := fs.String("dendrite-addr", "127.0.0.1:8008", "The address Dendrite's HTTP listener binds, on loopback.")
 	force := fs.Bool("force", false, "Rewrite files that exist. The signing key, the registration secret and the database password already there are kept, never replaced. Without it, init writes nothing when any of its files is there.")
+	tlsMode := fs.String("tls", "", "Where certificates come from: acme (a public CA; wellknownd obtains and renews them), files (-cert-file and -key-file) or internal (a local CA, for trying it out). Default: acme, or internal when a name cannot get a public certificate (localhost, .test, a single label).")
+	certFile := fs.String("cert-file", "", "With -tls files: the PEM certificate chain, which must name the server name and the delegated host.")
+	keyFile := fs.String("key-file", "", "With -tls files: the certificate's PEM private key.")
 	src := fs.String("src", "", "A clone of wellknownd for docker compose to build the image from (written to compose/.env). Default: the public repository.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -63,6 +66,7 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	}
 	d, err := deploy.Generate(deploy.Options{
 		ServerName: *serverName, Delegate: *delegate, Dir: *dir, Email: *email, Postgres: *postgres,
+		TLSMode: *tlsMode, CertFile: *certFile, KeyFile: *keyFile,
 		DendriteBin: *dendriteBin, DendriteAddr: *dendriteAddr, WellknowndBin: self, Source: *src, Keep: keep,
 	})
 	if err != nil {
@@ -79,6 +83,9 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	}
 	if keep.RegistrationSecret != "" || keep.PostgresPassword != "" {
 		fmt.Fprintln(stdout, "kept the registration secret and the database password that Dendrite and the database already use")
+	}
+	for _, n := range d.Notes {
+		fmt.Fprintln(stdout, "note: "+n)
 	}
 	cfg := filepath.Join(*dir, "wellknownd.yaml")
 	fmt.Fprintf(stdout, "\nNext: check %s (tls.email, listen), then run\n  wellknownd validate -config %s\n", cfg, cfg)

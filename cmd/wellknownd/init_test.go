@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -19,6 +20,7 @@ import (
 	"github.com/wellknownd/wellknownd/internal/dendriteadmin"
 	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/localca"
 )
 
 // TestInitBoots: "wellknownd init" writes a deployment whose dendrite.yaml
@@ -161,5 +163,57 @@ func TestInitForceKeepsIdentities(t *testing.T) {
 	err := run(context.Background(), append(initArgs, "-force"), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "is not a Matrix signing key") || read("wellknownd.yaml") != "left alone\n" {
 		t.Fatalf("init -force over a broken key: %v", err)
+	}
+}
+
+// TestInitTLSModes: init never writes a configuration that its own
+// validate rejects. Names no public CA can issue for get tls.mode internal
+// unless -tls says otherwise, -tls acme for them is refused before
+// anything is written, and -tls files writes the certificate's paths.
+func TestInitTLSModes(t *testing.T) {
+	validate := func(dir string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"validate", "-config", filepath.Join(dir, "wellknownd.yaml")}, &out, &out); err != nil {
+			t.Fatalf("validate what init wrote: %v\n%s", err, out.String())
+		}
+		cfg, _ := os.ReadFile(filepath.Join(dir, "wellknownd.yaml"))
+		return string(cfg)
+	}
+	initIn := func(dir string, args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(context.Background(), append([]string{"init", "-server-name", "example.test", "-delegate", "matrix.example.test",
+			"-dir", dir, "-dendrite-bin", "/bin/true"}, args...), &out, &out)
+		return out.String(), err
+	}
+
+	dir := filepath.Join(t.TempDir(), "d")
+	out, err := initIn(dir)
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	if cfg := validate(dir); !strings.Contains(cfg, "  mode: internal") || !strings.Contains(out, "note: tls.mode is internal") {
+		t.Errorf("init for .test names:\n%s\n%s", out, cfg)
+	}
+
+	dir = filepath.Join(t.TempDir(), "d")
+	if out, err := initIn(dir, "-tls", "acme"); err == nil || !strings.Contains(err.Error(), `"example.test" cannot get a certificate from a public CA`) {
+		t.Errorf("init -tls acme for .test names: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("a refused init wrote %s", dir)
+	}
+
+	ca := localca.New(t)
+	c := ca.Issue(t, "example.test", "matrix.example.test")
+	key, _ := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	certFile, keyFile := filepath.Join(t.TempDir(), "cert.pem"), filepath.Join(t.TempDir(), "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600)
+	if out, err := initIn(dir, "-tls", "files", "-cert-file", certFile, "-key-file", keyFile); err != nil {
+		t.Fatalf("init -tls files: %v\n%s", err, out)
+	}
+	if cfg := validate(dir); !strings.Contains(cfg, "  mode: files") || !strings.Contains(cfg, `cert_file: "`+certFile+`"`) {
+		t.Errorf("init -tls files:\n%s", cfg)
 	}
 }

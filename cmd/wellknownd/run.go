@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "init":
 		return runInit(args[1:], stdout, stderr)
 	case "adopt":
-		return runAdopt(args[1:], stdout, stderr)
+		return runAdopt(ctx, args[1:], stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args[1:], stderr)
 	case "version", "-version", "--version":
