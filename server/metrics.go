@@ -49,6 +49,14 @@ type metrics struct {
 	selfCheck   *prometheus.GaugeVec
 	// byProtocol counts requests over HTTP/1, HTTP/2 and HTTP/3.
 	byProtocol [3]prometheus.Counter
+	// compressExhausted counts answers sent uncompressed because every
+	// encoder of limits.compress_encoders was in use.
+	compressExhausted prometheus.Counter
+	// staticCompressions counts static files compressed (to be kept), by
+	// encoding; staticBusy the static requests refused for want of a
+	// file descriptor (limits.static_files).
+	staticCompressions *prometheus.CounterVec
+	staticBusy         prometheus.Counter
 	// upstreamUp is the last thing the proxy saw of the upstream when
 	// nothing is supervised: a response (up) or a failed connection (down).
 	upstreamUp atomic.Bool
@@ -86,6 +94,21 @@ func newMetrics(version string) *metrics {
 		Name: "wellknownd_http_requests_by_protocol_total",
 		Help: "HTTP requests by protocol: h1 (HTTP/1.x), h2, h3 (over QUIC).",
 	}, []string{"protocol"})
+	m.compressExhausted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wellknownd_compress_budget_exhausted_total",
+		Help: "Answers sent uncompressed because every encoder (limits.compress_encoders) was in use.",
+	})
+	m.staticCompressions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wellknownd_static_compress_total",
+		Help: "Static files compressed to be kept in memory (limits.static_cache), by encoding: each version of a file once while it stays cached.",
+	}, []string{"encoding"})
+	m.staticBusy = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wellknownd_static_busy_total",
+		Help: "Static requests answered 503 because every file descriptor for static files (limits.static_files) was in use.",
+	})
+	for _, e := range []string{encZstd, encGzip} {
+		m.staticCompressions.WithLabelValues(e)
+	}
 	for i, p := range []string{"h1", "h2", "h3"} {
 		m.byProtocol[i] = protocols.WithLabelValues(p)
 	}
@@ -103,6 +126,7 @@ func newMetrics(version string) *metrics {
 	// Not known to be up until the probe or a proxied request says so.
 	m.upstreamUp.Store(false)
 	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.proxyErrors, m.certEvents, m.selfCheck, buildInfo, protocols,
+		m.compressExhausted, m.staticCompressions, m.staticBusy,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
