@@ -99,8 +99,10 @@ func stalledCompressedStreams(t *testing.T, enc string) {
 	base := heapInUse()
 	conns := h2StalledStreams(t, addr, "matrix.example.com", "/_matrix/client/v3/sync", streams, "accept-encoding", enc)
 	wait.True(t, "the stalled streams to be answered", 20*time.Second, func() bool { return edge.inFlight(t) >= streams })
-	// Give a stalled stream's encoder time to be let go.
-	time.Sleep(3 * time.Second)
+	// Each stalled stream lets its encoder go after holdIdle.
+	wait.True(t, "the stalled streams to let their encoders go", 20*time.Second, func() bool {
+		return edge.metricValue(t, "wellknownd_compress_encoders_in_use") == 0
+	})
 	stalled := heapInUse()
 	perStream := (stalled - base) / streams
 	t.Logf("heap: %d KiB before, %d KiB with %d stalled %s streams: %d KiB a stream", base>>10, stalled>>10, streams, enc, perStream>>10)
