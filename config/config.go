@@ -398,6 +398,25 @@ type Limits struct {
 	// download that keeps moving, or a /sync long-poll that is waiting for
 	// its answer, is never cut.
 	SendTimeout time.Duration `yaml:"send_timeout"`
+	// StaticFiles caps the files static routes hold open at once, each one
+	// descriptor while it is sent. 0 (the default) derives it from the
+	// descriptor limit (a sixteenth of it, 16 to 1024), and the connection
+	// cap leaves room for it. Files served from memory (static_cache) hold
+	// none. A request that finds none free waits up to 2s, then gets 503.
+	StaticFiles int `yaml:"static_files"`
+	// StaticCache is the memory kept for static routes' small files and
+	// compressed variants (default 64MiB, least recently used out first),
+	// so that a file is compressed once per version (its size and time of
+	// change), not per request. 0 keeps nothing: static files then go out
+	// uncompressed unless a precompressed one (.zst, .br, .gz) is beside
+	// them.
+	StaticCache Size `yaml:"static_cache"`
+	// CompressEncoders caps the answers being compressed at once (default
+	// 64; each encoder holds about 1 MiB). Past it an answer goes out
+	// uncompressed. An answer whose client stops reading gives its encoder
+	// back after a second. 0 turns compression off but for precompressed
+	// static files.
+	CompressEncoders int `yaml:"compress_encoders"`
 }
 
 // TLSMode is tls.mode: where certificates come from.

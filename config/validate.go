@@ -332,7 +332,8 @@ func (v *validator) validateLimits() {
 		field string
 		value int
 		min   int
-	}{{"limits.max_conns", l.MaxConns, 0}, {"limits.upstream_conns", l.UpstreamConns, 1}, {"limits.h2_max_streams", l.H2MaxStreams, 1}} {
+	}{{"limits.max_conns", l.MaxConns, 0}, {"limits.upstream_conns", l.UpstreamConns, 1}, {"limits.h2_max_streams", l.H2MaxStreams, 1},
+		{"limits.static_files", l.StaticFiles, 0}, {"limits.compress_encoders", l.CompressEncoders, 0}} {
 		if n.value < n.min {
 			v.errf(n.field, "is %d; it must be %d or more", n.value, n.min)
 		}
@@ -345,6 +346,9 @@ func (v *validator) validateLimits() {
 	}
 	if l.BodyMinRate < 0 {
 		v.errf("limits.body_min_rate", "must not be negative (0 turns it off)")
+	}
+	if l.StaticCache < 0 {
+		v.errf("limits.static_cache", "must not be negative (0 keeps nothing)")
 	}
 	if l.SendTimeout <= 0 {
 		v.errf("limits.send_timeout", "must be more than 0, e.g. 60s")

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -336,5 +339,60 @@ func BenchmarkCompression(b *testing.B) {
 				})
 			})
 		}
+	}
+}
+
+// jsLike is JavaScript shaped like a minified bundle: code that repeats
+// with variations, and names and strings that do not (a real bundle
+// compresses about fourfold with zstd, as this does).
+func jsLike(size int) []byte {
+	var b bytes.Buffer
+	rng := rand.New(rand.NewPCG(1, 2))
+	word := func(n int) string {
+		const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_$0123456789"
+		w := make([]byte, n)
+		for i := range w {
+			w[i] = letters[rng.IntN(len(letters))]
+		}
+		return string(w)
+	}
+	for i := 0; b.Len() < size; i++ {
+		fmt.Fprintf(&b, `function %s(e,t){var n=e.%s(t.%s);if(!n)throw new Error("%s "+t.%s);return n.%s.filter(function(r){return r.%s()===%q&&r.%s>%d})}`+"\n",
+			word(3), word(6), word(5), word(14), word(4), word(7), word(5), word(10), word(2), rng.IntN(1e9))
+	}
+	return b.Bytes()
+}
+
+// BenchmarkStaticCompression: Element Web's largest bundle (8 MiB of
+// JavaScript) from a static route, as a browser asks for it:
+//
+//	go test ./server -run '^$' -bench StaticCompression -benchtime 2s
+func BenchmarkStaticCompression(b *testing.B) {
+	dir := b.TempDir()
+	bundle := jsLike(8 << 20)
+	if err := os.WriteFile(filepath.Join(dir, "bundle.0123456789ab.js"), bundle, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cfg := edgeconf.New(edgeconf.Hosts("example.com", "matrix.example.com", "element.example.com"), edgeconf.Upstream("http://127.0.0.1:1")) +
+		"routes:\n  - {host: element.example.com, static: " + dir + "}\n"
+	ts := startEdge(b, cfg)
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64}}
+	for _, enc := range []string{"identity", "zstd", "gzip"} {
+		b.Run("bundle-8MiB/"+enc, func(b *testing.B) {
+			var wire int64
+			for b.Loop() {
+				req, _ := http.NewRequest("GET", ts.URL+"/bundle.0123456789ab.js", nil)
+				req.Host = "element.example.com"
+				req.Header.Set("Accept-Encoding", enc)
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				wire, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			b.ReportMetric(float64(wire), "wire-bytes")
+			b.ReportMetric(float64(len(bundle))/float64(wire), "ratio")
+		})
 	}
 }

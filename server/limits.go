@@ -18,6 +18,12 @@ type limits struct {
 	sendTimeout   time.Duration
 	// bodyMinRate is in bytes a second; 0 is off.
 	bodyMinRate int64
+	// staticFiles caps the files static routes hold open at once;
+	// staticCache is the bytes they keep in memory.
+	staticFiles int
+	staticCache int64
+	// encoders caps the answers being compressed at once.
+	encoders int
 }
 
 // reservedFDs are the descriptors kept for what is neither a client's nor
@@ -29,11 +35,14 @@ const reservedFDs = 128
 // raises the soft limit to the hard one at start): client connections and
 // the homeserver connections they may each hold must fit below it with room
 // to spare, or a flood of slow clients ends in "too many open files" for
-// everyone, the documents and the admin listener included.
+// everyone, the documents and the admin listener included. Files a static
+// route sends are descriptors too: a client that stops reading holds one
+// for as long as the send timeout, so they have a share of their own.
 func newLimits(c config.Limits) limits {
 	l := limits{upstreamConns: c.UpstreamConns, upstreamWait: c.UpstreamWait, bodyIdle: c.BodyIdleTimeout,
 		h2Streams: c.H2MaxStreams, maxConns: c.MaxConns, sendTimeout: c.SendTimeout,
-		bodyMinRate: int64(c.BodyMinRate)}
+		bodyMinRate: int64(c.BodyMinRate), staticFiles: c.StaticFiles, staticCache: int64(c.StaticCache),
+		encoders: c.CompressEncoders}
 	var rl syscall.Rlimit
 	avail := 1 << 20
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < uint64(avail) {
@@ -43,8 +52,11 @@ func newLimits(c config.Limits) limits {
 	if q := max(avail/4, 8); l.upstreamConns > q {
 		l.upstreamConns = q
 	}
+	if l.staticFiles == 0 {
+		l.staticFiles = min(max(avail/16, 16), 1024)
+	}
 	if l.maxConns == 0 {
-		l.maxConns = max(avail-l.upstreamConns, 16)
+		l.maxConns = max(avail-l.upstreamConns-l.staticFiles, 16)
 	}
 	return l
 }

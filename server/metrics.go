@@ -56,6 +56,14 @@ type metrics struct {
 	// quicOpen are the QUIC connections holding a slot of the cap,
 	// quicHandshakes those not yet through their handshake.
 	quicOpen, quicHandshakes prometheus.Gauge
+	// compressExhausted counts answers sent uncompressed because every
+	// encoder of limits.compress_encoders was in use.
+	compressExhausted prometheus.Counter
+	// staticCompressions counts static files compressed (to be kept), by
+	// encoding; staticBusy the static requests refused for want of a
+	// file descriptor (limits.static_files).
+	staticCompressions *prometheus.CounterVec
+	staticBusy         prometheus.Counter
 	// upstreamUp is the last thing the proxy saw of the upstream when
 	// nothing is supervised: a response (up) or a failed connection (down).
 	upstreamUp atomic.Bool
@@ -93,6 +101,21 @@ func newMetrics(version string) *metrics {
 		Name: "wellknownd_http_requests_by_protocol_total",
 		Help: "HTTP requests by protocol: h1 (HTTP/1.x), h2, h3 (over QUIC).",
 	}, []string{"protocol"})
+	m.compressExhausted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wellknownd_compress_budget_exhausted_total",
+		Help: "Answers sent uncompressed because every encoder (limits.compress_encoders) was in use.",
+	})
+	m.staticCompressions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wellknownd_static_compress_total",
+		Help: "Static files compressed to be kept in memory (limits.static_cache), by encoding: each version of a file once while it stays cached.",
+	}, []string{"encoding"})
+	m.staticBusy = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wellknownd_static_busy_total",
+		Help: "Static requests answered 503 because every file descriptor for static files (limits.static_files) was in use.",
+	})
+	for _, e := range []string{encZstd, encGzip} {
+		m.staticCompressions.WithLabelValues(e)
+	}
 	for i, p := range []string{"h1", "h2", "h3"} {
 		m.byProtocol[i] = protocols.WithLabelValues(p)
 	}
@@ -131,6 +154,7 @@ func newMetrics(version string) *metrics {
 	m.upstreamUp.Store(false)
 	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.proxyErrors, m.certEvents, m.selfCheck, buildInfo, protocols,
 		m.quicRetries, m.quicEvicted, m.quicRefused, m.quicOpen, m.quicHandshakes,
+		m.compressExhausted, m.staticCompressions, m.staticBusy,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -61,7 +61,7 @@ func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Reque
 			if enc := negotiateEncoding(r.Header.Get("Accept-Encoding")); enc != "" {
 				inm := r.Header.Get("If-None-Match")
 				stripEncodingTags(r.Header)
-				cw := newCompressWriter(rec, enc, st.compressMin, inm)
+				cw := newCompressWriter(rec, enc, st.compressMin, inm, s.up.encoders, r.Context())
 				// Before the recorder's accounting above: defers run last
 				// first.
 				defer cw.Close()

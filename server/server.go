@@ -62,6 +62,8 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) *Server {
 	s.m.reg.MustRegister(newStorageCollector(s.storageStatus))
 	s.m.reg.MustRegister(newStateCollector(s))
 	s.up.metrics = s.m
+	s.up.encoders = newEncoderBudget(s.up.limits.encoders, s.m)
+	s.up.static = newStaticShared(s.up.limits, s.up.encoders, s.m)
 	s.site.Store(newSite(cfg, s.up, s.m))
 	s.main = s.instrumented((*site).serve)
 	s.redirect = s.instrumented(s.serveHTTPRedirect)

@@ -25,6 +25,11 @@ type upstreamDeps struct {
 	slots  *upstreamSlots
 	// answers hold answers read ahead of slow clients.
 	answers *answerBuffers
+	// encoders cap the answers being compressed; static are what the
+	// static routes share (descriptors, memory). Both are the process's,
+	// kept across reloads.
+	encoders *encoderBudget
+	static   *staticShared
 }
 
 func newUpstreamDeps(log *slog.Logger, l limits) upstreamDeps {

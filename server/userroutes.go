@@ -28,7 +28,7 @@ func newRouteHandlers(cfg *config.Config, up upstreamDeps) *routeHandlers {
 	for _, rt := range cfg.Routes {
 		var h http.Handler
 		if rt.Static != "" {
-			h = &staticDir{dir: rt.Static}
+			h = &staticDir{dir: rt.Static, shared: up.static, compressMin: compressMin(cfg.Compression)}
 			if rt.Path != "/" {
 				h = http.StripPrefix(rt.Path, h)
 			}
