@@ -72,3 +72,81 @@ func BenchmarkProxyUpload1GiB(b *testing.B) {
 	}
 	b.ReportMetric(float64(peak)/1024, "peak-rss-growth-MB")
 }
+
+// benchSmall sends b.N requests through the edge, from as many clients as
+// GOMAXPROCS, to an upstream answering a /versions-sized JSON document:
+// the proxy's hot path. body, when not empty, is POSTed.
+func benchSmall(b *testing.B, method, path, body string) {
+	answer := []byte(`{"versions":["r0.6.1","v1.1","v1.2","v1.3","v1.4","v1.5","v1.6","v1.7","v1.8","v1.9","v1.10","v1.11"],"unstable_features":{"org.matrix.msc3575":true}}`)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(answer)))
+		w.Write(answer)
+	}))
+	defer up.Close()
+	ts := startEdge(b, edgeconf.Plain(up.URL, "1MiB"))
+	tr := ts.Client().Transport.(*http.Transport)
+	tr.MaxIdleConnsPerHost = 64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			var rd io.Reader
+			if body != "" {
+				rd = strings.NewReader(body)
+			}
+			req, _ := http.NewRequest(method, ts.URL+path, rd)
+			req.Host = "matrix.example.com"
+			resp, err := ts.Client().Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || n != int64(len(answer)) {
+				b.Fatalf("%d, %d bytes", resp.StatusCode, n)
+			}
+		}
+	})
+}
+
+// BenchmarkProxySmallGET is a small JSON answer to a GET: most of a
+// Matrix client's traffic.
+func BenchmarkProxySmallGET(b *testing.B) {
+	benchSmall(b, "GET", "/_matrix/client/versions", "")
+}
+
+// BenchmarkProxySmallPOST is a message send: a small JSON body, a small
+// JSON answer.
+func BenchmarkProxySmallPOST(b *testing.B) {
+	benchSmall(b, "PUT", "/_matrix/client/v3/rooms/%21r%3Aexample.com/send/m.room.message/1",
+		`{"msgtype":"m.text","body":"Hello, this is a message of ordinary length sent to a room."}`)
+}
+
+// BenchmarkProxyDownload4MiB is a media download through the edge by a
+// client that reads as fast as it can.
+func BenchmarkProxyDownload4MiB(b *testing.B) {
+	const size = 4 << 20
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		io.Copy(w, io.LimitReader(zeros{}, size))
+	}))
+	defer up.Close()
+	ts := startEdge(b, edgeconf.Plain(up.URL, "1MiB"))
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		req, _ := http.NewRequest("GET", ts.URL+"/_matrix/client/v1/media/download/example.com/abc", nil)
+		req.Host = "matrix.example.com"
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || n != size {
+			b.Fatalf("%d, %d bytes", resp.StatusCode, n)
+		}
+	}
+}
