@@ -18,6 +18,12 @@ type limits struct {
 	sendTimeout   time.Duration
 	// bodyMinRate is in bytes a second; 0 is off.
 	bodyMinRate int64
+	// bufferMemory and bufferDisk bound what bodies and answers held at
+	// the edge take (bufferBudget), in bytes; bufferFiles the temporary
+	// files they may have open at once, in bufferDir.
+	bufferMemory, bufferDisk int64
+	bufferFiles              int
+	bufferDir                string
 }
 
 // reservedFDs are the descriptors kept for what is neither a client's nor
@@ -26,14 +32,15 @@ type limits struct {
 const reservedFDs = 128
 
 // newLimits fills in the automatic limits from the descriptor limit (Go
-// raises the soft limit to the hard one at start): client connections and
-// the homeserver connections they may each hold must fit below it with room
-// to spare, or a flood of slow clients ends in "too many open files" for
+// raises the soft limit to the hard one at start): client connections, the
+// homeserver connections they may each hold and the temporary files of
+// their buffers must fit below it with room to spare, or a flood of slow clients ends in "too many open files" for
 // everyone, the documents and the admin listener included.
 func newLimits(c config.Limits) limits {
 	l := limits{upstreamConns: c.UpstreamConns, upstreamWait: c.UpstreamWait, bodyIdle: c.BodyIdleTimeout,
 		h2Streams: c.H2MaxStreams, maxConns: c.MaxConns, sendTimeout: c.SendTimeout,
-		bodyMinRate: int64(c.BodyMinRate)}
+		bodyMinRate: int64(c.BodyMinRate), bufferMemory: int64(c.BufferMemory), bufferDisk: int64(c.BufferDisk),
+		bufferDir: c.BufferDir}
 	var rl syscall.Rlimit
 	avail := 1 << 20
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < uint64(avail) {
@@ -43,8 +50,13 @@ func newLimits(c config.Limits) limits {
 	if q := max(avail/4, 8); l.upstreamConns > q {
 		l.upstreamConns = q
 	}
+	// Temporary files of buffered bodies and answers, an eighth: each
+	// holds a descriptor while it is open. Past it, a body is refused
+	// (503) and an answer passed on unbuffered, never "too many open
+	// files".
+	l.bufferFiles = max(avail/8, 8)
 	if l.maxConns == 0 {
-		l.maxConns = max(avail-l.upstreamConns, 16)
+		l.maxConns = max(avail-l.upstreamConns-l.bufferFiles, 16)
 	}
 	return l
 }
