@@ -76,10 +76,14 @@ var errUpstreamBusy = errors.New("no upstream connection free")
 //   - an answer whose length is known and fits an answer buffer is read
 //     whole at once, the upstream connection goes back to the pool and
 //     the slot is freed before the client is sent a byte;
-//   - any other answer (a stream, a media download, the memory budget
-//     spent) is passed on at the client's speed and holds its slot until
-//     it ends, which the send timeout bounds when the client stops
-//     reading.
+//   - any other answer (a stream, a media download, a chunked /sync) is
+//     spooled (answerSpool): read on as fast as the upstream sends it,
+//     into an answer buffer and a temporary file, with the client reading
+//     behind;
+//   - without an answer buffer (the memory budget spent), or past what a
+//     spool may hold, an answer is passed on at the client's speed and
+//     holds its slot until it ends, which the send timeout bounds when
+//     the client stops reading.
 //
 // A client that reads slowly, or not at all, then holds only its own
 // connection and its share of the buffers' budget.
@@ -88,11 +92,13 @@ type slotTransport struct {
 	slots  chan struct{}
 	wait   time.Duration
 	budget *bufferBudget
+	// copies lend a spool its buffer to the file.
+	copies *bufferPool
 }
 
 // answerBufferSize is an answer buffer's: sized for the Matrix API's JSON
 // answers (a /versions, a message send, an incremental /sync), which are
-// read whole into one.
+// read whole into one, and the memory part of a spool.
 const answerBufferSize = 32 << 10
 
 func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -114,23 +120,26 @@ func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		<-t.slots
 		return resp, nil
 	}
-	if resp.ContentLength > 0 && resp.ContentLength <= answerBufferSize {
-		if bp := t.budget.answers.get(); bp != nil {
-			buf := (*bp)[:resp.ContentLength]
-			_, err := io.ReadFull(resp.Body, buf)
-			resp.Body.Close()
-			<-t.slots
-			if err != nil {
-				t.budget.answers.put(bp)
-				return nil, err
-			}
-			a := &bufferedAnswer{buf: bp, answers: t.budget.answers}
-			a.Reset(buf)
-			resp.Body = a
-			return resp, nil
-		}
+	bp := t.budget.answers.get()
+	if bp == nil {
+		resp.Body = &slotBody{ReadCloser: resp.Body, slots: t.slots}
+		return resp, nil
 	}
-	resp.Body = &slotBody{ReadCloser: resp.Body, slots: t.slots}
+	if resp.ContentLength > 0 && resp.ContentLength <= answerBufferSize {
+		buf := (*bp)[:resp.ContentLength]
+		_, err := io.ReadFull(resp.Body, buf)
+		resp.Body.Close()
+		<-t.slots
+		if err != nil {
+			t.budget.answers.put(bp)
+			return nil, err
+		}
+		a := &bufferedAnswer{buf: bp, answers: t.budget.answers}
+		a.Reset(buf)
+		resp.Body = a
+		return resp, nil
+	}
+	resp.Body = newAnswerSpool(&slotBody{ReadCloser: resp.Body, slots: t.slots}, bp, t.budget, t.copies)
 	return resp, nil
 }
 
