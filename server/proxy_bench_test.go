@@ -150,3 +150,33 @@ func BenchmarkProxyDownload4MiB(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkProxyChunkedJSON is an 8 KiB JSON answer without a length, as
+// Go's net/http (Dendrite) sends anything over 2 KiB: an ordinary /sync or
+// /messages answer, spooled.
+func BenchmarkProxyChunkedJSON(b *testing.B) {
+	answer := bytes.Repeat([]byte(`{"type":"m.room.message","content":{"body":"hello"}},`), 8<<10/52)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(answer)
+	}))
+	defer up.Close()
+	ts := startEdge(b, edgeconf.Plain(up.URL, "1MiB"))
+	ts.Client().Transport.(*http.Transport).MaxIdleConnsPerHost = 64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest("GET", ts.URL+"/_matrix/client/v3/sync?since=s1", nil)
+			req.Host = "matrix.example.com"
+			resp, err := ts.Client().Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || n != int64(len(answer)) {
+				b.Fatalf("%d, %d bytes", resp.StatusCode, n)
+			}
+		}
+	})
+}
