@@ -402,3 +402,24 @@ func TestBufferBudgetSpentIs503(t *testing.T) {
 		t.Errorf("the homeserver got %d uploads, want the 2 that were taken", len(ups))
 	}
 }
+
+// TestAnswerBeforeTheBodyIsRead: a homeserver that answers an upload
+// without reading its body (an auth error) is simply answered, and the
+// body's temporary file is closed with the request, though the upstream
+// never read it to its end.
+func TestAnswerBeforeTheBodyIsRead(t *testing.T) {
+	up := newActiveUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"errcode":"M_MISSING_TOKEN","error":"Missing access token"}`)
+	})
+	dir := t.TempDir()
+	edge := startEdge(t, edgeconf.Plain(up.URL, "10MiB")+fmt.Sprintf("limits: {buffer_dir: %q}\n", dir), withAdmin)
+	resp, body := send(t, edge, "POST", "matrix.example.com", "/_matrix/media/v3/upload", strings.NewReader(strings.Repeat("x", 4<<20)))
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "M_MISSING_TOKEN") {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	wait.True(t, "the body's file to be closed", 10*time.Second, func() bool {
+		return filesIn(t, dir) == 0 && edge.metric(t, "wellknownd_buffer_files") == 0 && edge.metric(t, "wellknownd_buffer_disk_bytes") == 0
+	})
+}
