@@ -111,11 +111,16 @@ func TestClientsThatNeverReadReleaseTheHomeserver(t *testing.T) {
 // reaches the client as soon as it is written, long before the answer
 // ends; the client never waits for the whole of it.
 func TestStreamedAnswerReachesTheClientAsWritten(t *testing.T) {
-	next := make(chan struct{})
+	next, left := make(chan struct{}), make(chan struct{}, 1)
 	up := newActiveUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/_matrix/client/versions" {
 			return
 		}
+		defer func() {
+			if r.Context().Err() != nil {
+				left <- struct{}{}
+			}
+		}()
 		if strings.HasSuffix(r.URL.Path, "/events") {
 			w.Header().Set("Content-Type", "text/event-stream")
 		}
@@ -129,7 +134,7 @@ func TestStreamedAnswerReachesTheClientAsWritten(t *testing.T) {
 			}
 		}
 	})
-	edge := startEdge(t, edgeconf.Plain(up.URL, "1MiB"))
+	edge := startEdge(t, edgeconf.Plain(up.URL, "1MiB"), withAdmin)
 	for _, path := range []string{"/_matrix/client/v3/sync", "/_matrix/client/unstable/events"} {
 		c, err := net.Dial("tcp", edge.Listener.Addr().String())
 		if err != nil {
@@ -154,4 +159,29 @@ func TestStreamedAnswerReachesTheClientAsWritten(t *testing.T) {
 			t.Fatalf("%s: after the parts: %q %v", path, rest, err)
 		}
 	}
+
+	// A client that leaves a stream halfway: the homeserver's request is
+	// ended, and the spool given back.
+	c, err := net.Dial("tcp", edge.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(c, "GET /_matrix/client/unstable/events HTTP/1.1\r\nHost: matrix.example.com\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, len("part 0;"))); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	select {
+	case <-left:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the homeserver's stream went on after its client left")
+	}
+	wait.True(t, "the spool to be given back", 10*time.Second, func() bool {
+		return edge.metric(t, "wellknownd_buffer_memory_bytes") == 0 && up.active() == 0
+	})
 }
