@@ -37,9 +37,10 @@ func procStatus(b *testing.B, field string) int64 {
 	return 0
 }
 
-// BenchmarkProxyUpload1GiB streams 1 GiB through the edge to an upstream
+// BenchmarkProxyUpload1GiB sends 1 GiB through the edge to an upstream
 // that discards it, and reports how far the process's peak RSS rose above
-// where it started: the proxy must stream, never buffer a body.
+// where it started: a body is buffered in a temporary file past its first
+// 64 KiB, never in memory.
 //
 //	go test ./server -run '^$' -bench ProxyUpload1GiB -benchtime 1x
 func BenchmarkProxyUpload1GiB(b *testing.B) {
