@@ -417,6 +417,28 @@ type Limits struct {
 	// back after a second. 0 turns compression off but for precompressed
 	// static files.
 	CompressEncoders int `yaml:"compress_encoders"`
+	// BufferMemory bounds the memory that request bodies and answers held
+	// at the edge take together (default 64MiB). Every request body is
+	// read whole before the upstream is dialled, up to 64KiB of it in
+	// memory (every Matrix event fits), the rest in a temporary file; an
+	// answer is read ahead of its client into 32KiB of memory and then a
+	// file, so that the homeserver's connection is freed at its own speed
+	// whatever the client's.
+	BufferMemory Size `yaml:"buffer_memory"`
+	// BufferDisk bounds the temporary files of those bodies and answers
+	// together (default 2GiB, or the largest max_body if that is more).
+	// It must hold at least one body of upstream.max_body and of each
+	// route's max_body. When it is spent,
+	// a new upload is answered 503 with Retry-After, and an answer is
+	// passed on at its client's speed instead; one answer's file takes at
+	// most 1GiB.
+	BufferDisk Size `yaml:"buffer_disk"`
+	// BufferDir holds those temporary files, which have no name (they are
+	// unlinked as soon as they are opened: a crash leaves nothing). It is
+	// created, mode 0700, at start. Default: a buffers directory under
+	// tls.storage when that is a directory, else $STATE_DIRECTORY
+	// (systemd), else the system's temporary directory ($TMPDIR, /tmp).
+	BufferDir string `yaml:"buffer_dir"`
 }
 
 // TLSMode is tls.mode: where certificates come from.

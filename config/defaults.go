@@ -1,7 +1,10 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -51,6 +54,8 @@ func Default() Config {
 			SendTimeout:      60 * time.Second,
 			StaticCache:      64 << 20,
 			CompressEncoders: 64,
+			BufferMemory:     64 << 20,
+			BufferDisk:       2 << 30,
 		},
 		ShutdownTimeout: 10 * time.Second,
 		Log:             Log{Format: "text", Level: "info"},
@@ -70,6 +75,9 @@ func fillDefaults(c *Config, set func(field string) bool) {
 	if !set("tls.hsts.max_age") && (c.TLS.Mode == TLSACME || c.TLS.Mode == TLSFiles) {
 		c.TLS.HSTS.MaxAge = 365 * 24 * time.Hour
 	}
+	if !set("limits.buffer_dir") {
+		c.Limits.BufferDir = defaultBufferDir(c.TLS.Storage)
+	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		if r.Path == "" {
@@ -78,6 +86,13 @@ func fillDefaults(c *Config, set func(field string) bool) {
 		if r.MaxBody == 0 {
 			r.MaxBody = c.Upstream.MaxBody
 		}
+	}
+	if !set("limits.buffer_disk") {
+		// Every body is buffered whole: room for the largest one allowed.
+		for _, r := range c.Routes {
+			c.Limits.BufferDisk = max(c.Limits.BufferDisk, r.MaxBody)
+		}
+		c.Limits.BufferDisk = max(c.Limits.BufferDisk, c.Upstream.MaxBody)
 	}
 	for i := range c.Supervise {
 		s := &c.Supervise[i]
@@ -88,4 +103,20 @@ func fillDefaults(c *Config, set func(field string) bool) {
 			s.StopTimeout = 30 * time.Second
 		}
 	}
+}
+
+// defaultBufferDir is limits.buffer_dir when the file leaves it out: beside
+// the certificates when tls.storage is a directory, else systemd's state
+// directory, else the system's temporary one.
+func defaultBufferDir(storage string) string {
+	switch {
+	case storage != "" && !strings.HasPrefix(storage, "postgres://") && !strings.HasPrefix(storage, "postgresql://"):
+		return filepath.Join(storage, "buffers")
+	case os.Getenv("STATE_DIRECTORY") != "":
+		// systemd may list several, separated by colons: the first is the
+		// unit's own.
+		d, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":")
+		return d
+	}
+	return os.TempDir()
 }

@@ -353,6 +353,22 @@ func (v *validator) validateLimits() {
 	if l.SendTimeout <= 0 {
 		v.errf("limits.send_timeout", "must be more than 0, e.g. 60s")
 	}
+	if l.BufferMemory < 64<<10 {
+		v.errf("limits.buffer_memory", "is %s; it must be 64KiB or more, e.g. 64MiB (one request body's buffer is 64KiB)", l.BufferMemory)
+	}
+	// Every body is buffered whole: a budget smaller than the largest body
+	// allowed would refuse that body every time.
+	if l.BufferDisk < v.cfg.Upstream.MaxBody {
+		v.errf("limits.buffer_disk", "is %s, less than upstream.max_body (%s): an upload that size could never be taken", l.BufferDisk, v.cfg.Upstream.MaxBody)
+	}
+	for i, rt := range v.cfg.Routes {
+		if rt.MaxBody > l.BufferDisk {
+			v.errf("limits.buffer_disk", "is %s, less than routes[%d].max_body (%s): an upload that size could never be taken", l.BufferDisk, i, rt.MaxBody)
+		}
+	}
+	if l.BufferDir == "" {
+		v.errf("limits.buffer_dir", "must name a directory for temporary files")
+	}
 }
 
 // warnAdminOffLoopback warns when the admin listener (reload, status) may

@@ -2,28 +2,25 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 )
 
-// clientBody is a request body read on the client's behalf while it is
-// streamed to the homeserver.
+// clientBody is a request body read on the client's behalf, into the
+// edge's buffer (bufferedBody).
 //
 // Each Read pushes the connection's read deadline idle into the future: an
 // upload that keeps moving is never cut, however long it takes, and one
 // that stalls for idle is (nginx's client_body_timeout). At the end of the
 // body the deadline is lifted again, so that a long answer to a short POST
-// is not cut either. A read error is remembered, so that the proxy blames
-// the client (400, 408) and not the homeserver (502).
+// is not cut either.
 type clientBody struct {
-	io.ReadCloser
+	io.Reader
 	ctl  *http.ResponseController
 	idle time.Duration
 	// minRate (bytes a second, 0 for none) is what the body must average
@@ -32,41 +29,30 @@ type clientBody struct {
 	minRate int64
 	start   time.Time
 	read    int64
-	// err is written by the transport's goroutine that sends the body,
-	// and read by the proxy's error handler.
-	mu  sync.Mutex
-	err error
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
 	b.ctl.SetReadDeadline(time.Now().Add(b.idle))
-	n, err := b.ReadCloser.Read(p)
+	n, err := b.Reader.Read(p)
 	b.read += int64(n)
 	if err == nil && b.minRate > 0 && !b.start.IsZero() {
 		if took := time.Since(b.start); took > b.idle && b.read < int64(took.Seconds()*float64(b.minRate)) {
 			err = errBodyTooSlow
 		}
 	}
-	switch {
-	case err == io.EOF:
+	if err == io.EOF {
 		b.ctl.SetReadDeadline(time.Time{})
-	case err != nil:
-		b.mu.Lock()
-		if b.err == nil {
-			b.err = err
-		}
-		b.mu.Unlock()
 	}
 	return n, err
 }
 
-// startBody wraps r.Body in a clientBody and waits for its first byte:
-// only then is the homeserver dialled. A client that sends headers and then
-// nothing holds its own connection until the idle bound ends it, never one
-// to the homeserver. It returns the request to forward, or answers the
-// client itself and returns nil when the body does not start.
-func startBody(w http.ResponseWriter, r *http.Request, idle time.Duration, minRate int64) *http.Request {
-	b := &clientBody{ReadCloser: r.Body, ctl: http.NewResponseController(w), idle: idle, minRate: minRate}
+// startBody waits for the first byte of r's body, under the idle bound: a
+// client that sends headers and then nothing holds only its own
+// connection until the bound ends it. It returns the body to read, the
+// first byte included, or answers the client itself and returns nil when
+// the body does not start.
+func startBody(w http.ResponseWriter, r *http.Request, idle time.Duration, minRate int64) io.Reader {
+	b := &clientBody{Reader: r.Body, ctl: http.NewResponseController(w), idle: idle, minRate: minRate}
 	var first [1]byte
 	if r.ProtoMajor == 1 {
 		// Until the body starts, the connection only waits: the first to
@@ -84,42 +70,22 @@ func startBody(w http.ResponseWriter, r *http.Request, idle time.Duration, minRa
 	// The rate is measured from the first byte: how long a body took to
 	// start is the idle bound's business.
 	b.start = time.Now()
-	// The proxy's error handler is given a copy of the request with its
-	// own body: it finds this one through the context.
-	r = r.WithContext(context.WithValue(r.Context(), clientBodyKey{}, b))
-	r.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(first[:n]), b), b}
-	// Reading sent the client its 100 Continue, if it asked: the body is
-	// coming, and the homeserver need not be asked again (its own 100
-	// would reach the client as a second one).
-	r.Header.Del("Expect")
-	return r
+	if err == io.EOF {
+		return bytes.NewReader(first[:n])
+	}
+	return io.MultiReader(bytes.NewReader(first[:n]), b)
 }
-
-type clientBodyKey struct{}
 
 // errBodyTooSlow ends a body that, once it has been arriving for the idle
 // bound, averages less than limits.body_min_rate: a trickle (a byte every
 // minute) that keeps resetting the idle timer, which would otherwise hold
-// its request to the homeserver for as long as the client likes. It is a
+// its buffer and its connection for as long as the client likes. It is a
 // stall, and answered as one (408).
 var errBodyTooSlow = fmt.Errorf("the request body arrives below limits.body_min_rate: %w", os.ErrDeadlineExceeded)
 
-// bodyError is the error reading r's body ended with, if startBody wrapped it.
-func bodyError(r *http.Request) error {
-	if b, ok := r.Context().Value(clientBodyKey{}).(*clientBody); ok {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return b.err
-	}
-	return nil
-}
-
 // writeBodyError answers a request whose body could not be read: 408 when
 // it stalled, 400 for anything else (a malformed chunk, a connection cut
-// mid-body). A body over max_body is the proxy's 413, decided before this.
+// mid-body). A body over max_body is the gate's 413, decided before this.
 func writeBodyError(w http.ResponseWriter, r *http.Request, err error) {
 	// The connection is in an unknown state mid-body: it is not reused.
 	closeAfter(w, r)
@@ -150,21 +116,28 @@ const (
 )
 
 // refuseTooLarge answers 413 to a body whose declared length is over the
-// cap, then reads and discards the body for a bounded while, as nginx's
-// lingering close does. A client that sends its whole body before reading
-// the answer (a browser's fetch, Python's urllib: anything without
-// "Expect: 100-continue") then reads the 413, instead of a connection reset
-// that reads as a network error. A client that asked for 100 Continue
-// sends no body: nothing to drain.
+// cap, before reading any of it.
 func refuseTooLarge(w http.ResponseWriter, r *http.Request, buffers *bufferPool) {
+	refuseBody(w, r, buffers, false, http.StatusRequestEntityTooLarge, codeTooLarge, "Request body too large")
+}
+
+// refuseBody answers a request whose body the edge will not take, then
+// reads and discards the body for a bounded while, as nginx's lingering
+// close does. A client that sends its whole body before reading the
+// answer (a browser's fetch, Python's urllib: anything without "Expect:
+// 100-continue") then reads the answer, instead of a connection reset that
+// reads as a network error. A client that asked for 100 Continue and was
+// not sent one (started: no byte of the body was read) sends no body:
+// nothing to drain.
+func refuseBody(w http.ResponseWriter, r *http.Request, buffers *bufferPool, started bool, status int, errcode, msg string) {
 	closeAfter(w, r)
-	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
-		writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, codeTooLarge, "Request body too large")
+	if !started && strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		writeMatrixError(w, corsClientAPI, status, errcode, msg)
 		return
 	}
 	ctl := http.NewResponseController(w)
 	ctl.EnableFullDuplex() // HTTP/1: keep the body readable after the answer
-	writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, codeTooLarge, "Request body too large")
+	writeMatrixError(w, corsClientAPI, status, errcode, msg)
 	ctl.Flush()
 	buf := buffers.Get()
 	defer buffers.Put(buf)

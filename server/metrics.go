@@ -87,7 +87,7 @@ func newMetrics(version string) *metrics {
 	})
 	m.proxyErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wellknownd_proxy_errors_total",
-		Help: "Proxied requests that failed at the edge, by kind: refused, timeout, too_large, canceled, client_body (the client's body broke or stalled), busy (no upstream connection free in time), other.",
+		Help: "Proxied requests that failed at the edge, by kind: refused, timeout, too_large, canceled, client_body (the client's body broke or stalled), busy (no upstream connection free in time), buffers (no room to buffer the request body), other.",
 	}, []string{"kind"})
 	m.certEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wellknownd_certificate_events_total",
@@ -119,7 +119,7 @@ func newMetrics(version string) *metrics {
 	for i, p := range []string{"h1", "h2", "h3"} {
 		m.byProtocol[i] = protocols.WithLabelValues(p)
 	}
-	for _, k := range []string{"refused", "timeout", "too_large", "canceled", "client_body", "busy", "other"} {
+	for _, k := range []string{"refused", "timeout", "too_large", "canceled", "client_body", "busy", "buffers", "other"} {
 		m.proxyErrors.WithLabelValues(k)
 	}
 	for _, e := range []string{"obtained", "renewed", "failed"} {
@@ -157,6 +157,22 @@ func newMetrics(version string) *metrics {
 		m.compressExhausted, m.staticCompressions, m.staticBusy,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// watchBuffers exposes what the buffers of bodies and answers hold now,
+// read from the budget's counters when scraped: nothing on the hot path.
+func (m *metrics) watchBuffers(b *bufferBudget) {
+	for _, g := range []struct {
+		name, help string
+		q          *quota
+	}{
+		{"wellknownd_buffer_memory_bytes", "Memory held by request bodies and answers buffered at the edge (limits.buffer_memory).", &b.memory},
+		{"wellknownd_buffer_disk_bytes", "Disk taken by temporary files of request bodies and answers buffered at the edge (limits.buffer_disk).", &b.disk},
+		{"wellknownd_buffer_files", "Temporary files open for request bodies and answers buffered at the edge.", &b.files},
+	} {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help},
+			func() float64 { return float64(g.q.held.Load()) }))
+	}
 }
 
 func (m *metrics) handler() http.Handler {

@@ -39,7 +39,7 @@ func newUpstreamProxy(target *url.URL, up upstreamDeps, trusted netList, homeser
 		slots: up.slots.forHost(target.Host), wait: up.slots.wait}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
-		Transport: &slotTransport{next: up.transport, slots: p.slots, wait: p.wait, answers: up.answers},
+		Transport: &slotTransport{next: up.transport, slots: p.slots, wait: p.wait, budget: up.budget, copies: up.buffers},
 		// No periodic flushing: ReverseProxy already flushes every write of
 		// a response without Content-Length (a stream) or of type
 		// text/event-stream, and one with a length goes out as fast as the
@@ -124,19 +124,7 @@ func dropTransportPolicy(h http.Header) {
 // Matrix client understands. The cause goes to the log, never to the
 // client: addresses and Go errors are nobody's business outside.
 func (p *upstreamProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	var tooLarge *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooLarge) || errors.As(bodyError(r), &tooLarge):
-		p.metrics.proxyErrors.WithLabelValues("too_large").Inc()
-		writeMatrixError(w, corsClientAPI, http.StatusRequestEntityTooLarge, codeTooLarge, "Request body too large")
-		return
-	case bodyError(r) != nil:
-		// The client's body broke (a bad chunk, a stall, a cut): the
-		// homeserver is not at fault, and the answer says so.
-		p.metrics.proxyErrors.WithLabelValues("client_body").Inc()
-		p.log.Debug("request body", "path", r.URL.Path, "err", bodyError(r))
-		writeBodyError(w, r, bodyError(r))
-		return
 	case errors.Is(err, errUpstreamBusy):
 		p.metrics.proxyErrors.WithLabelValues("busy").Inc()
 		p.log.Warn("no upstream connection free; answered 503", "upstream", p.target.Redacted(), "limit", cap(p.slots), "waited", p.wait)

@@ -82,9 +82,12 @@ func (e *testEdge) inFlight(t *testing.T) int {
 func TestClientThatStopsReadingOverHTTP1(t *testing.T) {
 	up := answersUpstream(t)
 	// On the configured listeners: the bound is on each socket write.
+	// A disk budget far below the downloads: they cannot be spooled ahead
+	// of their clients (answerspool.go), and are passed on at the
+	// clients' speed, which is what the send timeout bounds.
 	addr := freeport.Addr(t)
-	edge := startEdge(t, edgeconf.New(edgeconf.Listen(addr, "", "", ""), edgeconf.Upstream(up.URL))+
-		"limits: {send_timeout: 1s, upstream_conns: 8, upstream_wait: 100ms}\n", onListeners)
+	edge := startEdge(t, edgeconf.New(edgeconf.Listen(addr, "", "", ""), edgeconf.Upstream(up.URL, "max_body: 1MiB"))+
+		"limits: {send_timeout: 1s, upstream_conns: 8, upstream_wait: 100ms, buffer_disk: 1MiB}\n", onListeners)
 	wait.TCP(t, addr)
 	get := func(path string) (*http.Response, string) {
 		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
@@ -241,8 +244,10 @@ func TestStalledHTTP2StreamsReleaseTheHomeserver(t *testing.T) {
 // connection no longer than the send timeout; the stream is ended.
 func TestStalledHTTP3StreamIsEnded(t *testing.T) {
 	up := answersUpstream(t)
+	// As over HTTP/1, a disk budget that cannot spool the download.
 	addr := freeport.Addr(t)
-	edge := startEdge(t, h3Config(t, addr, up.URL, true)+"limits: {send_timeout: 1s}\n", onListeners)
+	edge := startEdge(t, edgeconf.New(edgeconf.Listen("", addr, "", "", "http3: true"), edgeconf.Internal(t.TempDir()),
+		edgeconf.Upstream(up.URL, "max_body: 1MiB"))+"limits: {send_timeout: 1s, buffer_disk: 1MiB}\n", onListeners)
 	roots := edge.localCA(t, addr, "matrix.example.com")
 	client, tr := h3Client(addr, roots)
 	defer tr.Close()

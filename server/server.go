@@ -61,6 +61,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) *Server {
 	s.m = newMetrics(s.opts.version)
 	s.m.reg.MustRegister(newStorageCollector(s.storageStatus))
 	s.m.reg.MustRegister(newStateCollector(s))
+	s.m.watchBuffers(s.up.budget)
 	s.up.metrics = s.m
 	s.up.encoders = newEncoderBudget(s.up.limits.encoders, s.m)
 	s.up.static = newStaticShared(s.up.limits, s.up.encoders, s.m)
@@ -86,6 +87,9 @@ type listener struct {
 // then stops accepting, waits up to shutdown_timeout for in-flight requests
 // and returns. It returns early if a listener cannot be opened or fails.
 func (s *Server) Run(ctx context.Context) error {
+	if err := prepareBufferDir(s.up.limits.bufferDir); err != nil {
+		return err
+	}
 	lns, err := s.listen()
 	if err != nil {
 		return err

@@ -140,7 +140,7 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) *site {
 
 func newMatrixRoutes(u config.Upstream, up upstreamDeps) *matrixRoutes {
 	m := &matrixRoutes{trusted: u.Trusted, exposeAdmin: u.Admin,
-		gate: upstreamGate{maxBody: int64(u.MaxBody), ready: up.ready, bodyIdle: up.limits.bodyIdle, bodyMinRate: up.limits.bodyMinRate, buffers: up.buffers, homeserver: true,
+		gate: upstreamGate{maxBody: int64(u.MaxBody), ready: up.ready, bodyIdle: up.limits.bodyIdle, bodyMinRate: up.limits.bodyMinRate, buffers: up.buffers, budget: up.budget, metrics: up.metrics, log: up.log, homeserver: true,
 			streamRate: float64(up.limits.h2Streams)}}
 	m.client = newUpstreamProxy(u.Target, up, m.trusted, true)
 	m.federation = m.client

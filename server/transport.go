@@ -23,8 +23,9 @@ type upstreamDeps struct {
 	// connections in use, per host.
 	limits limits
 	slots  *upstreamSlots
-	// answers hold answers read ahead of slow clients.
-	answers *answerBuffers
+	// budget holds request bodies and answers at the edge, in memory and
+	// temporary files.
+	budget *bufferBudget
 	// encoders cap the answers being compressed; static are what the
 	// static routes share (descriptors, memory). Both are the process's,
 	// kept across reloads.
@@ -38,7 +39,7 @@ func newUpstreamDeps(log *slog.Logger, l limits) upstreamDeps {
 	// site behind base_domain.proxy.
 	t.MaxConnsPerHost = l.upstreamConns
 	return upstreamDeps{transport: t, buffers: newBufferPool(32 << 10), log: log, limits: l,
-		slots: &upstreamSlots{size: l.upstreamConns, wait: l.upstreamWait}, answers: newAnswerBuffers()}
+		slots: &upstreamSlots{size: l.upstreamConns, wait: l.upstreamWait}, budget: newBufferBudget(l)}
 }
 
 // newTransport returns the transport for every upstream this edge proxies

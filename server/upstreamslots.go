@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -76,53 +75,31 @@ var errUpstreamBusy = errors.New("no upstream connection free")
 // client's, wherever that can be had:
 //   - an answer whose length is known and fits an answer buffer is read
 //     whole at once, the upstream connection goes back to the pool and
-//     the slot is freed before the client is sent a byte: a client that
-//     reads slowly, or not at all, then holds only its own connection and
-//     the buffer (within answerBudget);
-//   - any other answer (a stream, a media download, the budget spent) is
-//     passed on as it arrives and holds its slot until it ends, which the
-//     send timeout bounds when the client stops reading.
+//     the slot is freed before the client is sent a byte;
+//   - any other answer (a stream, a media download, a chunked /sync) is
+//     spooled (answerSpool): read on as fast as the upstream sends it,
+//     into an answer buffer and a temporary file, with the client reading
+//     behind;
+//   - without an answer buffer (the memory budget spent), or past what a
+//     spool may hold, an answer is passed on at the client's speed and
+//     holds its slot until it ends, which the send timeout bounds when
+//     the client stops reading.
+//
+// A client that reads slowly, or not at all, then holds only its own
+// connection and its share of the buffers' budget.
 type slotTransport struct {
-	next    http.RoundTripper
-	slots   chan struct{}
-	wait    time.Duration
-	answers *answerBuffers
+	next   http.RoundTripper
+	slots  chan struct{}
+	wait   time.Duration
+	budget *bufferBudget
+	// copies lend a spool its buffer to the file.
+	copies *bufferPool
 }
 
-// answerBuffers hold answers read ahead of their clients: sized for the
-// Matrix API's JSON answers (a /versions, a message send, an incremental
-// /sync), with a budget on how many all answers waiting for their clients
-// may hold, so that a flood of clients that do not read cannot grow the
-// edge's memory past it. One set serves every upstream of a server.
-type answerBuffers struct {
-	pool sync.Pool
-	held atomic.Int64
-}
-
-const (
-	answerBufferSize = 32 << 10
-	answerBudget     = 1024 // buffers: 32 MiB
-)
-
-func newAnswerBuffers() *answerBuffers {
-	a := &answerBuffers{}
-	a.pool.New = func() any { b := make([]byte, answerBufferSize); return &b }
-	return a
-}
-
-// get takes a buffer, or nil when the budget is spent.
-func (a *answerBuffers) get() *[]byte {
-	if a.held.Add(1) > answerBudget {
-		a.held.Add(-1)
-		return nil
-	}
-	return a.pool.Get().(*[]byte)
-}
-
-func (a *answerBuffers) put(b *[]byte) {
-	a.pool.Put(b)
-	a.held.Add(-1)
-}
+// answerBufferSize is an answer buffer's: sized for the Matrix API's JSON
+// answers (a /versions, a message send, an incremental /sync), which are
+// read whole into one, and the memory part of a spool.
+const answerBufferSize = 32 << 10
 
 func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !acquire(t.slots, t.wait, req.Context().Done()) {
@@ -143,23 +120,26 @@ func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		<-t.slots
 		return resp, nil
 	}
-	if resp.ContentLength > 0 && resp.ContentLength <= answerBufferSize {
-		if bp := t.answers.get(); bp != nil {
-			buf := (*bp)[:resp.ContentLength]
-			_, err := io.ReadFull(resp.Body, buf)
-			resp.Body.Close()
-			<-t.slots
-			if err != nil {
-				t.answers.put(bp)
-				return nil, err
-			}
-			a := &bufferedAnswer{buf: bp, answers: t.answers}
-			a.Reset(buf)
-			resp.Body = a
-			return resp, nil
-		}
+	bp := t.budget.answers.get()
+	if bp == nil {
+		resp.Body = &slotBody{ReadCloser: resp.Body, slots: t.slots}
+		return resp, nil
 	}
-	resp.Body = &slotBody{ReadCloser: resp.Body, slots: t.slots}
+	if resp.ContentLength > 0 && resp.ContentLength <= answerBufferSize {
+		buf := (*bp)[:resp.ContentLength]
+		_, err := io.ReadFull(resp.Body, buf)
+		resp.Body.Close()
+		<-t.slots
+		if err != nil {
+			t.budget.answers.put(bp)
+			return nil, err
+		}
+		a := &bufferedAnswer{buf: bp, answers: t.budget.answers}
+		a.Reset(buf)
+		resp.Body = a
+		return resp, nil
+	}
+	resp.Body = newAnswerSpool(&slotBody{ReadCloser: resp.Body, slots: t.slots}, bp, t.budget, t.copies)
 	return resp, nil
 }
 
@@ -168,7 +148,7 @@ func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 type bufferedAnswer struct {
 	bytes.Reader
 	buf     *[]byte
-	answers *answerBuffers
+	answers *pooledBuffers
 }
 
 func (a *bufferedAnswer) Close() error {

@@ -33,7 +33,7 @@ func newRouteHandlers(cfg *config.Config, up upstreamDeps) *routeHandlers {
 				h = http.StripPrefix(rt.Path, h)
 			}
 		} else {
-			gate := upstreamGate{maxBody: int64(rt.MaxBody), bodyIdle: up.limits.bodyIdle, bodyMinRate: up.limits.bodyMinRate, buffers: up.buffers, streamRate: float64(up.limits.h2Streams)}
+			gate := upstreamGate{maxBody: int64(rt.MaxBody), bodyIdle: up.limits.bodyIdle, bodyMinRate: up.limits.bodyMinRate, buffers: up.buffers, budget: up.budget, metrics: up.metrics, log: up.log, streamRate: float64(up.limits.h2Streams)}
 			h = gate.wrap(newUpstreamProxy(rt.Target, serviceUp, trusted, false))
 		}
 		rh.handlers = append(rh.handlers, h)
