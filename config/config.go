@@ -27,7 +27,9 @@ type Config struct {
 	// Hosts are the names this daemon answers for (Host header or SNI,
 	// without port, case-insensitive). A request for any other name gets 421
 	// Misdirected Request and is never proxied. The server_name's host must
-	// be among them.
+	// be among them. Default: the server_name's host and the delegated
+	// host. "*.example.com" covers one leftmost label, with tls.mode acme
+	// and dns-01 only.
 	Hosts []string `yaml:"hosts"`
 	// BaseDomain says what the server_name's host answers outside
 	// /.well-known/matrix/. With neither redirect nor proxy it answers 404.
@@ -118,8 +120,12 @@ type Supervised struct {
 
 // Ready is a readiness probe.
 type Ready struct {
+	// HTTP is a URL that must answer 2xx for the entry to be ready, e.g.
+	// http://127.0.0.1:8008/_dendrite/monitor/up.
 	HTTP string `yaml:"http"`
-	TCP  string `yaml:"tcp"`
+	// TCP is a host:port that must accept a connection, e.g.
+	// 127.0.0.1:5432.
+	TCP string `yaml:"tcp"`
 	// URL is HTTP parsed by validation; nil for a tcp probe.
 	URL *url.URL `yaml:"-"`
 }
@@ -162,9 +168,12 @@ type Support struct {
 
 // Contact is one support contact.
 type Contact struct {
-	MatrixID     string `yaml:"matrix_id"`
+	// MatrixID is the contact's Matrix user ID, e.g. @admin:example.com.
+	MatrixID string `yaml:"matrix_id"`
+	// EmailAddress is the contact's email address.
 	EmailAddress string `yaml:"email_address"`
-	Role         string `yaml:"role"`
+	// Role is m.role.admin, m.role.security, or a namespaced role.
+	Role string `yaml:"role"`
 }
 
 // BaseDomain is what the server_name's host serves besides its well-known
@@ -238,7 +247,7 @@ type TLS struct {
 	// Storage holds certificates, keys, the ACME account and challenge
 	// tokens: a directory, or a PostgreSQL URL (postgres://user@host/db)
 	// that several edges share, which then also coordinates who orders a
-	// certificate (see "Running several edges"). Default for a directory:
+	// certificate (docs/several-edges.md). Default for a directory:
 	// $STATE_DIRECTORY (systemd), else $XDG_DATA_HOME/wellknownd, else
 	// ~/.local/share/wellknownd.
 	Storage string `yaml:"storage"`

@@ -28,8 +28,7 @@ type DNS struct {
 	// environment.
 	APITokenFile string `yaml:"api_token_file"`
 	// CredentialsFile holds the provider's secrets as KEY=value lines, under
-	// the variable names lego and Traefik use (README, "Certificates through
-	// DNS"), e.g. OVH_APPLICATION_KEY=... It is the same file systemd's
+	// the variable names lego and Traefik use (docs/dns-01.md), e.g. OVH_APPLICATION_KEY=... It is the same file systemd's
 	// EnvironmentFile= or compose's env_file would read; a variable missing
 	// from it is taken from the environment.
 	CredentialsFile string `yaml:"credentials_file"`
