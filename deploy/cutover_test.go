@@ -236,13 +236,13 @@ func TestCutoverDrill(t *testing.T) {
 	}
 	t.Logf("existing stack up with account, room and key %s after %v", keysBefore[0], time.Since(start).Round(time.Second))
 
-	// The cutover, as the README says, in the compose file's directory.
+	// The cutover, as docs/adopt.md says, in the compose file's directory.
 	// adopt fetches the documents the Worker serves, as a remote server
 	// would: here the Worker's address and CA are given to it, since the
 	// test's names are not in DNS.
-	block := readmeBlock(t, "adopt")
+	block := docBlock(t, "adopt")
 	if !strings.HasPrefix(block, "wellknownd adopt ") {
-		t.Fatalf("the README's adopt block:\n%s", block)
+		t.Fatalf("docs/adopt.md's adopt block:\n%s", block)
 	}
 	out := sh(strings.Replace(block, "wellknownd adopt ", "wellknownd adopt -resolve example.com:443:"+worker+" -ca-file "+rootFile+" ", 1))
 	t.Logf("adopt and up:\n%s", out)
@@ -254,10 +254,10 @@ func TestCutoverDrill(t *testing.T) {
 			t.Errorf("adopt's output lacks %q", want)
 		}
 	}
-	// What the README tells to run is what adopt printed.
-	for heading, block := range map[string]string{"Then start it:": "docker compose up -d --wait\n", "To go back to how it was:": readmeBlock(t, "adopt-rollback")} {
+	// What docs/adopt.md tells to run is what adopt printed.
+	for heading, block := range map[string]string{"Then start it:": "docker compose up -d --wait\n", "To go back to how it was:": docBlock(t, "adopt-rollback")} {
 		if got := printedSteps(t, out, heading) + "\n"; got != "cd "+project+" && "+block {
-			t.Errorf("adopt printed under %q:\n%s\nthe README says:\n%s", heading, got, block)
+			t.Errorf("adopt printed under %q:\n%s\ndocs/adopt.md says:\n%s", heading, got, block)
 		}
 	}
 	route("example.com:443", "127.0.0.1:443")
@@ -347,7 +347,7 @@ func TestCutoverDrill(t *testing.T) {
 	}
 
 	// The way back.
-	sh(readmeBlock(t, "adopt-rollback"))
+	sh(docBlock(t, "adopt-rollback"))
 	route("example.com:443", worker)
 	dendriteAnswers("after the rollback")
 	if ps := d.Run(project, "compose", "ps", "--all", "--format", "{{.Service}}"); strings.Contains(ps, "wellknownd") {

@@ -2,9 +2,7 @@ package deploy_test
 
 import (
 	"bufio"
-	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,21 +11,6 @@ import (
 	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
 	"github.com/wellknownd/wellknownd/internal/testing/deploytest"
 )
-
-// readmeBlock is the fenced block that follows "<!-- deploy-test: name -->"
-// in README.md: what the deployment tests run is what the README says.
-func readmeBlock(t *testing.T, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(deploytest.Root(), "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile("(?s)<!-- deploy-test: " + regexp.QuoteMeta(name) + " -->\n```\\w*\n(.*?)```").FindSubmatch(b)
-	if m == nil {
-		t.Fatalf("README.md has no block marked deploy-test: %s", name)
-	}
-	return string(m[1])
-}
 
 // printedSteps are the indented lines init prints under heading.
 func printedSteps(t *testing.T, out, heading string) string {
@@ -96,7 +79,7 @@ delegation:
 hosts: [example.com, matrix.example.com]
 tls: {mode: internal}
 EOF`)
-		m.Sh(t, "cd /root/src\n"+readmeBlock(t, "systemd-install"))
+		m.Sh(t, "cd /root/src\n"+docBlock(t, "systemd-install"))
 		root := "/var/lib/wellknownd/internal-ca/root.crt"
 		// Type=notify: "active" means READY=1 arrived.
 		if got := m.Sh(t, "systemctl is-active wellknownd; systemctl show -p StatusText --value wellknownd"); !strings.HasPrefix(got, "active\nserving example.com, matrix.example.com") {
@@ -150,9 +133,9 @@ chmod 755 /usr/local/bin/acme.sh`)
 			return m.Sh(t, "openssl x509 -noout -fingerprint -sha256 -in /root/acme/c"+n+".pem")
 		}
 		first := issue("1")
-		m.Sh(t, "export ACME_KEY=/root/acme/k1.pem ACME_CHAIN=/root/acme/c1.pem\n"+readmeBlock(t, "acme-sh"))
+		m.Sh(t, "export ACME_KEY=/root/acme/k1.pem ACME_CHAIN=/root/acme/c1.pem\n"+docBlock(t, "acme-sh"))
 		m.Sh(t, `sed -i 's|^tls: {mode: internal}$|tls: {mode: files, cert_file: /etc/wellknownd/tls/fullchain.pem, key_file: /etc/wellknownd/tls/key.pem}|' /etc/wellknownd/wellknownd.yaml`)
-		m.Sh(t, readmeBlock(t, "acme-sh-restart"))
+		m.Sh(t, docBlock(t, "acme-sh-restart"))
 		if got := m.Sh(t, fingerprint); got != first {
 			t.Fatalf("the acme.sh certificate is not served:\n%s\nwant\n%s", got, first)
 		}
@@ -181,7 +164,7 @@ chmod 755 /usr/local/bin/acme.sh`)
 		if journal := m.Sh(t, "journalctl -u wellknownd --no-pager -n 30"); !strings.Contains(journal, "tls.dns.credentials_file: /etc/wellknownd/dns.env: permission denied") {
 			t.Fatalf("the failed start does not say why:\n%s", journal)
 		}
-		m.Sh(t, readmeBlock(t, "dns-credentials"))
+		m.Sh(t, docBlock(t, "dns-credentials"))
 		if got := m.Sh(t, "systemctl is-active wellknownd; stat -c '%a %U:%G' /etc/wellknownd/dns.env"); got != "active\n640 root:wellknownd-dns\n" {
 			t.Fatalf("with the group drop-in: %q", got)
 		}
