@@ -172,7 +172,7 @@ func (s *Server) status(now time.Time) statusDoc {
 		case p.CrashLooping:
 			doc.Problems = append(doc.Problems, fmt.Sprintf("%s is crash-looping (%d restarts)%s", p.Name, p.Restarts, lastExit(p.LastExit)))
 		case p.State != supervise.Ready && p.State != supervise.Starting && p.State != supervise.Waiting:
-			doc.Problems = append(doc.Problems, fmt.Sprintf("%s is %s%s", p.Name, p.State, lastExit(p.LastExit)))
+			doc.Problems = append(doc.Problems, fmt.Sprintf("%s is down (%s)%s", p.Name, p.State, lastExit(p.LastExit)))
 		}
 	}
 	if st, ok := s.storageStatus(); ok {
