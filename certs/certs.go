@@ -51,7 +51,10 @@ type Status struct {
 	Name string
 	// NotAfter is zero when there is no certificate for Name yet.
 	NotAfter time.Time
-	Issuer   string
+	// NotBefore is when the certificate served was issued: the last
+	// renewal, as far as the certificate itself can tell.
+	NotBefore time.Time
+	Issuer    string
 }
 
 // Options are what a Source needs besides the TLS section of the config.

@@ -154,7 +154,7 @@ func (f *files) Status() []Status {
 	for _, h := range hosts {
 		st := Status{Name: h}
 		if leaf.VerifyHostname(h) == nil {
-			st.NotAfter, st.Issuer = leaf.NotAfter, leaf.Issuer.CommonName
+			st.NotAfter, st.NotBefore, st.Issuer = leaf.NotAfter, leaf.NotBefore, leaf.Issuer.CommonName
 		}
 		out = append(out, st)
 	}

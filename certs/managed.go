@@ -259,7 +259,7 @@ func (m *managed) Status() []Status {
 		st := Status{Name: n}
 		for _, c := range m.cache.AllMatchingCertificates(n) {
 			if c.Leaf != nil && c.Leaf.NotAfter.After(st.NotAfter) {
-				st.NotAfter, st.Issuer = c.Leaf.NotAfter, c.Leaf.Issuer.CommonName
+				st.NotAfter, st.NotBefore, st.Issuer = c.Leaf.NotAfter, c.Leaf.NotBefore, c.Leaf.Issuer.CommonName
 			}
 		}
 		out = append(out, st)

@@ -1,16 +1,13 @@
 package server
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
-
-	"github.com/wellknownd/wellknownd/certs"
-	"github.com/wellknownd/wellknownd/supervise"
 )
 
 // adminHandler serves the admin listener: operational endpoints that must
@@ -35,27 +32,13 @@ func (s *Server) adminHandler() http.Handler {
 		}
 		w.Write([]byte("reloaded\n"))
 	})
-	// /status is the supervised stack's state; read-only, and only here:
-	// nothing about supervision is reachable from the public listeners.
-	r.Get("/status", func(w http.ResponseWriter, r *http.Request) {
-		doc := struct {
-			UpstreamReady bool               `json:"upstream_ready"`
-			Supervised    []supervise.Status `json:"supervised"`
-			// TLSStorage is where certificates are kept and whether it
-			// answers; absent for tls.mode files and off.
-			TLSStorage *certs.StorageStatus `json:"tls_storage,omitempty"`
-		}{UpstreamReady: s.upstreamReady(), Supervised: []supervise.Status{}}
-		if s.sup != nil {
-			doc.Supervised = s.sup.Status()
-		}
-		if st, ok := s.storageStatus(); ok {
-			doc.TLSStorage = &st
-		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(doc)
-	})
+	// /status is the edge's and the supervised stack's state; read-only,
+	// and only here: nothing about supervision is reachable from the
+	// public listeners. / is the same drawn as a page, with
+	// /status/history's request and error counts.
+	r.Get("/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.status(time.Now())) })
+	r.Get("/status/history", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.hist.snapshot(time.Now())) })
+	r.Method(http.MethodGet, "/", newStatusPage())
 	return r
 }
 

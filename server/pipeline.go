@@ -34,6 +34,7 @@ func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Reque
 				status = http.StatusOK
 			}
 			hm.observe(classOf(r.URL.Path), status, took)
+			s.hist.add(start, status)
 			if st.logRequests {
 				s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("host", r.Host),
 					slog.String("path", r.URL.Path), slog.Int("status", status), slog.Int64("bytes", rec.bytes),

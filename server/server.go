@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/wellknownd/wellknownd/certs"
 	"github.com/wellknownd/wellknownd/config"
@@ -40,6 +41,13 @@ type Server struct {
 	serving atomic.Bool
 	// conns caps the public listeners' connections.
 	conns *connLimiter
+	// hist counts the public listeners' requests and errors per minute,
+	// for the status page.
+	hist history
+	// started is when New built the server; bound is what Run listens
+	// on, nil when it does not. Both for /status.
+	started time.Time
+	bound   atomic.Pointer[[]listenerStatus]
 	// main, redirect and federation are the listeners' instrumented
 	// handlers, made once.
 	main, redirect, federation http.Handler
@@ -48,7 +56,7 @@ type Server struct {
 // New builds a server for a validated configuration. It builds the
 // routes from the resolved values, but does not listen yet.
 func New(cfg *config.Config, log *slog.Logger, opts ...Option) *Server {
-	s := &Server{log: log, up: newUpstreamDeps(log, newLimits(cfg.Limits))}
+	s := &Server{log: log, up: newUpstreamDeps(log, newLimits(cfg.Limits)), started: time.Now()}
 	s.cfg.Store(cfg)
 	for _, o := range opts {
 		o(&s.opts)
@@ -168,6 +176,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	s.serving.Store(false)
+	s.bound.Store(nil)
 	s.shutdown(lns, h3s)
 	wg.Wait()
 	if s.sup != nil {
@@ -184,6 +193,7 @@ func (s *Server) Run(ctx context.Context) error {
 // configure gives each listener its server: the handler for what it
 // serves and, for TLS listeners, the certificate source.
 func (s *Server) configure(lns []listener, src certs.Source, h3 bool) {
+	s.bound.Store(boundListeners(lns, h3))
 	for i := range lns {
 		l := &lns[i]
 		var h http.Handler

@@ -23,6 +23,7 @@ Commands:
   serve      run the daemon
   validate   check a configuration file and print every problem
   reload     make the running daemon re-read its configuration
+  status     print the running daemon's state; exit 1 when something is wrong
   init       write a complete deployment: wellknownd.yaml, Dendrite's config and key, unit, compose
   adopt      put wellknownd in front of a Dendrite that already runs, keeping its identity
   register   create an account on the supervised Dendrite (shared-secret registration)
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runInit(args[1:], stdout, stderr)
 	case "adopt":
 		return runAdopt(ctx, args[1:], stdout, stderr)
+	case "status":
+		return runStatus(ctx, args[1:], stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args[1:], stderr)
 	case "version", "-version", "--version":
