@@ -14,8 +14,12 @@ import (
 	"io/fs"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -55,13 +59,47 @@ func newInternal(opts Options) (Source, error) {
 		st.close()
 		return nil, err
 	}
-	opts.Log.Info("internal CA: trust this root to verify the certificates", "root", ca.rootPath,
-		"example", "curl --cacert "+ca.rootPath+" https://"+opts.Hosts[0]+"/.well-known/matrix/client")
+	hint := []any{"root", ca.rootPath}
+	if ex := curlExample(ca.rootPath, opts.Hosts, opts.TLSAddr); ex != "" {
+		hint = append(hint, "example", ex)
+	}
+	opts.Log.Info("internal CA: trust this root to verify the certificates", hint...)
 	m := newManaged(opts, st)
 	m.magic.Issuers = []certmagic.Issuer{ca}
 	m.roots = x509.NewCertPool()
 	m.roots.AddCert(ca.root)
 	return m, nil
+}
+
+// curlExample is a command that fetches a document from this machine's
+// listen.https (bound at tlsAddr) trusting the internal CA: the port is the
+// one bound, and --resolve sends the name to the listener's own address,
+// since a name the internal CA serves (example.test) rarely resolves to
+// this machine. "" when there is no HTTPS listener or no plain name.
+func curlExample(root string, hosts []string, tlsAddr string) string {
+	ap, err := netip.ParseAddrPort(tlsAddr)
+	if err != nil {
+		return ""
+	}
+	i := slices.IndexFunc(hosts, func(h string) bool { return !strings.Contains(h, "*") })
+	if i < 0 {
+		return ""
+	}
+	host, port := hosts[i], strconv.Itoa(int(ap.Port()))
+	ip := ap.Addr().Unmap()
+	if ip.IsUnspecified() {
+		// Bound to every address: loopback is one of them.
+		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	url := "https://" + host
+	if port != "443" {
+		url += ":" + port
+	}
+	resolveAddr := ip.String()
+	if ip.Is6() {
+		resolveAddr = "[" + resolveAddr + "]"
+	}
+	return "curl --cacert " + root + " --resolve " + host + ":" + port + ":" + resolveAddr + " " + url + "/.well-known/matrix/client"
 }
 
 // loadOrCreateCA reads root.crt and root.key from dir, or creates them.

@@ -278,9 +278,12 @@ func (m *managed) Roots() *x509.CertPool { return m.roots }
 // certmagic, so it only logs.
 func (m *managed) onEvent(ctx context.Context, name string, data map[string]any) error {
 	id, _ := data["identifier"].(string)
+	// certmagic leaves out what does not apply (a first certificate has no
+	// "renewal" nor "remaining"): a missing key is no attribute, not <nil>.
+	renewal, _ := data["renewal"].(bool)
 	switch name {
 	case "cert_obtaining":
-		m.log.Info("certificate: obtaining", "name", id, "renewal", data["renewal"])
+		m.log.Info("certificate: obtaining", append([]any{"name", id, "renewal", renewal}, present(data, "remaining")...)...)
 	case "cert_obtained":
 		msg, event := "certificate: obtained", "obtained"
 		if r, _ := data["renewal"].(bool); r {
@@ -290,11 +293,26 @@ func (m *managed) onEvent(ctx context.Context, name string, data map[string]any)
 		m.log.Info(msg, "name", id, "issuer", data["issuer"], "storage_path", data["certificate_path"])
 	case "cert_failed":
 		m.notify("failed")
-		m.log.Error("certificate: obtaining failed", "name", id, "renewal", data["renewal"], "remaining", data["remaining"], "err", data["error"])
+		m.log.Error("certificate: obtaining failed", append([]any{"name", id, "renewal", renewal}, present(data, "remaining", "error")...)...)
 	case "cached_managed_cert":
 		m.log.Info("certificate: in service", "names", data["sans"])
 	}
 	return nil
+}
+
+// present is the key-value pairs of data for the keys it has, non-nil,
+// with "error" logged as "err" as everywhere else.
+func present(data map[string]any, keys ...string) []any {
+	var kv []any
+	for _, k := range keys {
+		if v, ok := data[k]; ok && v != nil {
+			if k == "error" {
+				k = "err"
+			}
+			kv = append(kv, k, v)
+		}
+	}
+	return kv
 }
 
 // watchExpiry warns once a day about certificates that will expire within

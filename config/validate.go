@@ -1,14 +1,17 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -33,14 +36,43 @@ func Parse(file string, data []byte) (*Config, yamlfile.Problems) {
 	d := &decoder{file: file, lines: map[string]int{}}
 	cfg := Default()
 	if !d.decodeFile(data, &cfg) {
-		return &cfg, d.problems
+		return &cfg, inFileOrder(file, d.problems)
 	}
 	v := validator{decoder: d, cfg: &cfg}
 	// The delegation comes first: the default hosts are its names.
 	v.validateDelegation()
 	fillDefaults(&cfg, func(field string) bool { _, set := d.lines[field]; return set })
 	v.validate()
-	return &cfg, d.problems
+	return &cfg, inFileOrder(file, d.problems)
+}
+
+// inFileOrder sorts problems as a person reads the files: this file's
+// first, line by line, then each other file (a supervised Dendrite's
+// dendrite.yaml) the same way. The checks find problems in their own
+// order (decoding, then delegation, then the rest), which jumped up and
+// down the file. A problem with no line (a value left to its default) comes
+// after its file's lines; problems on one line keep the order found.
+func inFileOrder(file string, ps yamlfile.Problems) yamlfile.Problems {
+	slices.SortStableFunc(ps, func(a, b yamlfile.Problem) int {
+		if a.File != b.File {
+			switch file {
+			case a.File:
+				return -1
+			case b.File:
+				return 1
+			}
+			return strings.Compare(a.File, b.File)
+		}
+		return cmp.Compare(lineOrder(a.Line), lineOrder(b.Line))
+	})
+	return ps
+}
+
+func lineOrder(line int) int {
+	if line == 0 {
+		return math.MaxInt
+	}
+	return line
 }
 
 // spec is the delegation the configuration describes.

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // entry is one supervised process (or probed service) and its state.
@@ -235,7 +237,7 @@ func (e *entry) probe(ctx context.Context, fails int) int {
 // stop asks the process group to stop, and kills it after StopTimeout.
 func (e *entry) stop(proc process, exited <-chan Exit) Exit {
 	e.set(Stopping)
-	e.log.Info("stopping", "signal", e.spec.StopSignal.String(), "timeout", e.spec.StopTimeout)
+	e.log.Info("stopping", "signal", unix.SignalName(e.spec.StopSignal), "timeout", e.spec.StopTimeout)
 	proc.signal(e.spec.StopSignal)
 	t := time.NewTimer(e.spec.StopTimeout)
 	defer t.Stop()

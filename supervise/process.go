@@ -2,7 +2,7 @@ package supervise
 
 import (
 	"bufio"
-	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 )
 
 // launcher starts processes; tests replace it to drive the state machine
@@ -150,16 +149,21 @@ const maxLine = 16 << 10
 func pump(r io.ReadCloser, log *slog.Logger, stream string) {
 	defer r.Close()
 	br := bufio.NewReaderSize(r, maxLine)
-	for {
+	for piece := false; ; {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
-			text := string(bytes.TrimRight(line, "\r\n"))
-			if !utf8.ValidString(text) {
-				text = strings.ToValidUTF8(text, "\uFFFD")
+			text := trimLine(line)
+			// Only a whole line can state its level; the pieces of a
+			// longer one are logged as written.
+			whole := !piece && !errors.Is(err, bufio.ErrBufferFull)
+			if rec, ok := parseChildLine(text); whole && ok {
+				log.LogAttrs(context.Background(), rec.level, rec.msg, append(rec.attrs, slog.String("stream", stream))...)
+			} else {
+				log.Info(text, "stream", stream)
 			}
-			log.Info(text, "stream", stream)
 		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+		piece = errors.Is(err, bufio.ErrBufferFull)
+		if err != nil && !piece {
 			return
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Spec is one supervised entry.
@@ -278,7 +280,10 @@ func (e Exit) String() string {
 	case e.Err != "":
 		return "could not start: " + e.Err
 	case e.Signal != "":
-		return "killed by " + e.Signal
+		// Signal is Go's description ("killed", "terminated"), kept as
+		// the status document has always had it; said alone after
+		// "killed by" it read "killed by killed".
+		return "killed by " + signalName(e.Signal)
 	}
 	return fmt.Sprintf("exit status %d", e.Code)
 }
@@ -325,4 +330,17 @@ func (s *Supervisor) Update(specs []Spec) {
 
 func specEqual(a, b Spec) bool {
 	return reflect.DeepEqual(a, b)
+}
+
+// signalName is the name (SIGKILL) of the signal Go describes as desc
+// ("killed"), or desc itself when no signal has that description.
+func signalName(desc string) string {
+	for sig := syscall.Signal(1); sig < 65; sig++ {
+		if sig.String() == desc {
+			if name := unix.SignalName(sig); name != "" {
+				return name
+			}
+		}
+	}
+	return desc
 }

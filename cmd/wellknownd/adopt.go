@@ -17,12 +17,27 @@ import (
 	"github.com/wellknownd/wellknownd/fedcheck"
 )
 
+var adoptHelp = commandHelp{
+	name:    "adopt",
+	summary: "put wellknownd in front of a Dendrite that already runs, keeping its identity",
+	about: `Reads the dendrite.yaml of a Dendrite that already runs (its server name and
+signing key stay as they are) and the documents its server name serves today,
+then writes a wellknownd.yaml and either a compose override (-compose) or a
+systemd unit (Dendrite on this host). It prints what it will write, what
+changes once started, what it never touches, and how to go back; it never
+writes Dendrite's files. -dry-run prints the same and writes nothing.`,
+	examples: []string{
+		"wellknownd adopt -dendrite-config ./config/dendrite.yaml -compose ./docker-compose.yml -dry-run",
+		"wellknownd adopt -dendrite-config /etc/dendrite/dendrite.yaml -tls files -cert-file /etc/ssl/fullchain.pem -key-file /etc/ssl/key.pem",
+	},
+	bare: "dendrite-config",
+}
+
 // runAdopt puts wellknownd in front of a Dendrite that already runs,
 // keeping its identity: see deploy.Adopt. It prints what it will write and
 // change, then writes; it never writes Dendrite's files.
 func runAdopt(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("adopt", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet(&adoptHelp, stdout)
 	var (
 		o    deploy.AdoptOptions
 		c    deploy.ComposeOptions
@@ -45,12 +60,11 @@ func runAdopt(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.Site, "site", "", "The web server (http:// or https:// URL) that answers on the server name's host besides the documents, e.g. the project's web site; wellknownd proxies to it. Without it, that host answers 404 outside /.well-known/matrix.")
 	fs.StringVar(&c.Source, "src", "", "With -compose: a clone of wellknownd to build the image from. Default: the public repository.")
 	dryRun := fs.Bool("dry-run", false, "Print what adopt would write and change, and write nothing.")
-	if err := parseFlags(fs, args); err != nil {
+	if err := fs.parseFlags(args); err != nil {
 		return err
 	}
 	if o.DendriteConfig == "" {
-		fs.Usage()
-		return usageError{"adopt: -dendrite-config is required"}
+		return fs.required("dendrite-config", "wellknownd adopt -dendrite-config ./config/dendrite.yaml")
 	}
 	// A flag of the other mode is refused rather than ignored: -dir with
 	// -compose would look as if it chose where the files go.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -42,25 +41,39 @@ func (r resolveFlags) Set(v string) error {
 	return nil
 }
 
+var checkHelp = commandHelp{
+	name:    "check",
+	summary: "test a server's federation and client discovery, and say how to fix what fails",
+	args:    "SERVER_NAME",
+	about: `Tests SERVER_NAME as a remote homeserver and a client would: the
+/.well-known/matrix documents, SRV records, each address of the delegated host,
+the certificate and its names, the federation key fetch and the client API.
+Each check that fails says why and how to fix it. Exits 0 when federation and
+client discovery work, 1 otherwise. It works on any server, not only this one.`,
+	examples: []string{
+		"wellknownd check example.com",
+		"wellknownd check -json example.com",
+		"wellknownd check -resolve matrix.example.com:443:192.0.2.10 example.com   # before DNS points here",
+	},
+}
+
 // runCheck tests a server as a remote homeserver and a client would.
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet(&checkHelp, stdout)
 	asJSON := fs.Bool("json", false, "Print the whole report as JSON (the federation tester's fields and every check) instead of lines for people.")
 	resolve := resolveFlags{}
 	fs.Var(resolve, "resolve", "Connect to ADDR for HOST:PORT, as HOST:PORT:ADDR (like curl); repeat it. Tests a server before DNS points at it.")
 	caFile := fs.String("ca-file", "", "Trust the CA certificates in this PEM file instead of the system's (a private or test CA).")
 	timeout := fs.Duration("timeout", 10*time.Second, "Give up on each request after this long.")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: wellknownd check [flags] SERVER_NAME")
-		fs.PrintDefaults()
-	}
-	if err := parseArgs(fs, args); err != nil {
+	names, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return usageError{"check: give one server name, e.g. example.com"}
+	switch {
+	case len(names) == 0:
+		return usageError{"check: give the server name to test, e.g. wellknownd check example.com"}
+	case len(names) > 1:
+		return fs.stray(names[1], "tests one server name")
 	}
 	opts := fedcheck.Options{Resolve: resolve, Timeout: *timeout}
 	if *caFile != "" {
@@ -73,7 +86,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("-ca-file %s holds no PEM certificate", *caFile)
 		}
 	}
-	report := fedcheck.Run(ctx, fs.Arg(0), opts)
+	report := fedcheck.Run(ctx, names[0], opts)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

@@ -31,9 +31,9 @@ func TestValidateCommand(t *testing.T) {
 	if err == nil || err.Error() != bad+": 3 errors" {
 		t.Fatalf("validate bad config: err = %v", err)
 	}
-	want := bad + `:13: delegation.colour: unknown field; valid fields here: server, client_base_url, identity_server, client_extra, support, max_age
-` + bad + `:3: delegation.server: has a scheme ("https://"); a server name is host[:port], e.g. matrix.example.com
+	want := bad + `:3: delegation.server: has a scheme ("https://"); a server name is host[:port], e.g. matrix.example.com
 ` + bad + `:10: delegation.support.contacts[0].role: "boss" is neither m.role.admin, m.role.security nor namespaced (e.g. org.example.role.billing)
+` + bad + `:13: delegation.colour: unknown field; valid fields here: server, client_base_url, identity_server, client_extra, support, max_age
 `
 	if out.String() != want {
 		t.Fatalf("validate printed:\n%s\nwant:\n%s", out.String(), want)

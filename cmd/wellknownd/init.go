@@ -1,7 +1,7 @@
 package main
 
 import (
-	"flag"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -13,10 +13,25 @@ import (
 	"github.com/wellknownd/wellknownd/deploy"
 )
 
+var initHelp = commandHelp{
+	name:    "init",
+	summary: "write a complete deployment: wellknownd.yaml, Dendrite's config and key, unit, compose",
+	about: `Writes everything a new homeserver needs into one directory: wellknownd.yaml
+(which supervises Dendrite), Dendrite's dendrite.yaml, its signing key and
+registration secret, a systemd unit and a compose file; then prints the steps
+to start it with systemd or Docker. It writes nothing when any of its files is
+there already, unless -force (which keeps the signing key and secrets).`,
+	examples: []string{
+		"wellknownd init -server-name example.com -delegate matrix.example.com",
+		"wellknownd init -server-name example.com -dir ./deploy -postgres",
+		"wellknownd init -server-name example.test -dir /tmp/try -tls internal   # try it out locally",
+	},
+	bare: "server-name",
+}
+
 // runInit writes a complete deployment: see package deploy.
-func runInit(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(&initHelp, stdout)
 	serverName := fs.String("server-name", "", "The Matrix server name, the part after the colon in @alice:example.com. Required.")
 	delegate := fs.String("delegate", "", "The host that serves the homeserver, e.g. matrix.example.com; the server name itself when left out.")
 	dir := fs.String("dir", "/var/lib/wellknownd", "Write the deployment into this directory. The generated unit runs as a dynamic user with the directory as its StateDirectory when it is /var/lib/NAME, else as the system user wellknownd that owns it.")
@@ -29,12 +44,11 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	certFile := fs.String("cert-file", "", "With -tls files: the PEM certificate chain, which must name the server name and the delegated host.")
 	keyFile := fs.String("key-file", "", "With -tls files: the certificate's PEM private key.")
 	src := fs.String("src", "", "A clone of wellknownd for docker compose to build the image from (written to compose/.env). Default: the public repository.")
-	if err := parseFlags(fs, args); err != nil {
+	if err := fs.parseFlags(args); err != nil {
 		return err
 	}
 	if *serverName == "" {
-		fs.Usage()
-		return usageError{"init: -server-name is required"}
+		return fs.required("server-name", "wellknownd init -server-name example.com")
 	}
 	if *delegate == "" {
 		*delegate = *serverName

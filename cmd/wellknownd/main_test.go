@@ -7,5 +7,16 @@ import (
 	"github.com/wellknownd/wellknownd/internal/testing/dnstest"
 )
 
+// asMainEnv makes the test binary run main() with its arguments instead of
+// the tests: how the command line tests see the real exit status and the
+// two output streams apart (cli_test.go).
+const asMainEnv = "WELLKNOWND_TEST_AS_MAIN"
+
 // TestMain keeps every name lookup of these tests on this machine.
-func TestMain(m *testing.M) { os.Exit(dnstest.RunIsolated(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(asMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(dnstest.RunIsolated(m))
+}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,22 +15,34 @@ import (
 	"github.com/wellknownd/wellknownd/internal/dendriteadmin"
 )
 
+var registerHelp = commandHelp{
+	name:    "register",
+	summary: "create an account on the supervised Dendrite (shared-secret registration)",
+	about: `Creates an account on the Dendrite that wellknownd supervises, through its
+shared-secret registration (the secret is read from its dendrite.yaml), so
+public registration never has to be opened. The password is asked on the
+terminal, or read from -password-file or a pipe; never from the command line.`,
+	examples: []string{
+		"wellknownd register -config /var/lib/wellknownd/wellknownd.yaml -user alice -admin",
+		"pass show matrix/bob | wellknownd register -user bob",
+	},
+	bare: "user",
+}
+
 // runRegister creates an account on the supervised Dendrite through
 // shared-secret registration: public registration never has to open.
 func runRegister(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("register", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet(&registerHelp, stdout)
 	cfgPath := fs.String("config", "", "wellknownd's configuration: its supervised Dendrite's dendrite.yaml holds the secret, upstream.url is where Dendrite listens. Default as for serve.")
 	user := fs.String("user", "", "The new account's localpart (alice for @alice:example.com). Required.")
 	admin := fs.Bool("admin", false, "Make the account a server admin.")
 	passwordFile := fs.String("password-file", "", "Read the password from this file (its first line). Without it, the password is asked on the terminal; it is never taken from the command line, where other users of the machine could read it.")
 	dendriteYAML := fs.String("dendrite-config", "", "Read the shared secret from this dendrite.yaml instead of the supervised Dendrite's.")
-	if err := parseFlags(fs, args); err != nil {
+	if err := fs.parseFlags(args); err != nil {
 		return err
 	}
 	if *user == "" {
-		fs.Usage()
-		return usageError{"register: -user is required"}
+		return fs.required("user", "wellknownd register -user alice")
 	}
 	*user = strings.TrimPrefix(strings.SplitN(*user, ":", 2)[0], "@")
 	src, cfg, problems, err := loadConfig(*cfgPath)

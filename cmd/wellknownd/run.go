@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 )
 
 // errReported is returned when run has already told the user what went
@@ -17,58 +19,84 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-const usage = `Usage: wellknownd <command> [flags]
+// command is one entry of the command table: its help (name, summary,
+// examples; declared in the command's file) and what runs it. A new
+// command is one entry here.
+type command struct {
+	help *commandHelp
+	run  func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
 
-Commands:
-  serve      run the daemon
-  validate   check a configuration file and print every problem
-  reload     make the running daemon re-read its configuration
-  status     print the running daemon's state; exit 1 when something is wrong
-  init       write a complete deployment: wellknownd.yaml, Dendrite's config and key, unit, compose
-  adopt      put wellknownd in front of a Dendrite that already runs, keeping its identity
-  register   create an account on the supervised Dendrite (shared-secret registration)
-  check      test a server's federation and client discovery, and say how to fix what fails
-  healthcheck  exit 0 when the running daemon answers /healthz (for container health checks)
-  version    print the version
-
-Run 'wellknownd <command> -h' for a command's flags.
-`
+// commands are the commands, in the order "wellknownd -h" lists them.
+var commands = []command{
+	{&serveHelp, runServe},
+	{&validateHelp, runValidate},
+	{&reloadHelp, runReload},
+	{&statusHelp, runStatus},
+	{&initHelp, runInit},
+	{&adoptHelp, runAdopt},
+	{&registerHelp, func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return runRegister(ctx, args, os.Stdin, stdout, stderr)
+	}},
+	{&checkHelp, runCheck},
+	{&healthcheckHelp, runHealthcheck},
+	{&versionHelp, runVersion},
+}
 
 // run is the whole program; main only wires it to the process. Tests call
 // it in-process with their own arguments and output.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		printUsage(stderr)
 		return usageError{"no command given"}
 	}
-	switch args[0] {
-	case "serve":
-		return runServe(ctx, args[1:], stderr)
-	case "validate":
-		return runValidate(args[1:], stdout, stderr)
-	case "reload":
-		return runReload(ctx, args[1:], stdout, stderr)
-	case "register":
-		return runRegister(ctx, args[1:], os.Stdin, stdout, stderr)
-	case "check":
-		return runCheck(ctx, args[1:], stdout, stderr)
-	case "init":
-		return runInit(args[1:], stdout, stderr)
-	case "adopt":
-		return runAdopt(ctx, args[1:], stdout, stderr)
-	case "status":
-		return runStatus(ctx, args[1:], stdout, stderr)
-	case "healthcheck":
-		return runHealthcheck(ctx, args[1:], stderr)
-	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, versionString())
-		return nil
+	name := args[0]
+	switch name {
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		if len(args) > 1 && name == "help" {
+			// "wellknownd help serve" is "wellknownd serve -h".
+			return run(ctx, []string{args[1], "-h"}, stdout, stderr)
+		}
+		printUsage(stdout)
 		return nil
+	case "-version", "--version":
+		name = "version"
 	}
-	fmt.Fprint(stderr, usage)
-	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+	for _, c := range commands {
+		if c.help.name == name {
+			err := c.run(ctx, args[1:], stdout, stderr)
+			if errors.Is(err, errHelp) {
+				return nil
+			}
+			return err
+		}
+	}
+	names := make([]string, 0, len(commands))
+	for _, c := range commands {
+		names = append(names, c.help.name)
+	}
+	if strings.HasPrefix(name, "-") {
+		// "wellknownd -config x.yaml serve": the command comes first.
+		for i, a := range args {
+			if slices.Contains(names, a) {
+				line := append([]string{a}, slices.Delete(slices.Clone(args), i, i+1)...)
+				return usageError{fmt.Sprintf("the command comes before its flags: wellknownd %s", strings.Join(line, " "))}
+			}
+		}
+		return usageError{fmt.Sprintf("%s: give a command first, then its flags (wellknownd -h lists the commands)", name)}
+	}
+	if c := closest(name, names); c != "" {
+		return usageError{fmt.Sprintf("unknown command %q; did you mean %s?", name, c)}
+	}
+	return usageError{fmt.Sprintf("unknown command %q (wellknownd -h lists the commands)", name)}
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, "wellknownd is the edge of a self-hosted Matrix homeserver: it serves the\n/.well-known/matrix documents, obtains certificates, proxies to the\nhomeserver and supervises it.\n\nUsage: wellknownd <command> [flags]\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-12s %s\n", c.help.name, c.help.summary)
+	}
+	fmt.Fprint(w, "\nRun 'wellknownd <command> -h' for what a command does, examples and its flags.\n")
 }
 
 func plural(n int, word string) string {

@@ -1,12 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -14,11 +15,31 @@ import (
 	"github.com/wellknownd/wellknownd/server"
 )
 
+var serveHelp = commandHelp{
+	name:    "serve",
+	summary: "run the daemon",
+	about: `Runs the daemon: serves the /.well-known/matrix documents, obtains and renews
+certificates, proxies the client and federation APIs to the homeserver, and
+starts and watches the processes under supervise:. SIGHUP (systemctl reload)
+re-reads the configuration and keeps the old one if the new one has errors;
+SIGINT or SIGTERM stop accepting, drain requests for shutdown_timeout, stop
+the supervised processes and exit 0. A configuration with errors starts
+nothing: every problem is printed, with its file and line, and it exits 1.`,
+	examples: []string{
+		"wellknownd serve -config /etc/wellknownd/wellknownd.yaml",
+		"wellknownd serve                 # ./wellknownd.yaml, else a built-in config for localhost",
+		"wellknownd serve -log-format json -log-level debug",
+	},
+	bare: "config",
+}
+
 // runServe runs the daemon until ctx ends (SIGINT, SIGTERM).
-func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c commonFlags
-	fs := newFlagSet("serve", stderr, &c)
-	if err := parseFlags(fs, args); err != nil {
+	fs := newFlagSet(&serveHelp, stdout)
+	fs.configFlag(&c.config)
+	fs.logFlags(&c)
+	if err := fs.parseFlags(args); err != nil {
 		return err
 	}
 	src, cfg, problems, err := loadConfig(c.config)
@@ -32,15 +53,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("%s: %d %s; nothing started", src.name, len(errs), plural(len(errs), "error"))
 	}
 	// The config's log section applies unless a flag said otherwise.
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if !set["log-format"] {
-		c.logFormat = cfg.Log.Format
-	}
-	if !set["log-level"] {
-		c.logLevel.UnmarshalText([]byte(cfg.Log.Level))
-	}
-	log, err := newLogger(c, stderr)
+	log, err := newLogger(cmp.Or(c.logFormat, cfg.Log.Format), cmp.Or(c.logLevel, cfg.Log.Level), stderr)
 	if err != nil {
 		return err
 	}
@@ -82,6 +95,25 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if iv := sdnotify.WatchdogInterval(); iv > 0 {
 		helpers.Go(func() { notify.Watchdog(ctx, iv, srv.Serving) })
 	}
+	started := time.Now()
 	log.Info("starting", "version", versionString(), "config", src.name, "server_name", cfg.ServerName, "hosts", strings.Join(cfg.Hosts, ","))
-	return srv.Run(ctx)
+	err = srv.Run(ctx)
+	cancel()
+	helpers.Wait()
+	// The last line of every run, once everything it started is gone: a
+	// log that ends without it ended with a crash or a SIGKILL.
+	ran := time.Since(started).Round(time.Millisecond)
+	if err != nil {
+		log.Error("stopped", "err", err, "ran", ran)
+		return logged{err}
+	}
+	log.Info("stopped", "ran", ran)
+	return nil
 }
+
+// logged is an error the log has already said: main only sets the exit
+// status, and a plain line does not break a JSON log's last record.
+type logged struct{ err error }
+
+func (e logged) Error() string   { return e.err.Error() }
+func (e logged) Unwrap() []error { return []error{e.err, errReported} }

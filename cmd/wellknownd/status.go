@@ -10,19 +10,34 @@ import (
 	"time"
 )
 
+var statusHelp = commandHelp{
+	name:    "status",
+	summary: "print the running daemon's state; exit 1 when something is wrong",
+	about: `Prints what the status page on the admin listener shows: certificates,
+listeners, the homeserver's readiness, supervised processes, certificate
+storage, the last self-check and the last hour's requests and errors. Exits 1,
+naming each problem, when something needs the operator.`,
+	examples: []string{
+		"wellknownd status -config /etc/wellknownd/wellknownd.yaml",
+		"wellknownd status -json",
+	},
+	bare: "config",
+}
+
 // runStatus prints what the status page shows, from the running daemon's
 // admin listener (/status and /status/history), and fails when something
 // needs the operator: the homeserver not ready, a certificate missing or
 // expiring within 7 days, a supervised process down, the certificate
 // storage not answering, a self-check that failed.
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c commonFlags
-	fs := newFlagSet("status", stderr, &c)
+	var config string
+	fs := newFlagSet(&statusHelp, stdout)
+	fs.configFlag(&config)
 	asJSON := fs.Bool("json", false, "Print /status as the daemon answers it (JSON), and still exit 1 when something is wrong.")
-	if err := parseFlags(fs, args); err != nil {
+	if err := fs.parseFlags(args); err != nil {
 		return err
 	}
-	base, err := adminBase(c.config)
+	base, err := adminBase(config)
 	if err != nil {
 		return err
 	}

@@ -201,7 +201,7 @@ func TestSuperviseDendrite(t *testing.T) {
 		t.Fatalf("Dendrite %d outlived wellknownd", secondPID)
 	}
 	logs := d.stderr.String()
-	if !strings.Contains(logs, `msg=stopped process=dendrite exit="exit status`) && !strings.Contains(logs, `msg=stopped process=dendrite exit="killed by terminated"`) {
+	if !strings.Contains(logs, `msg=stopped process=dendrite exit="exit status`) && !strings.Contains(logs, `msg=stopped process=dendrite exit="killed by SIGTERM"`) {
 		t.Fatalf("Dendrite was not stopped by its stop signal:\n%s", logs[max(0, len(logs)-3000):])
 	}
 	if strings.Contains(logs, "did not stop in time") {

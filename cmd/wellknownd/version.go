@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
 )
@@ -23,4 +25,19 @@ func versionNumber() string {
 
 func versionString() string {
 	return fmt.Sprintf("wellknownd %s %s %s/%s", versionNumber(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+var versionHelp = commandHelp{
+	name:     "version",
+	summary:  "print the version",
+	about:    `Prints wellknownd's version, the Go version it was built with, and the platform.`,
+	examples: []string{"wellknownd version"},
+}
+
+func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
+	if err := newFlagSet(&versionHelp, stdout).parseFlags(args); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, versionString())
+	return nil
 }
