@@ -223,6 +223,11 @@ func TestStalledHTTP2StreamsReleaseTheHomeserver(t *testing.T) {
 	if n := edge.inFlight(t); n < 100 {
 		t.Errorf("the stalled streams ended early: %d in flight", n)
 	}
+	// Each holds a buffer sized to its 8 KiB answer, not the largest
+	// answer buffer (32 KiB): the edge's self-check may hold a few more.
+	if held := edge.metric(t, "wellknownd_buffer_memory_bytes"); held < 100*8<<10 || held > 100*8<<10+4*32<<10 {
+		t.Errorf("stalled 8 KiB answers hold %.0f bytes of buffers, want about %d", held, 100*8<<10)
+	}
 
 	// Larger answers go out as they arrive: the send timeout ends them.
 	addr2 := freeport.Addr(t)

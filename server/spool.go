@@ -24,8 +24,32 @@ type bufferBudget struct {
 	dir                 string
 	memory, disk, files quota
 	// bodies are the memory buffers of request bodies, answers those of
-	// answers; both charge memory.
+	// answers; both charge memory. smallAnswers hold answers of a known
+	// length that fits them: most of the Matrix API's (a /versions, a
+	// message send's event ID, an empty incremental /sync) are a few
+	// hundred bytes to a few KiB, and a client that does not read holds
+	// its answer's buffer as long as its stream lives, so the buffer is
+	// sized to the answer, not to the largest one.
 	bodies, answers *pooledBuffers
+	smallAnswers    [2]*pooledBuffers
+}
+
+// Sizes of smallAnswers.
+const (
+	smallAnswerSize  = 2 << 10
+	mediumAnswerSize = 8 << 10
+)
+
+// answerPool is the pool whose buffers fit an answer of n bytes, n at most
+// answerBufferSize.
+func (b *bufferBudget) answerPool(n int64) *pooledBuffers {
+	switch {
+	case n <= smallAnswerSize:
+		return b.smallAnswers[0]
+	case n <= mediumAnswerSize:
+		return b.smallAnswers[1]
+	}
+	return b.answers
 }
 
 func newBufferBudget(l limits) *bufferBudget {
@@ -33,6 +57,7 @@ func newBufferBudget(l limits) *bufferBudget {
 		files: quota{limit: int64(l.bufferFiles)}}
 	b.bodies = newPooledBuffers(bodyBufferSize, &b.memory)
 	b.answers = newPooledBuffers(answerBufferSize, &b.memory)
+	b.smallAnswers = [2]*pooledBuffers{newPooledBuffers(smallAnswerSize, &b.memory), newPooledBuffers(mediumAnswerSize, &b.memory)}
 	return b
 }
 

@@ -120,23 +120,29 @@ func (t *slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		<-t.slots
 		return resp, nil
 	}
-	bp := t.budget.answers.get()
-	if bp == nil {
-		resp.Body = &slotBody{ReadCloser: resp.Body, slots: t.slots}
-		return resp, nil
-	}
-	if resp.ContentLength > 0 && resp.ContentLength <= answerBufferSize {
-		buf := (*bp)[:resp.ContentLength]
+	if n := resp.ContentLength; n > 0 && n <= answerBufferSize {
+		pool := t.budget.answerPool(n)
+		bp := pool.get()
+		if bp == nil {
+			resp.Body = &slotBody{ReadCloser: resp.Body, slots: t.slots}
+			return resp, nil
+		}
+		buf := (*bp)[:n]
 		_, err := io.ReadFull(resp.Body, buf)
 		resp.Body.Close()
 		<-t.slots
 		if err != nil {
-			t.budget.answers.put(bp)
+			pool.put(bp)
 			return nil, err
 		}
-		a := &bufferedAnswer{buf: bp, answers: t.budget.answers}
+		a := &bufferedAnswer{buf: bp, answers: pool}
 		a.Reset(buf)
 		resp.Body = a
+		return resp, nil
+	}
+	bp := t.budget.answers.get()
+	if bp == nil {
+		resp.Body = &slotBody{ReadCloser: resp.Body, slots: t.slots}
 		return resp, nil
 	}
 	resp.Body = newAnswerSpool(&slotBody{ReadCloser: resp.Body, slots: t.slots}, bp, t.budget, t.copies)
