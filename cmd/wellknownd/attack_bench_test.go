@@ -151,10 +151,10 @@ func BenchmarkAttacksWithDendrite(b *testing.B) {
 		cancel()
 		st.settle(b, idle)
 
-		b.Logf("ratios to idle (bar: ≤ 2): versions p50, p99; RSS; descriptors")
+		b.Logf("ratios to idle (bar: ≤ 2): versions p50, p99; RSS; heap; descriptors")
 		for _, f := range rows {
-			b.Logf("%-14s %5.2f %5.2f  %5.2f  %6.2f  readyz %d, upstream busy %.0f, versions failed %d/%d",
-				f.stage, ratio(f.p50, idle.p50), ratio(f.p99, idle.p99), f.rssMB/idle.rssMB,
+			b.Logf("%-14s %5.2f %5.2f  %5.2f  %5.2f  %6.2f  readyz %d, upstream busy %.0f, versions failed %d/%d",
+				f.stage, ratio(f.p50, idle.p50), ratio(f.p99, idle.p99), f.rssMB/idle.rssMB, f.heapMB/idle.heapMB,
 				float64(f.fds)/float64(idle.fds), f.readyz, f.busy, f.failed, f.tries)
 		}
 		b.ReportMetric(ratio(all.p50, idle.p50), "all-p50-ratio")
@@ -243,9 +243,19 @@ func (s *attackStats) begin() {
 // upstream connection now (wellknownd_upstream_connections) and the
 // requests answered so far in all and with 429.
 func (s *attackStats) edgeMetrics() (busy, requests, limited float64) {
+	m := s.edgeMetricsAll()
+	return m.busy, m.requests, m.limited
+}
+
+type edgeFigures struct{ busy, requests, limited, heapMB, goroutines float64 }
+
+// edgeMetricsAll reads, besides, the heap in use and the goroutines: RSS
+// keeps what an earlier stage took (the runtime returns memory lazily), the
+// heap shows what this one holds.
+func (s *attackStats) edgeMetricsAll() (m edgeFigures) {
 	resp, err := (&http.Client{Timeout: 15 * time.Second}).Get("http://" + s.adminAddr + "/metrics")
 	if err != nil {
-		return -1, -1, -1
+		return edgeFigures{-1, -1, -1, -1, -1}
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
@@ -258,15 +268,19 @@ func (s *attackStats) edgeMetrics() (busy, requests, limited float64) {
 		v, _ := strconv.ParseFloat(l[i+1:], 64)
 		switch {
 		case strings.HasPrefix(l, "wellknownd_upstream_connections{"):
-			busy += v
+			m.busy += v
 		case strings.HasPrefix(l, "wellknownd_http_requests_total{"):
-			requests += v
+			m.requests += v
 			if strings.Contains(l, `code="429"`) {
-				limited += v
+				m.limited += v
 			}
+		case strings.HasPrefix(l, "go_memstats_heap_inuse_bytes "):
+			m.heapMB = v / (1 << 20)
+		case strings.HasPrefix(l, "go_goroutines "):
+			m.goroutines = v
 		}
 	}
-	return busy, requests, limited
+	return m
 }
 
 func (s *attackStats) keep(c net.Conn) {
@@ -311,11 +325,12 @@ type attackFigures struct {
 	// in all and with 429 since the stage began.
 	busy, requests, limited float64
 	dialFailed              int32
+	heapMB, goroutines      float64
 }
 
 func (f attackFigures) String() string {
-	return fmt.Sprintf("versions p50 %6.2f ms p99 %7.2f ms (%d/%d failed), readyz %d, upstream busy %4.0f (sockets %4d), fds %5d, RSS %7.1f MB; attacker holds %d (%d dials refused); edge answered %.0f (%.0f with 429)",
-		float64(f.p50.Microseconds())/1000, float64(f.p99.Microseconds())/1000, f.failed, f.tries, f.readyz, f.busy, f.upstream, f.fds, f.rssMB, f.holding, f.dialFailed, f.requests, f.limited)
+	return fmt.Sprintf("versions p50 %6.2f ms p99 %7.2f ms (%d/%d failed), readyz %d, upstream busy %4.0f (sockets %4d), fds %5d, RSS %7.1f MB, heap %6.1f MB, goroutines %5.0f; attacker holds %d (%d dials refused); edge answered %.0f (%.0f with 429)",
+		float64(f.p50.Microseconds())/1000, float64(f.p99.Microseconds())/1000, f.failed, f.tries, f.readyz, f.busy, f.upstream, f.fds, f.rssMB, f.heapMB, f.goroutines, f.holding, f.dialFailed, f.requests, f.limited)
 }
 
 // measure is what another user sees now: /versions over a new HTTPS
@@ -354,9 +369,9 @@ func (s *attackStats) measure(b *testing.B, stage string) attackFigures {
 		resp.Body.Close()
 	}
 	f.upstream = s.upstreamConns()
-	var requests, limited float64
-	f.busy, requests, limited = s.edgeMetrics()
-	f.requests, f.limited = requests-s.requests0, limited-s.limited0
+	m := s.edgeMetricsAll()
+	f.busy, f.heapMB, f.goroutines = m.busy, m.heapMB, m.goroutines
+	f.requests, f.limited = m.requests-s.requests0, m.limited-s.limited0
 	f.dialFailed = s.dialFailed.Load()
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.edgePID))
 	f.fds = len(fds)
