@@ -44,7 +44,10 @@ func (s *Server) adminHandler() http.Handler {
 			// TLSStorage is where certificates are kept and whether it
 			// answers; absent for tls.mode files and off.
 			TLSStorage *certs.StorageStatus `json:"tls_storage,omitempty"`
-		}{UpstreamReady: s.upstreamReady(), Supervised: []supervise.Status{}}
+			// SelfCheck is the last self-check (docs/self-check.md);
+			// absent while it is off or the server does not run.
+			SelfCheck *selfCheckStatus `json:"self_check,omitempty"`
+		}{UpstreamReady: s.upstreamReady(), Supervised: []supervise.Status{}, SelfCheck: s.checks.status()}
 		if s.sup != nil {
 			doc.Supervised = s.sup.Status()
 		}

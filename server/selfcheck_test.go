@@ -1,88 +1,394 @@
 package server
 
 import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
-	"io"
+	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/matrix-org/gomatrixserverlib"
+
+	"github.com/wellknownd/wellknownd/config"
 	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
-// TestSelfCheckConnectsWhereMServerSays: m.server names a port that no
-// listener of the edge has. The self-check connects there as a remote
-// server would: with nothing there it fails (it used to check the https
-// listener instead, and pass); with a port mapping to the edge it finds
-// this edge's certificate there, and passes.
-func TestSelfCheckConnectsWhereMServerSays(t *testing.T) {
-	for _, mapped := range []bool{false, true} {
-		t.Run(fmt.Sprintf("mapped=%v", mapped), func(t *testing.T) {
-			up := newRecorder(t)
-			tlsAddr, fedAddr, elsewhere := freeport.Addr(t), freeport.Addr(t), freeport.Addr(t)
-			_, tlsPort, _ := net.SplitHostPort(tlsAddr)
-			_, port, _ := net.SplitHostPort(elsewhere)
-			if mapped {
-				forward(t, elsewhere, fedAddr)
+// homeserver is a stand-in homeserver for the self-check: signed keys for
+// example.test, the federation and client versions. Its key endpoint can
+// be broken, and it counts the key requests it answers and how many it
+// answered at once at most.
+type homeserver struct {
+	*httptest.Server
+	broken              atomic.Bool
+	keyRequests         atomic.Int64
+	inflight, inflightM atomic.Int64
+}
+
+func newHomeserver(t *testing.T, serverName string) *homeserver {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	h := &homeserver{}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/_matrix/key/v2/server":
+			h.keyRequests.Add(1)
+			n := h.inflight.Add(1)
+			defer h.inflight.Add(-1)
+			for m := h.inflightM.Load(); n > m && !h.inflightM.CompareAndSwap(m, n); m = h.inflightM.Load() {
 			}
-			edge := startEdge(t, edgeconf.New(edgeconf.Names("localhost", "localhost:"+port, "https://localhost:"+tlsPort),
-				edgeconf.Listen("", tlsAddr, fedAddr, ""), edgeconf.Internal(t.TempDir()), edgeconf.Upstream(up.URL)), onListeners)
-			check := `wellknownd_self_check_ok{check="this edge at localhost:` + port + `"}`
-			wait.Until(t, "the self-check", 2*time.Minute, func() error {
-				if !strings.Contains(edge.adminGET(t, "/metrics"), `wellknownd_self_check_ok{check="client API versions"}`) {
-					return fmt.Errorf("not yet")
-				}
-				return nil
+			// Long enough that two runs at once would overlap here.
+			time.Sleep(200 * time.Millisecond)
+			if h.broken.Load() {
+				http.Error(w, `{"errcode":"M_UNKNOWN"}`, http.StatusInternalServerError)
+				return
+			}
+			body, _ := json.Marshal(map[string]any{
+				"server_name":     serverName,
+				"valid_until_ts":  time.Now().Add(time.Hour).UnixMilli(),
+				"verify_keys":     map[string]any{"ed25519:a": map[string]string{"key": base64.RawStdEncoding.EncodeToString(pub)}},
+				"old_verify_keys": map[string]any{},
 			})
-			var line string
-			wait.Until(t, "the self-check of localhost:"+port, 10*time.Second, func() error {
-				for _, l := range strings.Split(edge.adminGET(t, "/metrics"), "\n") {
-					if strings.HasPrefix(l, check) {
-						line = l
-						return nil
-					}
-				}
-				return fmt.Errorf("no %s yet", check)
-			})
-			want := check + " 0"
-			if mapped {
-				want = check + " 1"
+			body, _ = gomatrixserverlib.SignJSON(serverName, "ed25519:a", priv, body)
+			w.Write(body)
+		case "/_matrix/federation/v1/version":
+			w.Write([]byte(`{"server":{"name":"Stand-in","version":"1"}}`))
+		case "/_matrix/client/versions":
+			w.Write([]byte(`{"versions":["v1.11"]}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(h.Close)
+	return h
+}
+
+// syncBuffer is a log destination tests read while the server writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// worldEdge runs an edge for example.test, delegated to
+// matrix.example.test:8448, whose self-check sees the world this test
+// makes: both names have an A record (127.0.0.1) and an AAAA record
+// (::1), and ports 443 and 8448 of any address are mapped to the https
+// and federation listeners' ports, as a router's port forwarding does.
+// The https listener takes IPv4 only (127.0.0.1), the federation one
+// both (IPv6 with IPv4 mapped): so the documents over IPv6 fail, really
+// refused, while federation over IPv6 passes.
+type worldEdge struct {
+	srv  *Server
+	log  *syncBuffer
+	cfg  string
+	stop func()
+}
+
+func startWorldEdge(t *testing.T, up string, selfCheck string) *worldEdge {
+	t.Helper()
+	_, hp, _ := net.SplitHostPort(freeport.Addr(t))
+	_, fp, _ := net.SplitHostPort(freeport.Addr(t))
+	cfgYAML := edgeconf.New(edgeconf.Names("example.test", "matrix.example.test:8448", "https://matrix.example.test"),
+		edgeconf.Listen("", "127.0.0.1:"+hp, "[::]:"+fp, ""), edgeconf.Internal(t.TempDir()), edgeconf.Upstream(up)) + selfCheck
+	cfg, problems := config.Parse("edge.yaml", []byte(cfgYAML))
+	if errs := problems.Errors(); len(errs) > 0 {
+		t.Fatalf("config: %v", errs)
+	}
+	ports := map[string]string{"443": hp, "8448": fp}
+	nw := &selfCheckNet{
+		lookup: func(_ context.Context, network, host string) ([]netip.Addr, error) {
+			if host != "example.test" && host != "matrix.example.test" {
+				return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 			}
-			if line != want {
-				t.Errorf("%s, want %s", line, want)
+			if network == "ip4" {
+				return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
 			}
-		})
+			return []netip.Addr{netip.IPv6Loopback()}, nil
+		},
+		dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, port, _ := net.SplitHostPort(addr)
+			if p, ok := ports[port]; ok {
+				addr = net.JoinHostPort(host, p)
+			}
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}
+	buf := &syncBuffer{}
+	srv := New(cfg, slog.New(slog.NewTextHandler(buf, nil)), func(o *options) { o.selfCheckNet = nw })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	e := &worldEdge{srv: srv, log: buf, cfg: cfgYAML}
+	stopped := false
+	e.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("server did not stop")
+		}
+	}
+	t.Cleanup(e.stop)
+	return e
+}
+
+// selfCheckDoc is /status's self_check, as a client reads it.
+type selfCheckDoc struct {
+	LastRun *time.Time `json:"last_run"`
+	NextRun *time.Time `json:"next_run"`
+	Running bool       `json:"running"`
+	Checks  []struct {
+		Name    string    `json:"name"`
+		OK      bool      `json:"ok"`
+		Skipped bool      `json:"skipped"`
+		Cause   string    `json:"cause"`
+		Fix     string    `json:"fix"`
+		Since   time.Time `json:"since"`
+	} `json:"checks"`
+}
+
+func (e *worldEdge) selfCheck(t *testing.T) selfCheckDoc {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	e.srv.adminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/status", nil))
+	var doc struct {
+		SelfCheck *selfCheckDoc `json:"self_check"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+		t.Fatalf("/status: %v\n%s", err, rec.Body)
+	}
+	if doc.SelfCheck == nil {
+		return selfCheckDoc{}
+	}
+	return *doc.SelfCheck
+}
+
+// verdict is check's line of /status's self_check: "passed", "failed",
+// "skipped", or "" when there is none; and since when it holds.
+func (d selfCheckDoc) verdict(check string) (string, time.Time, string) {
+	for _, c := range d.Checks {
+		if c.Name == check {
+			switch {
+			case c.Skipped:
+				return "skipped", c.Since, c.Cause
+			case c.OK:
+				return "passed", c.Since, c.Cause
+			}
+			return "failed", c.Since, c.Cause
+		}
+	}
+	return "", time.Time{}, ""
+}
+
+func (e *worldEdge) metric(t *testing.T, series string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	e.srv.adminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/metrics", nil))
+	for _, l := range strings.Split(rec.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestSelfCheckEachFamilyOnItsOwn: the self-check resolves the names
+// (A and AAAA) and dials each address on its own. The documents' port
+// takes IPv4 only: over IPv4 they pass, over IPv6 they fail with the
+// address refused; federation, on a port that takes both, passes over
+// both. The schedule (1s) runs it again and again.
+func TestSelfCheckEachFamilyOnItsOwn(t *testing.T) {
+	hs := newHomeserver(t, "example.test")
+	e := startWorldEdge(t, hs.URL, "self_check: {interval: 1s}\n")
+	var doc selfCheckDoc
+	wait.Until(t, "three self-check runs", 2*time.Minute, func() error {
+		doc = e.selfCheck(t)
+		if doc.LastRun == nil || hs.keyRequests.Load() < 6 {
+			return fmt.Errorf("%d key requests so far", hs.keyRequests.Load())
+		}
+		return nil
+	})
+	for check, want := range map[string]string{
+		"A records of example.test":               "passed",
+		"AAAA records of example.test":            "passed",
+		"AAAA records of matrix.example.test":     "passed",
+		"documents over IPv4":                     "passed",
+		"documents over IPv6":                     "failed",
+		"federation certificate over IPv4":        "passed",
+		"federation certificate over IPv6":        "passed",
+		"federation keys over IPv4":               "passed",
+		"federation keys over IPv6":               "passed",
+		"encoded path over IPv4":                  "passed",
+		"encoded path over IPv6":                  "passed",
+		"well-known server document":              "passed",
+		"well-known client document":              "passed",
+		"client API versions":                     "passed",
+		"notary matrix.org (not configured here)": "",
+	} {
+		if got, _, cause := doc.verdict(check); got != want {
+			t.Errorf("%s: %s (%s), want %s", check, got, cause, want)
+		}
+	}
+	if _, _, cause := doc.verdict("documents over IPv6"); !strings.Contains(cause, "[::1]:443") || !strings.Contains(cause, "refused") {
+		t.Errorf("documents over IPv6: cause %q does not name [::1]:443 refusing", cause)
+	}
+	if v := e.metric(t, `wellknownd_selfcheck_ok{check="documents over IPv6"}`); v != "0" {
+		t.Errorf(`wellknownd_selfcheck_ok{check="documents over IPv6"} = %q, want 0`, v)
+	}
+	if v := e.metric(t, `wellknownd_selfcheck_ok{check="documents over IPv4"}`); v != "1" {
+		t.Errorf(`wellknownd_selfcheck_ok{check="documents over IPv4"} = %q, want 1`, v)
+	}
+	// Logged once, though every run finds it again.
+	if n := strings.Count(e.log.String(), `check="documents over IPv6"`); n != 1 {
+		t.Errorf("the IPv6 documents' failure logged %d times, want once:\n%s", n, e.log)
 	}
 }
 
-// forward accepts on addr and copies each connection to and from to, as
-// a port mapping does.
-func forward(t *testing.T, addr, to string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
+// TestSelfCheckVerdictChange: the homeserver's key endpoint breaks, then
+// comes back. Each change flips the metric, moves since (and the
+// metric's change time), and is logged once, while runs go on every
+// second. Reloads trigger runs, and runs never overlap: the key endpoint
+// never sees two self-check requests at once, though reloads and the
+// schedule ask for runs all the time.
+func TestSelfCheckVerdictChange(t *testing.T) {
+	hs := newHomeserver(t, "example.test")
+	e := startWorldEdge(t, hs.URL, "self_check: {interval: 1s}\n")
+	const check = "federation keys over IPv4"
+	series := `wellknownd_selfcheck_ok{check="` + check + `"}`
+	changed := `wellknownd_selfcheck_last_change_timestamp_seconds{check="` + check + `"}`
+	var since time.Time
+	wait.Until(t, "a passing key check", 2*time.Minute, func() error {
+		v, s, cause := e.selfCheck(t).verdict(check)
+		if v != "passed" {
+			return fmt.Errorf("%q: %s", v, cause)
+		}
+		since = s
+		return nil
+	})
+	passedAt := e.metric(t, changed)
+	time.Sleep(1100 * time.Millisecond) // since has a resolution of a second
+
+	hs.broken.Store(true)
+	wait.Until(t, "the key check failing", time.Minute, func() error {
+		if v, _, _ := e.selfCheck(t).verdict(check); v != "failed" {
+			return fmt.Errorf("still %q", v)
+		}
+		return nil
+	})
+	_, failedSince, cause := e.selfCheck(t).verdict(check)
+	if !failedSince.After(since) || !strings.Contains(cause, "500 Internal Server Error") {
+		t.Errorf("failed since %v (passed since %v), cause %q", failedSince, since, cause)
+	}
+	if v := e.metric(t, series); v != "0" {
+		t.Errorf("%s = %q, want 0", series, v)
+	}
+	if v := e.metric(t, changed); v == passedAt {
+		t.Errorf("%s did not move from %s", changed, v)
+	}
+	// More runs find the same: nothing more is logged, since stays.
+	n := hs.keyRequests.Load()
+	wait.Until(t, "two more runs", time.Minute, func() error {
+		if hs.keyRequests.Load() < n+4 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	if _, s, _ := e.selfCheck(t).verdict(check); !s.Equal(failedSince) {
+		t.Errorf("since moved from %v to %v without a change", failedSince, s)
+	}
+	if c := strings.Count(e.log.String(), `msg="self-check: failed" check="`+check+`"`); c != 1 {
+		t.Errorf("the failure was logged %d times, want once:\n%s", c, e.log)
+	}
+
+	hs.broken.Store(false)
+	wait.Until(t, "the key check passing again", time.Minute, func() error {
+		if v, _, _ := e.selfCheck(t).verdict(check); v != "passed" {
+			return fmt.Errorf("still %q", v)
+		}
+		return nil
+	})
+	if v := e.metric(t, series); v != "1" {
+		t.Errorf("%s = %q, want 1", series, v)
+	}
+	if c := strings.Count(e.log.String(), `msg="self-check: passed again" check="`+check+`"`); c != 1 {
+		t.Errorf("passing again was logged %d times, want once:\n%s", c, e.log)
+	}
+
+	// A reload, with the schedule at an hour, triggers a run: reloads
+	// from many clients at once each ask for one, and they never overlap.
+	hourly := strings.Replace(e.cfg, "interval: 1s", "interval: 1h", 1)
+	reload := func() error {
+		return e.srv.Reload(context.Background(), func() (*config.Config, error) {
+			cfg, problems := config.Parse("edge.yaml", []byte(hourly))
+			if errs := problems.Errors(); len(errs) > 0 {
+				return nil, fmt.Errorf("%v", errs)
+			}
+			return cfg, nil
+		})
+	}
+	if err := reload(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				u, err := net.Dial("tcp", to)
-				if err != nil {
-					return
-				}
-				defer u.Close()
-				go io.Copy(u, c)
-				io.Copy(c, u)
-			}()
+	// The run the schedule or that reload started ends; then nothing runs
+	// for an hour, unless triggered.
+	var quiet int64
+	wait.Until(t, "the runs to settle", time.Minute, func() error {
+		n := hs.keyRequests.Load()
+		time.Sleep(3 * time.Second)
+		if hs.keyRequests.Load() != n {
+			return fmt.Errorf("still running")
 		}
-	}()
+		quiet = n
+		return nil
+	})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if err := reload(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	wait.Until(t, "a run after the reloads", time.Minute, func() error {
+		if hs.keyRequests.Load() < quiet+2 {
+			return fmt.Errorf("no run yet")
+		}
+		return nil
+	})
+	if m := hs.inflightM.Load(); m != 1 {
+		t.Errorf("the key endpoint saw %d self-check requests at once: runs overlapped", m)
+	}
 }
