@@ -112,6 +112,16 @@ func (sc *selfChecker) run(ctx context.Context, nw selfCheckNet) {
 	if nw.roots != nil {
 		opts.Roots = nw.roots
 	}
+	if len(nw.extraRoots) > 0 {
+		roots := x509.NewCertPool()
+		if opts.Roots != nil {
+			roots = opts.Roots.Clone()
+		}
+		for _, c := range nw.extraRoots {
+			roots.AddCert(c)
+		}
+		opts.Roots = roots
+	}
 	defer sc.echo.reset()
 	started := time.Now()
 	report := fedcheck.RunByFamily(ctx, cfg.Name, opts)
@@ -126,8 +136,12 @@ func (sc *selfChecker) run(ctx context.Context, nw selfCheckNet) {
 type selfCheckNet struct {
 	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
-	// roots, when set, replace the certificate source's (tests).
+	// roots, when set, replace the certificate source's roots (tests: the
+	// ACME test CA's).
 	roots *x509.CertPool
+	// extraRoots are trusted besides the certificate source's roots
+	// (tests: a notary's certificate).
+	extraRoots []*x509.Certificate
 }
 
 // listenerNet is the self-check's network when listen.https or

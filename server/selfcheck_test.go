@@ -5,14 +5,18 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +26,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 
 	"github.com/wellknownd/wellknownd/config"
+	"github.com/wellknownd/wellknownd/internal/testing/acmetest"
 	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
@@ -94,14 +99,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// worldEdge runs an edge for example.test, delegated to
-// matrix.example.test:8448, whose self-check sees the world this test
-// makes: both names have an A record (127.0.0.1) and an AAAA record
-// (::1), and ports 443 and 8448 of any address are mapped to the https
-// and federation listeners' ports, as a router's port forwarding does.
-// The https listener takes IPv4 only (127.0.0.1), the federation one
-// both (IPv6 with IPv4 mapped): so the documents over IPv6 fail, really
-// refused, while federation over IPv6 passes.
+// worldEdge is an edge whose self-check sees the world a test makes.
 type worldEdge struct {
 	srv  *Server
 	log  *syncBuffer
@@ -109,37 +107,52 @@ type worldEdge struct {
 	stop func()
 }
 
-func startWorldEdge(t *testing.T, up string, selfCheck string) *worldEdge {
-	t.Helper()
-	_, hp, _ := net.SplitHostPort(freeport.Addr(t))
-	_, fp, _ := net.SplitHostPort(freeport.Addr(t))
-	cfgYAML := edgeconf.New(edgeconf.Names("example.test", "matrix.example.test:8448", "https://matrix.example.test"),
-		edgeconf.Listen("", "127.0.0.1:"+hp, "[::]:"+fp, ""), edgeconf.Internal(t.TempDir()), edgeconf.Upstream(up)) + selfCheck
-	cfg, problems := config.Parse("edge.yaml", []byte(cfgYAML))
-	if errs := problems.Errors(); len(errs) > 0 {
-		t.Fatalf("config: %v", errs)
-	}
-	ports := map[string]string{"443": hp, "8448": fp}
-	nw := &selfCheckNet{
+// testWorld is the network a test's self-check sees: names have an A
+// record (127.0.0.1) and, unless noIPv6, an AAAA record (::1), and the
+// ports in ports are mapped to others, as a router's port forwarding does.
+// Every other name does not exist.
+type testWorld struct {
+	names  []string
+	ports  map[string]string
+	noIPv6 bool
+}
+
+func (w testWorld) net() *selfCheckNet {
+	return &selfCheckNet{
 		lookup: func(_ context.Context, network, host string) ([]netip.Addr, error) {
-			if host != "example.test" && host != "matrix.example.test" {
+			if !slices.Contains(w.names, host) {
 				return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 			}
 			if network == "ip4" {
 				return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
 			}
+			if w.noIPv6 {
+				return nil, nil
+			}
 			return []netip.Addr{netip.IPv6Loopback()}, nil
 		},
 		dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			host, port, _ := net.SplitHostPort(addr)
-			if p, ok := ports[port]; ok {
+			if p, ok := w.ports[port]; ok {
 				addr = net.JoinHostPort(host, p)
 			}
 			return (&net.Dialer{}).DialContext(ctx, network, addr)
 		},
 	}
+}
+
+// startWorldEdge runs cfgYAML (Run, on its listeners) with its
+// self-check in world, logging to a buffer the test reads.
+func startWorldEdge(t *testing.T, cfgYAML string, world testWorld, opts ...Option) *worldEdge {
+	t.Helper()
+	cfg, problems := config.Parse("edge.yaml", []byte(cfgYAML))
+	if errs := problems.Errors(); len(errs) > 0 {
+		t.Fatalf("config: %v", errs)
+	}
 	buf := &syncBuffer{}
-	srv := New(cfg, slog.New(slog.NewTextHandler(buf, nil)), func(o *options) { o.selfCheckNet = nw })
+	nw := world.net()
+	opts = append([]Option{func(o *options) { o.selfCheckNet = nw }}, opts...)
+	srv := New(cfg, slog.New(slog.NewTextHandler(buf, nil)), opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
@@ -162,6 +175,21 @@ func startWorldEdge(t *testing.T, up string, selfCheck string) *worldEdge {
 	}
 	t.Cleanup(e.stop)
 	return e
+}
+
+// startTestWorldEdge runs an edge for example.test, delegated to
+// matrix.example.test:8448, in the world of both names with A and AAAA
+// records, ports 443 and 8448 mapped to the https and federation
+// listeners. The https listener takes IPv4 only (127.0.0.1), the
+// federation one both (IPv6 with IPv4 mapped): so the documents over
+// IPv6 fail, really refused, while federation over IPv6 passes.
+func startTestWorldEdge(t *testing.T, up string, selfCheck string) *worldEdge {
+	t.Helper()
+	_, hp, _ := net.SplitHostPort(freeport.Addr(t))
+	_, fp, _ := net.SplitHostPort(freeport.Addr(t))
+	cfgYAML := edgeconf.New(edgeconf.Names("example.test", "matrix.example.test:8448", "https://matrix.example.test"),
+		edgeconf.Listen("", "127.0.0.1:"+hp, "[::]:"+fp, ""), edgeconf.Internal(t.TempDir()), edgeconf.Upstream(up)) + selfCheck
+	return startWorldEdge(t, cfgYAML, testWorld{names: []string{"example.test", "matrix.example.test"}, ports: map[string]string{"443": hp, "8448": fp}})
 }
 
 // selfCheckDoc is /status's self_check, as a client reads it.
@@ -231,7 +259,7 @@ func (e *worldEdge) metric(t *testing.T, series string) string {
 // both. The schedule (1s) runs it again and again.
 func TestSelfCheckEachFamilyOnItsOwn(t *testing.T) {
 	hs := newHomeserver(t, "example.test")
-	e := startWorldEdge(t, hs.URL, "self_check: {interval: 1s}\n")
+	e := startTestWorldEdge(t, hs.URL, "self_check: {interval: 1s}\n")
 	var doc selfCheckDoc
 	wait.Until(t, "three self-check runs", 2*time.Minute, func() error {
 		doc = e.selfCheck(t)
@@ -284,7 +312,7 @@ func TestSelfCheckEachFamilyOnItsOwn(t *testing.T) {
 // schedule ask for runs all the time.
 func TestSelfCheckVerdictChange(t *testing.T) {
 	hs := newHomeserver(t, "example.test")
-	e := startWorldEdge(t, hs.URL, "self_check: {interval: 1s}\n")
+	e := startTestWorldEdge(t, hs.URL, "self_check: {interval: 1s}\n")
 	const check = "federation keys over IPv4"
 	series := `wellknownd_selfcheck_ok{check="` + check + `"}`
 	changed := `wellknownd_selfcheck_last_change_timestamp_seconds{check="` + check + `"}`
@@ -391,4 +419,168 @@ func TestSelfCheckVerdictChange(t *testing.T) {
 	if m := hs.inflightM.Load(); m != 1 {
 		t.Errorf("the key endpoint saw %d self-check requests at once: runs overlapped", m)
 	}
+}
+
+// TestSelfCheckNotary: with self_check.notary, the self-check asks the
+// notary what it reports of this server's keys: the keys the homeserver
+// serves pass; a stale key (the notary has not seen the current one)
+// fails, and says which keys it reports.
+func TestSelfCheckNotary(t *testing.T) {
+	hs := newHomeserver(t, "example.test")
+	var stale atomic.Bool
+	var asked atomic.Int64
+	notary := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/_matrix/key/v2/query/example.test" {
+			http.NotFound(w, r)
+			return
+		}
+		asked.Add(1)
+		keys := `{"server_name":"example.test","valid_until_ts":1,"verify_keys":{"ed25519:old":{"key":"AAAA"}}}`
+		if !stale.Load() {
+			resp, err := http.Get(hs.URL + "/_matrix/key/v2/server")
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			keys = string(b)
+		}
+		w.Write([]byte(`{"server_keys":[` + keys + `]}`))
+	}))
+	t.Cleanup(notary.Close)
+	_, hp, _ := net.SplitHostPort(freeport.Addr(t))
+	cfgYAML := edgeconf.New(edgeconf.Names("example.test", "example.test:443", "https://example.test"), edgeconf.Hosts("example.test"),
+		edgeconf.Listen("", "127.0.0.1:"+hp, "", ""), edgeconf.Internal(t.TempDir()), edgeconf.Upstream(hs.URL)) +
+		"self_check: {interval: 1s, notary: \"" + notary.Listener.Addr().String() + "\"}\n"
+	world := testWorld{names: []string{"example.test"}, ports: map[string]string{"443": hp}, noIPv6: true}
+	nw := world.net()
+	nw.extraRoots = []*x509.Certificate{notary.Certificate()}
+	e := startWorldEdge(t, cfgYAML, world, func(o *options) { o.selfCheckNet = nw })
+	check := "notary " + notary.Listener.Addr().String()
+	verdict := func(want string) string {
+		var cause string
+		wait.Until(t, check+" "+want, time.Minute, func() error {
+			var v string
+			v, _, cause = e.selfCheck(t).verdict(check)
+			if v != want {
+				return fmt.Errorf("%q: %s", v, cause)
+			}
+			return nil
+		})
+		return cause
+	}
+	verdict("passed")
+	stale.Store(true)
+	if cause := verdict("failed"); !strings.Contains(cause, "it reports keys ed25519:old, not ed25519:a that this server serves") {
+		t.Errorf("cause %q", cause)
+	}
+	if asked.Load() < 2 {
+		t.Errorf("the notary was asked %d times", asked.Load())
+	}
+}
+
+// TestSelfCheckDialsWhereMServerSays: m.server names a port that no
+// listener of the edge has. The self-check connects there as a remote
+// server would: over IPv4 a port mapping (127.0.0.1 only) forwards it to
+// the federation listener, and the federation checks pass; over IPv6
+// nothing is there, and they fail, naming the address.
+func TestSelfCheckDialsWhereMServerSays(t *testing.T) {
+	hs := newHomeserver(t, "example.test")
+	_, hp, _ := net.SplitHostPort(freeport.Addr(t))
+	fedAddr, elsewhere := freeport.Addr(t), freeport.Addr(t)
+	_, port, _ := net.SplitHostPort(elsewhere)
+	forward(t, elsewhere, fedAddr)
+	cfgYAML := edgeconf.New(edgeconf.Names("example.test", "matrix.example.test:"+port, "https://matrix.example.test"),
+		edgeconf.Listen("", "[::]:"+hp, fedAddr, ""), edgeconf.Internal(t.TempDir()), edgeconf.Upstream(hs.URL)) +
+		"self_check: {interval: 1h}\n"
+	e := startWorldEdge(t, cfgYAML, testWorld{names: []string{"example.test", "matrix.example.test"}, ports: map[string]string{"443": hp}})
+	var doc selfCheckDoc
+	wait.Until(t, "the self-check", 2*time.Minute, func() error {
+		if doc = e.selfCheck(t); doc.LastRun == nil {
+			return fmt.Errorf("not run yet")
+		}
+		return nil
+	})
+	for check, want := range map[string]string{
+		"documents over IPv4":              "passed",
+		"documents over IPv6":              "passed",
+		"federation certificate over IPv4": "passed",
+		"federation keys over IPv4":        "passed",
+		"federation certificate over IPv6": "failed",
+		"federation keys over IPv6":        "failed",
+	} {
+		if got, _, cause := doc.verdict(check); got != want {
+			t.Errorf("%s: %s (%s), want %s", check, got, cause, want)
+		}
+	}
+	if _, _, cause := doc.verdict("federation certificate over IPv6"); !strings.Contains(cause, "[::1]:"+port+": nothing answers there") {
+		t.Errorf("cause %q does not name [::1]:%s", cause, port)
+	}
+}
+
+// forward accepts on addr and copies each connection to and from to, as
+// a port mapping does.
+func forward(t *testing.T, addr, to string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", to)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go io.Copy(u, c)
+				io.Copy(c, u)
+			}()
+		}
+	}()
+}
+
+// TestSelfCheckAfterRenewal: a certificate renewed (tls.mode acme) makes
+// the self-check run, though its schedule is an hour away.
+func TestSelfCheckAfterRenewal(t *testing.T) {
+	hs := newHomeserver(t, "example.com")
+	httpPort, tlsPort := freeport.Port(t), freeport.Port(t)
+	ca := acmetest.Start(t, httpPort, tlsPort)
+	cfgYAML := edgeconf.New(
+		edgeconf.Listen(fmt.Sprintf("127.0.0.1:%d", httpPort), fmt.Sprintf("127.0.0.1:%d", tlsPort), "", ""),
+		edgeconf.ACME(ca.DirectoryURL, ca.APIRootFile, t.TempDir(), "challenges: [http-01]",
+			fmt.Sprintf("dns: {resolvers: [%q]}", ca.ResolverAddr)),
+		edgeconf.Upstream(hs.URL)) + "self_check: {interval: 1h}\n"
+	world := testWorld{names: acmeHosts, ports: map[string]string{"443": strconv.Itoa(tlsPort)}, noIPv6: true}
+	nw := world.net()
+	nw.roots = ca.Roots()
+	e := startWorldEdge(t, cfgYAML, world, func(o *options) { o.selfCheckNet = nw })
+	waitCert(t, fmt.Sprintf("127.0.0.1:%d", tlsPort), "matrix.example.com", ca.Roots())
+	var runs int64
+	wait.Until(t, "the first run, and no other", 2*time.Minute, func() error {
+		n := hs.keyRequests.Load()
+		time.Sleep(3 * time.Second)
+		if n == 0 || hs.keyRequests.Load() != n || e.selfCheck(t).LastRun == nil {
+			return fmt.Errorf("%d key requests", n)
+		}
+		runs = n
+		return nil
+	})
+	if err := e.srv.Certificates().Renew(context.Background()); err != nil {
+		t.Fatalf("renewal: %v", err)
+	}
+	wait.Until(t, "a run after the renewal", time.Minute, func() error {
+		if hs.keyRequests.Load() <= runs {
+			return fmt.Errorf("no run yet")
+		}
+		return nil
+	})
 }
