@@ -45,6 +45,11 @@ type Options struct {
 	// URI it received (RunByFamily only: the edge's self-check, which sees
 	// its own requests arrive).
 	EncodedPath func() string
+	// Documents, when set, are the discovery documents the server name's
+	// host should serve, by name (server, client, support), byte for byte:
+	// RunByFamily fetches these over each address and compares. Nil: the
+	// server and client documents, any JSON.
+	Documents map[string][]byte
 }
 
 // Check is one line of the report.

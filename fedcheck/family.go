@@ -1,13 +1,16 @@
 package fedcheck
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -141,10 +144,15 @@ func (c *checker) documentsOver(ctx context.Context, name delegation.ServerName,
 		c.skip(check, "no "+family+" address for "+name.Host)
 		return
 	}
+	want := c.opts.Documents
+	if want == nil {
+		want = map[string][]byte{"server": nil, "client": nil}
+	}
+	docs := slices.Sorted(maps.Keys(want))
 	var problems []string
 	for _, a := range addrs {
-		for _, doc := range []string{"server", "client"} {
-			if p := c.documentAt(ctx, name.Host, a, doc); p != "" {
+		for _, doc := range docs {
+			if p := c.documentAt(ctx, name.Host, a, doc, want[doc]); p != "" {
 				problems = append(problems, fmt.Sprintf("/.well-known/matrix/%s at %s: %s", doc, a, p))
 			}
 		}
@@ -154,15 +162,18 @@ func (c *checker) documentsOver(ctx context.Context, name delegation.ServerName,
 			"make "+name.Host+" answer over "+family+" on port 443 (firewall, port forwarding, the AAAA or A record) with a certificate for it, or remove the record that points elsewhere")
 		return
 	}
-	c.pass(check, "both documents from "+strings.Join(addrs, ", "))
+	c.pass(check, strings.Join(docs, ", ")+" from "+strings.Join(addrs, ", "))
 }
 
 // documentAt fetches one document from addr, verifying the certificate
-// for host; "" when it is there and is JSON.
-func (c *checker) documentAt(ctx context.Context, host, addr, doc string) string {
+// for host; "" when it is there and is JSON (and is want, when set).
+func (c *checker) documentAt(ctx context.Context, host, addr, doc string, want []byte) string {
 	client := c.httpClient(false)
-	client.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return c.dial(ctx, network, addr)
+	client.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, to string) (net.Conn, error) {
+		if to == net.JoinHostPort(host, "443") {
+			return c.dial(ctx, network, addr)
+		}
+		return c.dial(ctx, network, to)
 	}
 	// Redirects are followed as servers and clients follow them: to
 	// wherever they point, through the system's resolution.
@@ -178,6 +189,9 @@ func (c *checker) documentAt(ctx context.Context, host, addr, doc string) string
 	}
 	if !json.Valid(body) {
 		return "the answer is not JSON"
+	}
+	if want != nil && !bytes.Equal(body, want) {
+		return fmt.Sprintf("another server answers: %.80q is not what this edge serves", body)
 	}
 	return ""
 }

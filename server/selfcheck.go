@@ -109,6 +109,13 @@ func (sc *selfChecker) run(ctx context.Context, nw selfCheckNet) {
 	if src := sc.s.Certificates(); src != nil {
 		opts.Roots = src.Roots()
 	}
+	// What this edge serves is what the world must get, byte for byte.
+	opts.Documents = map[string][]byte{}
+	for name, d := range map[string][]byte{"server": cfg.Documents.Server.Body, "client": cfg.Documents.Client.Body, "support": cfg.Documents.Support.Body} {
+		if d != nil {
+			opts.Documents[name] = d
+		}
+	}
 	if nw.roots != nil {
 		opts.Roots = nw.roots
 	}

@@ -90,8 +90,10 @@ func (r *selfCheckResults) record(checks []fedcheck.Check, started time.Time) {
 			switch {
 			case now == "failed":
 				r.log.Warn("self-check: failed", "check", c.Name, "cause", c.Cause, "fix", c.Fix, "was", was)
+			case was == "failed" && now == "passed":
+				r.log.Info("self-check: passed again", "check", c.Name, "detail", c.Detail)
 			case was == "failed":
-				r.log.Info("self-check: "+now+" again", "check", c.Name, "detail", c.Detail)
+				r.log.Info("self-check: skipped now", "check", c.Name, "detail", c.Detail)
 			}
 		}
 		if now == "failed" {

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,6 +30,7 @@ import (
 	"github.com/wellknownd/wellknownd/internal/testing/acmetest"
 	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/localca"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
@@ -115,6 +117,8 @@ type testWorld struct {
 	names  []string
 	ports  map[string]string
 	noIPv6 bool
+	// addrs map whole addresses (ip:port), before ports.
+	addrs map[string]string
 }
 
 func (w testWorld) net() *selfCheckNet {
@@ -133,7 +137,9 @@ func (w testWorld) net() *selfCheckNet {
 		},
 		dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			host, port, _ := net.SplitHostPort(addr)
-			if p, ok := w.ports[port]; ok {
+			if a, ok := w.addrs[addr]; ok {
+				addr = a
+			} else if p, ok := w.ports[port]; ok {
 				addr = net.JoinHostPort(host, p)
 			}
 			return (&net.Dialer{}).DialContext(ctx, network, addr)
@@ -583,4 +589,43 @@ func TestSelfCheckAfterRenewal(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestSelfCheckDocumentsFromAnotherServer: the AAAA record still points
+// at the old host (a Worker that served the documents before), which has a
+// valid certificate but other documents. Over IPv4 the documents are this
+// edge's; over IPv6 the self-check finds another server's, and says so.
+func TestSelfCheckDocumentsFromAnotherServer(t *testing.T) {
+	hs := newHomeserver(t, "example.test")
+	old := localca.New(t)
+	oldAddr := old.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"m.server":"old.example.test:443"}`))
+	}), "example.test")
+	_, hp, _ := net.SplitHostPort(freeport.Addr(t))
+	cfgYAML := edgeconf.New(edgeconf.Names("example.test", "example.test:443", "https://example.test"), edgeconf.Hosts("example.test"),
+		edgeconf.Listen("", "127.0.0.1:"+hp, "", ""), edgeconf.Internal(t.TempDir()), edgeconf.Upstream(hs.URL)) +
+		"self_check: {interval: 1h}\n"
+	world := testWorld{names: []string{"example.test"}, ports: map[string]string{"443": hp}, addrs: map[string]string{"[::1]:443": oldAddr}}
+	nw := world.net()
+	block, _ := pem.Decode(old.PEM())
+	oldRoot, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw.extraRoots = []*x509.Certificate{oldRoot}
+	e := startWorldEdge(t, cfgYAML, world, func(o *options) { o.selfCheckNet = nw })
+	var doc selfCheckDoc
+	wait.Until(t, "the self-check", 2*time.Minute, func() error {
+		if doc = e.selfCheck(t); doc.LastRun == nil {
+			return fmt.Errorf("not run yet")
+		}
+		return nil
+	})
+	if v, _, cause := doc.verdict("documents over IPv4"); v != "passed" {
+		t.Errorf("documents over IPv4: %s (%s)", v, cause)
+	}
+	v, _, cause := doc.verdict("documents over IPv6")
+	if want := `/.well-known/matrix/server at [::1]:443: another server answers: "{\"m.server\":\"old.example.test:443\"}" is not what this edge serves`; v != "failed" || !strings.Contains(cause, want) {
+		t.Errorf("documents over IPv6: %s (%s), want failed with %s", v, cause, want)
+	}
 }
