@@ -193,7 +193,7 @@ func (v *validator) validateSelfCheck() {
 	}
 	n, err := delegation.ParseServerName(sc.Notary)
 	if err != nil {
-		v.errf("self_check.notary", "%q: the server name %v; e.g. matrix.org", sc.Notary, err)
+		v.errf("self_check.notary", "%q: the notary's server name %v", sc.Notary, err)
 		return
 	}
 	sc.NotaryName = n
