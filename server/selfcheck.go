@@ -176,6 +176,10 @@ func listenerNet(l config.Listen, httpsAddr, fedAddr string) (selfCheckNet, bool
 	}
 	lookup := func(_ context.Context, network, _ string) ([]netip.Addr, error) {
 		ip := https.Addr().Unmap()
+		if !ip.IsValid() {
+			// No https listener: the federation one is the edge.
+			ip = fed.Addr().Unmap()
+		}
 		switch {
 		case ip.IsUnspecified() && ip.Is6():
 			// [::] takes IPv4 and IPv6 alike.
