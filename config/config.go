@@ -55,6 +55,10 @@ type Config struct {
 	// Log configures the daemon's log on standard error. The -log-format
 	// and -log-level flags, when given, win.
 	Log Log `yaml:"log"`
+	// SelfCheck is the check the edge runs of itself as the world sees it
+	// (docs/self-check.md): after start, on a schedule, after every reload
+	// and every certificate obtained or renewed.
+	SelfCheck SelfCheck `yaml:"self_check"`
 	// Supervise lists the processes this daemon runs (Dendrite, perhaps
 	// PostgreSQL) and the services it only watches. While any entry is not
 	// ready, the proxy answers 503 at once instead of dialling.
@@ -77,6 +81,21 @@ type Log struct {
 	// Requests logs every request (method, host, path, status, bytes,
 	// duration, peer) at info level; off by default.
 	Requests bool `yaml:"requests"`
+}
+
+// SelfCheck configures the self-check: what "wellknownd check" finds, run
+// by the edge against itself through DNS and its public addresses.
+type SelfCheck struct {
+	// Interval is the time between two runs (default 10m). 0 turns the
+	// self-check off: no runs, no metrics, nothing in /status.
+	Interval time.Duration `yaml:"interval"`
+	// Notary, when set, is the server name of a key server (notary) other
+	// servers trust, e.g. matrix.org: the self-check asks it what it
+	// reports of this server's signing keys. Off by default: each run
+	// then sends a request to that server.
+	Notary string `yaml:"notary"`
+	// NotaryName is Notary, parsed by validation.
+	NotaryName delegation.ServerName `yaml:"-"`
 }
 
 // Supervised is one entry of supervise.

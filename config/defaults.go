@@ -59,6 +59,7 @@ func Default() Config {
 		},
 		ShutdownTimeout: 10 * time.Second,
 		Log:             Log{Format: "text", Level: "info"},
+		SelfCheck:       SelfCheck{Interval: 10 * time.Minute},
 	}
 }
 

@@ -210,6 +210,25 @@ func (v *validator) validate() {
 	if c.ShutdownTimeout <= 0 {
 		v.errf("shutdown_timeout", "must be more than 0, e.g. 10s")
 	}
+	v.validateSelfCheck()
+}
+
+// validateSelfCheck: an interval of 0 is off, a negative one a mistake;
+// the notary is a server name.
+func (v *validator) validateSelfCheck() {
+	sc := &v.cfg.SelfCheck
+	if sc.Interval < 0 {
+		v.errf("self_check.interval", "must be 0 (off) or more, e.g. 10m")
+	}
+	if sc.Notary == "" {
+		return
+	}
+	n, err := delegation.ParseServerName(sc.Notary)
+	if err != nil {
+		v.errf("self_check.notary", "%q: the notary's server name %v", sc.Notary, err)
+		return
+	}
+	sc.NotaryName = n
 }
 
 func (v *validator) validateHosts() {

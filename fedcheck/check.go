@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/wellknownd/wellknownd/delegation"
@@ -29,6 +30,26 @@ type Options struct {
 	Timeout time.Duration
 	// Origin is sent on client requests, as a web client would.
 	Origin string
+	// LookupIP, when set, answers address lookups instead of Resolver:
+	// network is "ip4" (A records) or "ip6" (AAAA). The self-check of a
+	// test points names at its loopback listeners with it.
+	LookupIP func(ctx context.Context, network, host string) ([]netip.Addr, error)
+	// Dial, when set, makes every connection (after Resolve): the
+	// self-check of a test maps public ports to its listeners' with it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Notary, when set, is a server name whose key server (notary) is
+	// asked what it knows of the checked server's signing keys.
+	Notary delegation.ServerName
+	// EncodedPath, when set, returns a fresh federation path with an
+	// encoded slash (%2F) that the checked server answers with the request
+	// URI it received (RunByFamily only: the edge's self-check, which sees
+	// its own requests arrive).
+	EncodedPath func() string
+	// Documents, when set, are the discovery documents the server name's
+	// host should serve, by name (server, client, support), byte for byte:
+	// RunByFamily fetches these over each address and compares. Nil: the
+	// server and client documents, any JSON.
+	Documents map[string][]byte
 }
 
 // Check is one line of the report.
@@ -141,7 +162,6 @@ func (c *checker) fail(name, detail, cause, fix string) {
 // httpClient connects as the checks need: -resolve overrides, the
 // configured roots, no environment proxy.
 func (c *checker) httpClient(insecure bool) *http.Client {
-	d := &net.Dialer{Timeout: c.opts.Timeout}
 	return &http.Client{
 		Timeout: c.opts.Timeout,
 		Transport: &http.Transport{
@@ -150,7 +170,7 @@ func (c *checker) httpClient(insecure bool) *http.Client {
 				if a, ok := c.opts.Resolve[addr]; ok {
 					addr = a
 				}
-				return d.DialContext(ctx, network, addr)
+				return c.dial(ctx, network, addr)
 			},
 			TLSClientConfig:     &tls.Config{RootCAs: c.opts.Roots, InsecureSkipVerify: insecure},
 			TLSHandshakeTimeout: c.opts.Timeout,

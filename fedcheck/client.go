@@ -127,7 +127,7 @@ func (c *checker) supportDocument(ctx context.Context, name delegation.ServerNam
 	}
 	if errs := s.Check(); len(errs) > 0 {
 		*ok = false
-		c.fail(check, url, errs[0].Error(), "see delegation.support in the README")
+		c.fail(check, url, errs[0].Error(), "see delegation.support in docs/configuration-reference.md")
 		return
 	}
 	c.pass(check, fmt.Sprintf("%d contacts", len(s.Contacts)))

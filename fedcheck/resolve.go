@@ -90,13 +90,13 @@ func (c *checker) addrs(ctx context.Context, destination string) ([]string, erro
 	if ip := net.ParseIP(host); ip != nil {
 		return []string{destination}, nil
 	}
-	ips, err := c.resolver.LookupIPAddr(ctx, host)
+	ips, err := c.lookupHost(ctx, host)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, ip := range ips {
-		out = append(out, net.JoinHostPort(ip.IP.String(), port))
+		out = append(out, net.JoinHostPort(ip.String(), port))
 	}
 	sort.Strings(out)
 	return out, nil

@@ -103,9 +103,8 @@ func (c *checker) checkAddr(ctx context.Context, name delegation.ServerName, t T
 	if hostOf(t.Destination) != hostOf(addr) {
 		at = addr + " (" + t.Destination + ")"
 	}
-	dialer := &net.Dialer{Timeout: c.opts.Timeout}
 	conf := &tls.Config{ServerName: t.TLSServerName, RootCAs: c.opts.Roots, NextProtos: []string{"http/1.1"}}
-	conn, err := tls.DialWithDialer(dialer, "tcp", addr, conf)
+	conn, err := c.dialTLS(ctx, addr, conf)
 	rep := &ConnectionReport{Checks: KeyChecks{Ed25519Checks: map[string]Ed25519Check{}}, Errors: []string{}}
 	certOK := err == nil
 	if err != nil {
@@ -119,7 +118,7 @@ func (c *checker) checkAddr(ctx context.Context, name delegation.ServerName, t T
 		// The certificate is wrong; look at it anyway, to say how.
 		insecure := conf.Clone()
 		insecure.InsecureSkipVerify = true
-		conn2, err2 := tls.DialWithDialer(dialer, "tcp", addr, insecure)
+		conn2, err2 := c.dialTLS(ctx, addr, insecure)
 		if err2 != nil {
 			c.report.ConnectionErrors[addr] = err2.Error()
 			c.fail("TLS to "+at, "", "the TLS handshake fails: "+shortErr(err2), "serve TLS with a certificate for "+t.TLSServerName)
@@ -198,7 +197,7 @@ func (c *checker) fedGET(ctx context.Context, t Target, addr, path string) (*htt
 	tr := client.Transport.(*http.Transport)
 	tr.TLSClientConfig.ServerName = t.TLSServerName
 	tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{Timeout: c.opts.Timeout}).DialContext(ctx, network, addr)
+		return c.dial(ctx, network, addr)
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+t.Destination+path, nil)
 	req.Host = t.Host

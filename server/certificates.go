@@ -26,7 +26,13 @@ func (s *Server) newCertificates(lns []listener) (certs.Source, error) {
 	opts := certs.Options{
 		TLS: s.config().TLS, Hosts: s.config().Hosts, Log: s.log.With("component", "certs"),
 		DNSProvider: s.opts.dnsProvider, PollInterval: s.opts.pollInterval, RenewCheckInterval: s.opts.renewCheck, DisableARI: s.opts.renewCheck != 0,
-		OnEvent: func(event string) { s.m.certEvents.WithLabelValues(event).Inc() },
+		OnEvent: func(event string) {
+			s.m.certEvents.WithLabelValues(event).Inc()
+			if event == "obtained" || event == "renewed" {
+				// A new certificate is served: check it as the world sees it.
+				s.checks.Trigger()
+			}
+		},
 	}
 	for _, l := range lns {
 		switch l.name {

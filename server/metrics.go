@@ -46,7 +46,6 @@ type metrics struct {
 	inflight    prometheus.Gauge
 	proxyErrors *prometheus.CounterVec
 	certEvents  *prometheus.CounterVec
-	selfCheck   *prometheus.GaugeVec
 	// byProtocol counts requests over HTTP/1, HTTP/2 and HTTP/3.
 	byProtocol [3]prometheus.Counter
 	// quicRetries counts the Retry packets sent to new QUIC connections
@@ -93,10 +92,6 @@ func newMetrics(version string) *metrics {
 		Name: "wellknownd_certificate_events_total",
 		Help: "Certificate operations, by event: obtained, renewed, failed.",
 	}, []string{"event"})
-	m.selfCheck = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "wellknownd_self_check_ok",
-		Help: "1 when the named check passed in the self-check run once the daemon is ready, 0 when it failed.",
-	}, []string{"check"})
 	protocols := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wellknownd_http_requests_by_protocol_total",
 		Help: "HTTP requests by protocol: h1 (HTTP/1.x), h2, h3 (over QUIC).",
@@ -152,7 +147,7 @@ func newMetrics(version string) *metrics {
 	buildInfo.WithLabelValues(version).Set(1)
 	// Not known to be up until the probe or a proxied request says so.
 	m.upstreamUp.Store(false)
-	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.proxyErrors, m.certEvents, m.selfCheck, buildInfo, protocols,
+	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.proxyErrors, m.certEvents, buildInfo, protocols,
 		m.quicRetries, m.quicEvicted, m.quicRefused, m.quicOpen, m.quicHandshakes,
 		m.compressExhausted, m.staticCompressions, m.staticBusy,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -19,6 +19,8 @@ type options struct {
 	// probeInterval replaces probeInterval, for tests.
 	probeInterval time.Duration
 	renewCheck    time.Duration
+	// selfCheckNet replaces the self-check's network (tests).
+	selfCheckNet *selfCheckNet
 }
 
 // WithProbeInterval sets how often an unsupervised upstream is probed.

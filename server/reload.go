@@ -58,6 +58,8 @@ func (s *Server) Reload(ctx context.Context, load func() (*config.Config, error)
 		s.sup.Update(supervisedSpecs(cfg.Supervise))
 	}
 	s.log.Info("reloaded", "hosts", cfg.Hosts)
+	// What the world sees may have changed: check it now.
+	s.checks.Trigger()
 	return nil
 }
 

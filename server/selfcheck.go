@@ -2,117 +2,208 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"fmt"
+	"crypto/x509"
 	"net"
+	"net/netip"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wellknownd/wellknownd/config"
 	"github.com/wellknownd/wellknownd/fedcheck"
 )
 
-// selfCheck runs "wellknownd check" against this daemon once it is ready,
-// with the server name and the delegated host resolved to its own
-// listeners: it finds what this machine can find of a broken deployment
-// (a certificate for the wrong name, keys for the wrong server) without
-// waiting for a remote server to fail. Reachability from the Internet is
-// "wellknownd check" run from elsewhere.
-func (s *Server) selfCheck(ctx context.Context, httpsAddr, fedAddr string) {
+// The self-check: "wellknownd check" run by the edge against itself as the
+// world reaches it (DNS, its public addresses, each address family on its
+// own), so that a closed port, a lost .well-known or a broken IPv6 is seen
+// in minutes by the edge instead of in days by users. It runs once the
+// edge is ready, then every self_check.interval, and after every reload
+// and every certificate obtained or renewed; one goroutine runs it, so two
+// runs never overlap, and triggers that arrive during a run make one more.
+
+// selfChecker schedules the self-check and keeps its verdicts.
+type selfChecker struct {
+	s *Server
+	// trigger asks for a run now; a trigger sent during a run is kept
+	// (capacity 1) and makes one run after it.
+	trigger chan struct{}
+	running atomic.Bool
+	// started: the loop runs (TLS is on and Run has begun).
+	started atomic.Bool
+	// echo answers the encoded-path probes the self-check sends.
+	echo    *echoes
+	results *selfCheckResults
+}
+
+func newSelfChecker(s *Server, m *metrics) *selfChecker {
+	return &selfChecker{s: s, trigger: make(chan struct{}, 1), echo: newEchoes(), results: newSelfCheckResults(s.log, m)}
+}
+
+// Trigger asks for a run as soon as the one under way (if any) is done.
+func (sc *selfChecker) Trigger() {
+	select {
+	case sc.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// loop runs the self-check until ctx is done. A run cut short by ctx
+// (the server stopping) is not recorded: the listeners closing would
+// otherwise read as every check failing.
+func (sc *selfChecker) loop(ctx context.Context, nw selfCheckNet) {
+	sc.started.Store(true)
+	defer sc.started.Store(false)
+	// The first run waits for the edge to be ready (a certificate for
+	// every host, the homeserver up), for at most two minutes: after that
+	// what is not ready is what the self-check should report.
 	deadline := time.Now().Add(2 * time.Minute)
-	for len(s.notReady()) > 0 && time.Now().Before(deadline) {
+	for len(sc.s.notReady()) > 0 && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	cfg := s.config()
-	base, deleg := cfg.Name, cfg.Delegation.Delegated
-	if httpsAddr == "" {
-		return
+	// The certificates obtained at start are what the first run checks.
+	select {
+	case <-sc.trigger:
+	default:
 	}
-	// Each host:port the documents name goes to the listener that has
-	// that port; one that no listener has is connected to as a remote
-	// server would (DNS), and must turn out to be this edge, through a
-	// port mapping or a load balancer.
-	at := listenerAt(cfg.Listen, httpsAddr, fedAddr)
-	resolve := map[string]string{net.JoinHostPort(base.Host, "443"): httpsAddr}
-	port := deleg.Port
-	if port == 0 {
-		port = 8448
-	}
-	fedDest := net.JoinHostPort(deleg.Host, strconv.Itoa(port))
-	remote := at(port) == ""
-	if !remote {
-		resolve[fedDest] = at(port)
-	}
-	if _, set := resolve[net.JoinHostPort(deleg.Host, "443")]; !set {
-		resolve[net.JoinHostPort(deleg.Host, "443")] = httpsAddr
-	}
-	if u := cfg.Delegation.BaseURL; u != nil {
-		p := 443
-		if n, err := strconv.Atoi(u.Port()); err == nil {
-			p = n
+	for {
+		interval := sc.s.config().SelfCheck.Interval
+		var tick <-chan time.Time
+		var timer *time.Timer
+		if interval > 0 {
+			sc.run(ctx, nw)
+			if ctx.Err() != nil {
+				return
+			}
+			timer = time.NewTimer(interval)
+			tick = timer.C
+			sc.results.scheduled(time.Now().Add(interval))
+		} else {
+			// Off (a reload may turn it on: its trigger then runs it).
+			sc.results.disable()
 		}
-		if addr := at(p); addr != "" {
-			resolve[net.JoinHostPort(u.Hostname(), strconv.Itoa(p))] = addr
+		select {
+		case <-ctx.Done():
+		case <-tick:
+		case <-sc.trigger:
 		}
-	}
-	opts := fedcheck.Options{Resolve: resolve, Timeout: 10 * time.Second}
-	if src := s.Certificates(); src != nil {
-		opts.Roots = src.Roots()
-	}
-	report := fedcheck.RunName(ctx, base, opts)
-	if remote {
-		report.Checks = append(report.Checks, thisEdgeAt(ctx, fedDest, deleg.Host, httpsAddr, opts))
-	}
-	var failed []string
-	for _, c := range report.Checks {
-		if c.Skipped {
-			continue
+		if timer != nil {
+			timer.Stop()
 		}
-		s.m.selfCheck.With(prometheus.Labels{"check": c.Name}).Set(bool01(c.OK))
-		if !c.OK {
-			failed = append(failed, c.Name+": "+c.Cause)
-			s.log.Warn("self-check: failed", "check", c.Name, "cause", c.Cause, "fix", c.Fix)
+		if ctx.Err() != nil {
+			return
 		}
 	}
-	if len(failed) == 0 {
-		s.log.Info("self-check: every check passed", "checks", len(report.Checks))
-		return
-	}
-	s.log.Warn("self-check: some checks failed", "failed", len(failed), "summary", strings.Join(failed, "; "))
 }
 
-// listenerAt returns the address of the listener that serves a port the
-// documents name, "" when none does. 443 and 8448 are the https and
-// federation listeners wherever they listen (a listener elsewhere is
-// behind a mapping of the standard port); another port is the listener
-// configured on it. With a port chosen at start (":0"), which listener a
-// public port reaches cannot be told: https, as a remote server would use
-// it.
-func listenerAt(l config.Listen, httpsAddr, fedAddr string) func(port int) string {
-	hp, fp := configuredPort(l.HTTPS), configuredPort(l.Federation)
-	return func(port int) string {
-		switch {
-		case port == 443 && hp >= 0:
-			return httpsAddr
-		case port == 8448 && fp >= 0 && fedAddr != "":
-			return fedAddr
-		case hp > 0 && port == hp:
-			return httpsAddr
-		case fp > 0 && port == fp && fedAddr != "":
-			return fedAddr
-		case hp == 0 || fp == 0:
-			return httpsAddr
-		}
-		return ""
+// run checks the edge once and records the verdicts.
+func (sc *selfChecker) run(ctx context.Context, nw selfCheckNet) {
+	sc.running.Store(true)
+	defer sc.running.Store(false)
+	cfg := sc.s.config()
+	opts := fedcheck.Options{Timeout: 10 * time.Second, LookupIP: nw.lookup, Dial: nw.dial,
+		Notary: cfg.SelfCheck.NotaryName, EncodedPath: sc.echo.path}
+	if src := sc.s.Certificates(); src != nil {
+		opts.Roots = src.Roots()
 	}
+	// What this edge serves is what the world must get, byte for byte.
+	opts.Documents = map[string][]byte{}
+	for name, d := range map[string][]byte{"server": cfg.Documents.Server.Body, "client": cfg.Documents.Client.Body, "support": cfg.Documents.Support.Body} {
+		if d != nil {
+			opts.Documents[name] = d
+		}
+	}
+	if nw.roots != nil {
+		opts.Roots = nw.roots
+	}
+	if len(nw.extraRoots) > 0 {
+		roots := x509.NewCertPool()
+		if opts.Roots != nil {
+			roots = opts.Roots.Clone()
+		}
+		for _, c := range nw.extraRoots {
+			roots.AddCert(c)
+		}
+		opts.Roots = roots
+	}
+	defer sc.echo.reset()
+	started := time.Now()
+	report := fedcheck.RunByFamily(ctx, cfg.Name, opts)
+	if ctx.Err() != nil {
+		return
+	}
+	sc.results.record(report.Checks, started)
+}
+
+// selfCheckNet is how the self-check reaches the edge: nil functions are
+// the system's resolver and dialer (the world's view).
+type selfCheckNet struct {
+	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	// roots, when set, replace the certificate source's roots (tests: the
+	// ACME test CA's).
+	roots *x509.CertPool
+	// extraRoots are trusted besides the certificate source's roots
+	// (tests: a notary's certificate).
+	extraRoots []*x509.Certificate
+}
+
+// listenerNet is the self-check's network when listen.https or
+// listen.federation has a port chosen at start (":0", tests and trials):
+// no address outside reaches such a port, so every name resolves to the
+// listener's own address and each port the documents name (443, 8448 or
+// a configured one) goes to the listener that has it. Otherwise (nil) the
+// self-check goes through DNS to the public addresses, as the world does.
+func listenerNet(l config.Listen, httpsAddr, fedAddr string) (selfCheckNet, bool) {
+	hp, fp := configuredPort(l.HTTPS), configuredPort(l.Federation)
+	if hp != 0 && fp != 0 {
+		return selfCheckNet{}, false
+	}
+	https, _ := netip.ParseAddrPort(httpsAddr)
+	fed, fedErr := netip.ParseAddrPort(fedAddr)
+	ports := map[uint16]uint16{443: https.Port()}
+	if hp > 0 {
+		ports[uint16(hp)] = https.Port()
+	}
+	if fedErr == nil {
+		ports[8448] = fed.Port()
+		if fp > 0 {
+			ports[uint16(fp)] = fed.Port()
+		}
+	}
+	lookup := func(_ context.Context, network, _ string) ([]netip.Addr, error) {
+		ip := https.Addr().Unmap()
+		if !ip.IsValid() {
+			// No https listener: the federation one is the edge.
+			ip = fed.Addr().Unmap()
+		}
+		switch {
+		case ip.IsUnspecified() && ip.Is6():
+			// [::] takes IPv4 and IPv6 alike.
+			if network == "ip4" {
+				return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}, nil
+			}
+			return []netip.Addr{netip.IPv6Loopback()}, nil
+		case ip.IsUnspecified():
+			ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		}
+		if (network == "ip4") != ip.Is4() {
+			return nil, nil
+		}
+		return []netip.Addr{ip}, nil
+	}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if ap, err := netip.ParseAddrPort(addr); err == nil {
+			if p, ok := ports[ap.Port()]; ok {
+				addr = netip.AddrPortFrom(ap.Addr(), p).String()
+			}
+		}
+		return (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, addr)
+	}
+	return selfCheckNet{lookup: lookup, dial: dial}, true
 }
 
 // configuredPort is a listen address's port: 0 when chosen at start, -1
@@ -126,33 +217,10 @@ func configuredPort(addr string) int {
 	return n
 }
 
-// thisEdgeAt connects to dest as a remote server would and checks that
-// this edge answered there: the certificate served for host is the one
-// this edge serves for it at ownAddr.
-func thisEdgeAt(ctx context.Context, dest, host, ownAddr string, opts fedcheck.Options) fedcheck.Check {
-	name := "this edge at " + dest
-	fix := "m.server names a port that no listener of this edge has: send it here (a port mapping or a load balancer), or name 443 or listen.federation's port"
-	leaf := func(addr string) ([32]byte, error) {
-		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: opts.Timeout}, Config: &tls.Config{ServerName: host, RootCAs: opts.Roots}}
-		ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-		defer cancel()
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return [32]byte{}, err
-		}
-		defer c.Close()
-		return sha256.Sum256(c.(*tls.Conn).ConnectionState().PeerCertificates[0].Raw), nil
+// orWorld is n, or the world's network when n is nil.
+func (n *selfCheckNet) orWorld() selfCheckNet {
+	if n == nil {
+		return selfCheckNet{}
 	}
-	own, err := leaf(ownAddr)
-	if err != nil {
-		return fedcheck.Check{Name: name, Cause: fmt.Sprintf("this edge's own certificate for %s: %v", host, err), Fix: fix}
-	}
-	there, err := leaf(dest)
-	switch {
-	case err != nil:
-		return fedcheck.Check{Name: name, Cause: "nothing serves TLS for " + host + " there: " + err.Error(), Fix: fix}
-	case there != own:
-		return fedcheck.Check{Name: name, Cause: "another server answers there: its certificate for " + host + " is not this edge's", Fix: fix}
-	}
-	return fedcheck.Check{Name: name, OK: true, Detail: "this edge answers there (through a port mapping or a load balancer)"}
+	return *n
 }

@@ -51,6 +51,8 @@ type Server struct {
 	// main, redirect and federation are the listeners' instrumented
 	// handlers, made once.
 	main, redirect, federation http.Handler
+	// checks runs the self-check while Run runs.
+	checks *selfChecker
 }
 
 // New builds a server for a validated configuration. It builds the
@@ -74,9 +76,10 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) *Server {
 	s.up.encoders = newEncoderBudget(s.up.limits.encoders, s.m)
 	s.up.static = newStaticShared(s.up.limits, s.up.encoders, s.m)
 	s.site.Store(newSite(cfg, s.up, s.m))
-	s.main = s.instrumented((*site).serve)
+	s.checks = newSelfChecker(s, s.m)
+	s.main = s.checks.echo.wrap(s.instrumented((*site).serve))
 	s.redirect = s.instrumented(s.serveHTTPRedirect)
-	s.federation = s.instrumented(serveFederation)
+	s.federation = s.checks.echo.wrap(s.instrumented(serveFederation))
 	return s
 }
 
@@ -165,9 +168,15 @@ func (s *Server) Run(ctx context.Context) error {
 				fedAddr = l.ln.Addr().String()
 			}
 		}
+		nw, ok := listenerNet(s.config().Listen, httpsAddr, fedAddr)
+		if !ok || s.opts.selfCheckNet != nil {
+			nw = s.opts.selfCheckNet.orWorld()
+		}
 		checkCtx, stopCheck := context.WithCancel(ctx)
+		var checking sync.WaitGroup
+		checking.Go(func() { s.checks.loop(checkCtx, nw) })
+		defer checking.Wait()
 		defer stopCheck()
-		go s.selfCheck(checkCtx, httpsAddr, fedAddr)
 	}
 	if runErr == nil {
 		select {

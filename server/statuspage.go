@@ -98,6 +98,9 @@ type statusDoc struct {
 	// what `wellknownd status` exits non-zero for. (The self-check's
 	// failures are in its own key.)
 	Problems []string `json:"problems"`
+	// SelfCheck is the last self-check (docs/self-check.md); absent while
+	// it is off or the server does not run.
+	SelfCheck *selfCheckStatus `json:"self_check,omitempty"`
 }
 
 // certStatus is one name's certificate.
@@ -157,7 +160,7 @@ func (s *Server) status(now time.Time) statusDoc {
 		UpstreamReady: s.upstreamReady(), Supervised: []supervise.Status{},
 		Version: s.opts.version, Now: now.UTC(), Started: s.started.UTC(),
 		NotReady: s.notReady(), Certificates: []certStatus{}, Listeners: []listenerStatus{},
-		Config: summarize(cfg), Problems: []string{},
+		Config: summarize(cfg), Problems: []string{}, SelfCheck: s.checks.status(),
 	}
 	doc.Ready = len(doc.NotReady) == 0
 	if doc.NotReady == nil {
