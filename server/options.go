@@ -21,6 +21,15 @@ type options struct {
 	renewCheck    time.Duration
 	// selfCheckNet replaces the self-check's network (tests).
 	selfCheckNet *selfCheckNet
+	// selfCheckReadyWait replaces how long the first self-check waits
+	// for the edge to be ready (tests).
+	selfCheckReadyWait time.Duration
+}
+
+// WithSelfCheckReadyWait sets how long the first self-check waits for the
+// edge to be ready before it reports what is not (default 2 minutes).
+func WithSelfCheckReadyWait(d time.Duration) Option {
+	return func(o *options) { o.selfCheckReadyWait = d }
 }
 
 // WithProbeInterval sets how often an unsupervised upstream is probed.

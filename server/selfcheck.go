@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"net"
@@ -56,7 +57,7 @@ func (sc *selfChecker) loop(ctx context.Context, nw selfCheckNet) {
 	// The first run waits for the edge to be ready (a certificate for
 	// every host, the homeserver up), for at most two minutes: after that
 	// what is not ready is what the self-check should report.
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(cmp.Or(sc.s.opts.selfCheckReadyWait, 2*time.Minute))
 	for len(sc.s.notReady()) > 0 && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():

@@ -66,6 +66,14 @@ type statusJSON struct {
 		PID         int `json:"pid"`
 	} `json:"supervised"`
 	Listeners []struct{ Name, Addr string } `json:"listeners"`
+	SelfCheck *struct {
+		Running bool `json:"running"`
+		Checks  []struct {
+			Name    string `json:"name"`
+			OK      bool   `json:"ok"`
+			Skipped bool   `json:"skipped"`
+		} `json:"checks"`
+	} `json:"self_check"`
 }
 
 func getJSON(t *testing.T, url string, v any) {
@@ -141,7 +149,9 @@ func TestStatusPageInChromium(t *testing.T) {
     command: ["sh", "-c", "exit 3"]
     ready: {tcp: "` + strings.TrimPrefix(up.URL, "http://") + `"}
 `
-	e := startEdge(t, cfg, onListeners)
+	// The homeserver never gets ready: the self-check reports that after
+	// a second rather than two minutes.
+	e := startEdge(t, cfg, onListeners, withOptions(WithSelfCheckReadyWait(time.Second)))
 	var admin, public, https string
 	wait.Until(t, "the listeners", 20*time.Second, func() error {
 		for _, l := range derefListeners(e.srv) {
@@ -192,6 +202,14 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Fatalf("the client API with the homeserver down: %s, want 503", resp.Status)
 	}
 
+	// The self-check's first run, whose verdicts the page must show.
+	wait.Until(t, "the self-check's first run", 3*time.Minute, func() error {
+		getJSON(t, admin+"/status", &st)
+		if st.SelfCheck == nil || st.SelfCheck.Running || len(st.SelfCheck.Checks) == 0 {
+			return fmt.Errorf("self_check %+v", st.SelfCheck)
+		}
+		return nil
+	})
 	dom, console := chromium(t, admin+"/")
 	if len(console) > 0 {
 		t.Errorf("the page wrote to the browser's console:\n%s", strings.Join(console, "\n"))
@@ -230,8 +248,17 @@ func TestStatusPageInChromium(t *testing.T) {
 	if got := attr(t, dom, `id="summary"`, "data-ok"); got != "false" {
 		t.Errorf("page summary ok=%q with problems %q", got, st.Problems)
 	}
-	if got := attr(t, dom, `id="selfcheck-run"`, "data-state"); got != "not-run" || !strings.Contains(dom, "not run yet") {
-		t.Errorf("page self-check %q, want not run yet", got)
+	if got := attr(t, dom, `id="selfcheck-run"`, "data-state"); got != "run" {
+		t.Errorf("page self-check %q, want run", got)
+	}
+	for _, c := range st.SelfCheck.Checks {
+		want := map[bool]string{true: "ok", false: "failed"}[c.OK]
+		if c.Skipped {
+			want = "skipped"
+		}
+		if got := attr(t, dom, `data-name="`+c.Name+`" data-verdict="`, "data-verdict"); got != want {
+			t.Errorf("page: self-check %s is %q, /status says %q", c.Name, got, want)
+		}
 	}
 	var hist historyDoc
 	getJSON(t, admin+"/status/history", &hist)
