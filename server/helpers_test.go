@@ -175,11 +175,18 @@ func startEdge(t testing.TB, cfgYAML string, opts ...edgeOption) *testEdge {
 		t.Cleanup(e.Server.Close)
 		return e
 	}
+	e.stop = runServer(t, srv)
+	return e
+}
+
+// runServer runs srv (Run, on its listeners) until the returned stop is
+// called, or the test ends; stop waits for Run to return.
+func runServer(t testing.TB, srv *Server) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	stopped := false
-	e.stop = func() {
+	stop = func() {
 		if stopped {
 			return
 		}
@@ -190,12 +197,12 @@ func startEdge(t testing.TB, cfgYAML string, opts ...edgeOption) *testEdge {
 			if err != nil {
 				t.Errorf("Run: %v", err)
 			}
-		case <-time.After(20 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Errorf("server did not stop")
 		}
 	}
-	t.Cleanup(e.stop)
-	return e
+	t.Cleanup(stop)
+	return stop
 }
 
 // adminGET answers path from the edge's admin handler.

@@ -159,28 +159,7 @@ func startWorldEdge(t *testing.T, cfgYAML string, world testWorld, opts ...Optio
 	nw := world.net()
 	opts = append([]Option{func(o *options) { o.selfCheckNet = nw }}, opts...)
 	srv := New(cfg, slog.New(slog.NewTextHandler(buf, nil)), opts...)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	e := &worldEdge{srv: srv, log: buf, cfg: cfgYAML}
-	stopped := false
-	e.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("server did not stop")
-		}
-	}
-	t.Cleanup(e.stop)
-	return e
+	return &worldEdge{srv: srv, log: buf, cfg: cfgYAML, stop: runServer(t, srv)}
 }
 
 // startTestWorldEdge runs an edge for example.test, delegated to
