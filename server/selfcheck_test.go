@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -31,6 +30,7 @@ import (
 	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 	"github.com/wellknownd/wellknownd/internal/testing/localca"
+	"github.com/wellknownd/wellknownd/internal/testing/syncbuf"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
@@ -83,28 +83,10 @@ func newHomeserver(t *testing.T, serverName string) *homeserver {
 	return h
 }
 
-// syncBuffer is a log destination tests read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // worldEdge is an edge whose self-check sees the world a test makes.
 type worldEdge struct {
 	srv  *Server
-	log  *syncBuffer
+	log  *syncbuf.Buffer
 	cfg  string
 	stop func()
 }
@@ -155,7 +137,7 @@ func startWorldEdge(t *testing.T, cfgYAML string, world testWorld, opts ...Optio
 	if errs := problems.Errors(); len(errs) > 0 {
 		t.Fatalf("config: %v", errs)
 	}
-	buf := &syncBuffer{}
+	buf := &syncbuf.Buffer{}
 	nw := world.net()
 	opts = append([]Option{func(o *options) { o.selfCheckNet = nw }}, opts...)
 	srv := New(cfg, slog.New(slog.NewTextHandler(buf, nil)), opts...)

@@ -1,34 +1,16 @@
 package supervise
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/wellknownd/wellknownd/internal/testing/syncbuf"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // runOnce runs spec once (no restart within the test) and returns when it
 // has exited.
@@ -46,7 +28,7 @@ func runOnce(t *testing.T, log *slog.Logger, spec Spec) *Supervisor {
 // binary garbage is read to the end (it exits; nothing blocks on a full
 // pipe), and its output reaches the log in pieces tagged with its name.
 func TestLongLinesAndBinaryDoNotBlock(t *testing.T) {
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	s := runOnce(t, log, Spec{
 		Name:        "chatty",
@@ -73,7 +55,7 @@ func TestWithheldEnvironment(t *testing.T) {
 	t.Setenv("DO_AUTH_TOKEN", "dop_v1_secret")
 	t.Setenv("HETZNER_API_TOKEN", "hetzner_secret")
 	t.Setenv("KEEP_ME", "kept")
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	runOnce(t, log, Spec{
 		Name:        "env",

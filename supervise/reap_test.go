@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wellknownd/wellknownd/internal/testing/syncbuf"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
 
@@ -58,7 +59,7 @@ func superviseScript(t *testing.T, name, script string, stopTimeout time.Duratio
 	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	s := New([]Spec{{Name: name, Command: append([]string{"/bin/sh", path}, args...), StopSignal: syscall.SIGTERM, StopTimeout: stopTimeout}},
 		slog.New(slog.NewTextHandler(&logs, nil)), restartPolicy)
 	s.Start(context.Background())

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,38 +12,19 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/wellknownd/wellknownd/internal/testing/syncbuf"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 )
-
-// syncBuffer is a bytes.Buffer safe to write from the daemon and read from
-// the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // daemon is a wellknownd started in-process through run(), as main does.
 type daemon struct {
 	t          *testing.T
 	configPath string
 	addrs      map[string]string // listener name → address it bound
-	stderr     *syncBuffer
+	stderr     *syncbuf.Buffer
 	cancel     context.CancelFunc
 	done       chan error
 }
@@ -71,7 +51,7 @@ func startDaemon(t *testing.T, yaml string, want ...string) *daemon {
 	t.Helper()
 	path := writeConfig(t, yaml)
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &daemon{t: t, configPath: path, addrs: map[string]string{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	d := &daemon{t: t, configPath: path, addrs: map[string]string{}, stderr: &syncbuf.Buffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() { d.done <- run(ctx, []string{"serve", "-config", path}, io.Discard, d.stderr) }()
 	t.Cleanup(func() { d.stop() })
 	deadline := time.Now().Add(10 * time.Second)
