@@ -237,8 +237,18 @@ func TestHTTP3ConnectionCapEvictsIdle(t *testing.T) {
 	if err == nil {
 		t.Fatalf("a fourth client was answered (%d) with all three connections busy", code)
 	}
-	if code, ok := closedWith(refused.conn.Load()); !ok || code != http3.ErrCodeExcessiveLoad {
-		t.Errorf("the refused connection: closed %t with %v (%v), want H3_EXCESSIVE_LOAD", ok, code, err)
+	// The request fails as soon as its stream reads the close; the
+	// connection's context records it a moment later.
+	var refusedCode http3.ErrCode
+	var closed bool
+	wait.For(10*time.Second, func() error {
+		if refusedCode, closed = closedWith(refused.conn.Load()); !closed {
+			return errors.New("not closed yet")
+		}
+		return nil
+	})
+	if !closed || refusedCode != http3.ErrCodeExcessiveLoad {
+		t.Errorf("the refused connection: closed %t with %v (%v), want H3_EXCESSIVE_LOAD", closed, refusedCode, err)
 	}
 	if n := metric(t, edge, "wellknownd_quic_connections_refused_total"); n < 1 {
 		t.Errorf("refused_total %v", n)
