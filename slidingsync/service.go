@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -52,7 +53,24 @@ func (s *Service) Reconfigure(upstream *url.URL, transport http.RoundTripper) {}
 
 // ServeHTTP answers POST Path.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		writeError(w, errorf(http.StatusMethodNotAllowed, codeUnrecognized, "Use POST"))
+		return
+	}
+	if accessToken(r) == "" {
+		writeError(w, errorf(http.StatusUnauthorized, codeMissingToken, "Missing access token"))
+		return
+	}
 	http.Error(w, "not yet", http.StatusNotImplemented)
+}
+
+// accessToken is the request's token: the Authorization header, else the
+// deprecated access_token query parameter that older clients still send.
+func accessToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return r.URL.Query().Get("access_token")
 }
 
 // Close stops every poller (their positions are already stored) and
