@@ -1,10 +1,20 @@
 package slidingsync
 
 import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,7 +29,8 @@ const UnstableFeature = "org.matrix.simplified_msc3575"
 type Config struct {
 	// Upstream is the homeserver's client API (Dendrite's HTTP listener).
 	Upstream *url.URL
-	// Transport carries the polls, whoami and /messages calls there.
+	// Transport carries the polls, whoami and /messages calls there; nil
+	// is a transport of the service's own.
 	Transport http.RoundTripper
 	// SQLitePath is the embedded store's file; used when PostgresURL is "".
 	SQLitePath string
@@ -37,31 +48,150 @@ type Config struct {
 
 // Service answers MSC4186 requests and runs the pollers behind them.
 type Service struct {
-	cfg Config
+	st   *store
+	log  *slog.Logger
+	idle time.Duration
+	edge string
+
+	// ctx ends when the service closes: pollers and waiting requests stop.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	upMu      sync.RWMutex
+	upstream  *url.URL
+	transport http.RoundTripper
+
+	mu      sync.Mutex
+	devices map[int64]*device
+	tokens  map[[32]byte]*tokenEntry
+
+	metrics *metrics
 }
 
 // Open opens (creating or migrating) the store and returns a Service
 // ready to answer; pollers start as devices ask.
 func Open(cfg Config) (*Service, error) {
-	return &Service{cfg: cfg}, nil
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Upstream == nil {
+		return nil, errors.New("sliding sync needs the homeserver's address")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := openStore(ctx, cfg.SQLitePath, cfg.PostgresURL)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	idle := cfg.IdleTimeout
+	if idle <= 0 {
+		idle = 10 * time.Minute
+	}
+	edge := cfg.EdgeID
+	if edge == "" {
+		edge = randomID()
+	}
+	s := &Service{
+		st: st, log: log, idle: idle, edge: edge, ctx: ctx, cancel: cancel,
+		devices: map[int64]*device{}, tokens: map[[32]byte]*tokenEntry{},
+		metrics: newMetrics(),
+	}
+	s.Reconfigure(cfg.Upstream, cfg.Transport)
+	return s, nil
 }
 
 // Reconfigure points new polls and requests at another homeserver
 // address (a reload that changed upstream.url); running pollers move on
 // their next poll.
-func (s *Service) Reconfigure(upstream *url.URL, transport http.RoundTripper) {}
+func (s *Service) Reconfigure(upstream *url.URL, transport http.RoundTripper) {
+	if transport == nil {
+		// Long-polls of their own: one per active device, never queued
+		// behind (or holding up) the proxy's connections to the homeserver.
+		transport = &http.Transport{
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: 0,
+			DisableCompression:    false,
+		}
+	}
+	s.upMu.Lock()
+	s.upstream, s.transport = upstream, transport
+	s.upMu.Unlock()
+}
+
+// Close stops every poller (their positions are already stored) and
+// closes the store.
+func (s *Service) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	return s.st.close()
+}
+
+func randomID() string {
+	b := make([]byte, 9)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
 
 // ServeHTTP answers POST Path.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	code := s.serve(w, r)
+	s.metrics.requests.WithLabelValues(code).Inc()
+}
+
+func (s *Service) serve(w http.ResponseWriter, r *http.Request) string {
+	fail := func(e *matrixError) string {
+		writeError(w, e)
+		return e.errcode
+	}
 	if r.Method != http.MethodPost {
-		writeError(w, errorf(http.StatusMethodNotAllowed, codeUnrecognized, "Use POST"))
-		return
+		return fail(errorf(http.StatusMethodNotAllowed, codeUnrecognized, "Use POST"))
 	}
-	if accessToken(r) == "" {
-		writeError(w, errorf(http.StatusUnauthorized, codeMissingToken, "Missing access token"))
-		return
+	token := accessToken(r)
+	if token == "" {
+		return fail(errorf(http.StatusUnauthorized, codeMissingToken, "Missing access token"))
 	}
-	http.Error(w, "not yet", http.StatusNotImplemented)
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return fail(errorf(http.StatusBadRequest, codeUnknown, "Reading the body: "+err.Error()))
+	}
+	if len(body) > maxBody {
+		return fail(errorf(http.StatusRequestEntityTooLarge, codeTooLarge, "A sliding sync request is at most 1 MiB"))
+	}
+	req, merr := parseRequest(body)
+	if merr != nil {
+		return fail(merr)
+	}
+	q := r.URL.Query()
+	timeout := time.Duration(0)
+	if t := q.Get("timeout"); t != "" {
+		ms, err := strconv.Atoi(t)
+		if err != nil || ms < 0 {
+			return fail(errorf(http.StatusBadRequest, codeInvalidParam, "timeout is not a number of milliseconds"))
+		}
+		timeout = time.Duration(min(ms, maxTimeoutMS)) * time.Millisecond
+	}
+	d, merr := s.authenticate(r.Context(), token)
+	if merr != nil {
+		return fail(merr)
+	}
+	resp, merr := s.sync(r.Context(), d, req, q.Get("pos"), timeout)
+	if merr != nil {
+		return fail(merr)
+	}
+	out, err := json.Marshal(resp)
+	if err != nil {
+		return fail(errorf(http.StatusInternalServerError, codeUnknown, "Encoding the answer failed"))
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
+	return "ok"
 }
 
 // accessToken is the request's token: the Authorization header, else the
@@ -73,6 +203,114 @@ func accessToken(r *http.Request) string {
 	return r.URL.Query().Get("access_token")
 }
 
-// Close stops every poller (their positions are already stored) and
-// closes the store.
-func (s *Service) Close() error { return nil }
+// sync answers one request: at once on a new connection, else as soon as
+// something is new for the client or timeout has passed.
+func (s *Service) sync(ctx context.Context, d *device, req *request, pos string, timeout time.Duration) (*response, *matrixError) {
+	var prev *connState
+	var gen string
+	var n int64
+	if pos != "" {
+		g, num, ok := parsePos(pos)
+		if !ok {
+			return nil, errorf(http.StatusBadRequest, codeUnknown, "Invalid stream token")
+		}
+		storedGen, raw, err := s.st.connection(ctx, d.dev, req.ConnID, num)
+		if err != nil {
+			return nil, s.internal("reading the connection", err)
+		}
+		if raw == nil || storedGen != g {
+			// Another device's position, one long forgotten, or one from
+			// before this connection restarted: the client starts over.
+			return nil, errorf(http.StatusBadRequest, codeUnknownPos, "Unknown position")
+		}
+		prev = &connState{}
+		if err := json.Unmarshal(raw, prev); err != nil {
+			return nil, errorf(http.StatusBadRequest, codeUnknownPos, "Unknown position")
+		}
+		gen, n = g, num
+	} else {
+		gen, n = randomID(), 0
+	}
+
+	if err := d.waitFirstSync(ctx, s.ctx); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(timeout)
+	woken := false
+	for {
+		// Read the counters first: whatever the poller stores while this
+		// answer is built is left for the next one, never sent twice.
+		wake := d.changes()
+		_, dpos, dnid, err := s.st.devicePos(ctx, d.dev)
+		if err != nil {
+			return nil, s.internal("reading the device", err)
+		}
+		resp, next, changed, err := s.answer(ctx, d, req, prev, dpos, dnid)
+		if err != nil {
+			var me *matrixError
+			if errors.As(err, &me) {
+				return nil, me
+			}
+			return nil, s.internal("building the answer", err)
+		}
+		if prev == nil || changed || !time.Now().Before(deadline) {
+			if prev != nil && !changed {
+				// Nothing new: the client keeps its position.
+				resp.Pos = pos
+				return resp, nil
+			}
+			raw, _ := json.Marshal(next)
+			if err := s.st.saveConnection(ctx, d.dev, req.ConnID, n+1, gen, raw, time.Now().UnixMilli()); err != nil {
+				return nil, s.internal("saving the connection", err)
+			}
+			resp.Pos = gen + "_" + strconv.FormatInt(n+1, 10)
+			if woken {
+				// How long a waiting client took to hear of what the
+				// poller stored: the wake-up figure.
+				s.metrics.wakeup.Observe(time.Since(d.lastApply()).Seconds())
+			}
+			return resp, nil
+		}
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-wake:
+			t.Stop()
+			woken = true
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, errorf(http.StatusServiceUnavailable, codeUnknown, "The request ended")
+		case <-s.ctx.Done():
+			t.Stop()
+			return nil, errorf(http.StatusServiceUnavailable, codeUnknown, "The server is stopping")
+		}
+		if err := d.revokedErr(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// parsePos reads a position this service gave: GEN_N.
+func parsePos(pos string) (gen string, n int64, ok bool) {
+	i := strings.LastIndexByte(pos, '_')
+	if i <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(pos[i+1:], 10, 64)
+	if err != nil || n <= 0 {
+		return "", 0, false
+	}
+	return pos[:i], n, true
+}
+
+func (s *Service) internal(what string, err error) *matrixError {
+	if s.ctx.Err() != nil {
+		return errorf(http.StatusServiceUnavailable, codeUnknown, "The server is stopping")
+	}
+	s.log.Error("sliding sync: "+what, "err", err)
+	return errorf(http.StatusInternalServerError, codeUnknown, fmt.Sprintf("Sliding sync failed %s", what))
+}
+
+// tokenHash keys the token cache: the token itself is kept only by the
+// device's poller, in memory.
+func tokenHash(token string) [32]byte { return sha256.Sum256([]byte(token)) }

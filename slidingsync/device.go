@@ -1,0 +1,215 @@
+package slidingsync
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// tokenTTL is how long a token is believed without asking the homeserver
+// again. A revoked token is refused at once when its poller hears of it;
+// this bounds the rest (a token whose device has no running poller).
+const tokenTTL = 30 * time.Second
+
+type tokenEntry struct {
+	d       *device
+	checked time.Time
+}
+
+// device is one device's poller and the requests waiting on it.
+type device struct {
+	dev              int64
+	userID, deviceID string
+
+	mu       sync.Mutex
+	token    string // the newest token the device sent; memory only
+	lastUsed time.Time
+	changed  chan struct{} // closed when the poller stores a batch
+	applied  time.Time
+	polling  bool
+	poke     chan struct{}
+	first    chan struct{} // closed once a v2 sync is stored
+	revoked  bool
+	// retired is set when the poller stopped for idleness: a request
+	// holding this device looks it up again, so one device never gets
+	// two pollers.
+	retired bool
+	// pollErr is why the last poll failed, for a first request that
+	// waits on a homeserver that does not answer.
+	pollErr  *matrixError
+	firstErr *matrixError
+}
+
+// authenticate finds the device a token belongs to, asking the
+// homeserver (whoami) unless it did within tokenTTL, and makes sure the
+// device's poller runs with the newest token.
+func (s *Service) authenticate(ctx context.Context, token string) (*device, *matrixError) {
+	key := tokenHash(token)
+	s.mu.Lock()
+	te := s.tokens[key]
+	s.mu.Unlock()
+	var d *device
+	if te != nil && time.Since(te.checked) < tokenTTL && !te.d.isRevoked() {
+		d = te.d
+	} else {
+		userID, deviceID, merr := s.whoami(ctx, token)
+		if merr != nil {
+			if merr.errcode == codeUnknownToken {
+				s.mu.Lock()
+				delete(s.tokens, key)
+				s.mu.Unlock()
+			}
+			return nil, merr
+		}
+		dev, err := s.st.device(ctx, userID, deviceID)
+		if err != nil {
+			return nil, s.internal("registering the device", err)
+		}
+		s.mu.Lock()
+		d = s.devices[dev]
+		if d == nil || d.isRevoked() {
+			d = &device{dev: dev, userID: userID, deviceID: deviceID, changed: make(chan struct{}),
+				poke: make(chan struct{}, 1), first: make(chan struct{})}
+			s.devices[dev] = d
+		}
+		// Bound the cache: tokens of devices gone idle are dropped with them.
+		s.tokens[key] = &tokenEntry{d: d, checked: time.Now()}
+		s.mu.Unlock()
+	}
+	d.mu.Lock()
+	if d.retired {
+		d.mu.Unlock()
+		s.mu.Lock()
+		delete(s.tokens, key)
+		s.mu.Unlock()
+		return s.authenticate(ctx, token)
+	}
+	d.token = token
+	d.lastUsed = time.Now()
+	start := !d.polling
+	d.polling = true
+	d.mu.Unlock()
+	if start {
+		s.wg.Add(1)
+		go s.poll(d)
+	}
+	return d, nil
+}
+
+// whoami asks the homeserver whose token this is.
+func (s *Service) whoami(ctx context.Context, token string) (userID, deviceID string, _ *matrixError) {
+	resp, err := s.call(ctx, token, http.MethodGet, "/_matrix/client/v3/account/whoami", nil)
+	if err != nil {
+		return "", "", errorf(http.StatusBadGateway, codeUnknown, "The homeserver did not answer")
+	}
+	defer resp.Body.Close()
+	body, _ := readLimited(resp.Body, 64<<10)
+	if resp.StatusCode != http.StatusOK {
+		return "", "", upstreamError(resp.StatusCode, body)
+	}
+	var who struct {
+		UserID   string `json:"user_id"`
+		DeviceID string `json:"device_id"`
+	}
+	if err := json.Unmarshal(body, &who); err != nil || who.UserID == "" {
+		return "", "", errorf(http.StatusBadGateway, codeUnknown, "The homeserver's whoami answer is not understood")
+	}
+	if who.DeviceID == "" {
+		// An appservice or admin token without a device has no to-device
+		// queue or keys to sync.
+		return "", "", errorf(http.StatusBadRequest, codeUnknown, "Sliding sync needs a token with a device")
+	}
+	return who.UserID, who.DeviceID, nil
+}
+
+// upstreamError passes on the homeserver's Matrix error, or says it failed.
+func upstreamError(status int, body []byte) *matrixError {
+	var e struct {
+		Errcode string `json:"errcode"`
+		Error   string `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Errcode != "" && status >= 400 && status < 500 {
+		return errorf(status, e.Errcode, e.Error)
+	}
+	return errorf(http.StatusBadGateway, codeUnknown, fmt.Sprintf("The homeserver answered %d", status))
+}
+
+func (d *device) isRevoked() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.revoked
+}
+
+func (d *device) revokedErr() *matrixError {
+	if d.isRevoked() {
+		return errorf(http.StatusUnauthorized, codeUnknownToken, "The access token is no longer valid")
+	}
+	return nil
+}
+
+// changes is closed when the poller next stores something.
+func (d *device) changes() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.changed
+}
+
+// notify wakes the requests waiting on the device.
+func (d *device) notify() {
+	d.mu.Lock()
+	close(d.changed)
+	d.changed = make(chan struct{})
+	d.applied = time.Now()
+	d.mu.Unlock()
+}
+
+func (d *device) lastApply() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.applied
+}
+
+// wakePoller tells a poller paused on its to-device bound to look again.
+func (d *device) wakePoller() {
+	select {
+	case d.poke <- struct{}{}:
+	default:
+	}
+}
+
+// waitFirstSync holds a device's first request until its first v2 sync is
+// stored: there is nothing to answer from before that.
+func (d *device) waitFirstSync(ctx, stop context.Context) *matrixError {
+	for {
+		select {
+		case <-d.first:
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			if d.firstErr != nil {
+				return d.firstErr
+			}
+			if d.revoked {
+				return errorf(http.StatusUnauthorized, codeUnknownToken, "The access token is no longer valid")
+			}
+			return nil
+		default:
+		}
+		select {
+		case <-d.first:
+		case <-d.changes():
+			d.mu.Lock()
+			err := d.pollErr
+			d.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return errorf(http.StatusServiceUnavailable, codeUnknown, "The request ended")
+		case <-stop.Done():
+			return errorf(http.StatusServiceUnavailable, codeUnknown, "The server is stopping")
+		}
+	}
+}

@@ -1,0 +1,184 @@
+package slidingsync
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/wellknownd/wellknownd/internal/dendriteadmin"
+	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
+)
+
+// homeserver is a real Dendrite and the sliding-sync service in front of it.
+type homeserver struct {
+	den *dendritetest.Dendrite
+	svc *Service
+	// url serves the service at Path, as the edge does.
+	url string
+}
+
+func startHomeserver(t *testing.T) *homeserver {
+	t.Helper()
+	den := dendritetest.Start(t, dendritetest.Options{})
+	h := &homeserver{den: den}
+	h.svc = openService(t, den.URL, filepath.Join(t.TempDir(), "ss.db"), "")
+	h.url = serveService(t, h.svc)
+	return h
+}
+
+func openService(t *testing.T, upstream, sqlitePath, pg string) *Service {
+	t.Helper()
+	u, _ := url.Parse(upstream)
+	svc, err := Open(Config{Upstream: u, SQLitePath: sqlitePath, PostgresURL: pg, IdleTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	return svc
+}
+
+func serveService(t *testing.T, svc *Service) string {
+	mux := http.NewServeMux()
+	mux.Handle(Path, svc)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// user registers and logs in a user on Dendrite.
+func (h *homeserver) user(t *testing.T, name string) *mautrix.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := dendriteadmin.Register(ctx, h.den.URL, "localhost", h.den.Secret, name, "password-"+name, false); err != nil {
+		t.Fatalf("registering %s: %v", name, err)
+	}
+	return h.login(t, name)
+}
+
+// login logs in a new device of an existing user.
+func (h *homeserver) login(t *testing.T, name string) *mautrix.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cli, err := mautrix.NewClient(h.den.URL, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Login(ctx, &mautrix.ReqLogin{
+		Type:             mautrix.AuthTypePassword,
+		Identifier:       mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: name},
+		Password:         "password-" + name,
+		StoreCredentials: true,
+	}); err != nil {
+		t.Fatalf("logging in %s: %v", name, err)
+	}
+	return cli
+}
+
+func createRoom(t *testing.T, cli *mautrix.Client, req *mautrix.ReqCreateRoom) id.RoomID {
+	t.Helper()
+	resp, err := cli.CreateRoom(context.Background(), req)
+	if err != nil {
+		t.Fatalf("creating a room: %v", err)
+	}
+	return resp.RoomID
+}
+
+func send(t *testing.T, cli *mautrix.Client, room id.RoomID, text string) id.EventID {
+	t.Helper()
+	resp, err := cli.SendMessageEvent(context.Background(), room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: text})
+	if err != nil {
+		t.Fatalf("sending to %s: %v", room, err)
+	}
+	return resp.EventID
+}
+
+// answer is a decoded sliding-sync answer.
+type answer struct {
+	Pos   string `json:"pos"`
+	Lists map[string]struct {
+		Count int `json:"count"`
+		Ops   []struct {
+			Op      string   `json:"op"`
+			Range   [2]int   `json:"range"`
+			RoomIDs []string `json:"room_ids"`
+		} `json:"ops"`
+	} `json:"lists"`
+	Rooms map[string]struct {
+		Name              string            `json:"name"`
+		Initial           bool              `json:"initial"`
+		RequiredState     []json.RawMessage `json:"required_state"`
+		Timeline          []json.RawMessage `json:"timeline"`
+		Limited           bool              `json:"limited"`
+		PrevBatch         string            `json:"prev_batch"`
+		NumLive           int               `json:"num_live"`
+		JoinedCount       int               `json:"joined_count"`
+		InvitedCount      int               `json:"invited_count"`
+		NotificationCount int               `json:"notification_count"`
+		HighlightCount    int               `json:"highlight_count"`
+		BumpStamp         int64             `json:"bump_stamp"`
+		IsDM              bool              `json:"is_dm"`
+		InviteState       []json.RawMessage `json:"invite_state"`
+		Heroes            []hero            `json:"heroes"`
+	} `json:"rooms"`
+	Extensions map[string]json.RawMessage `json:"extensions"`
+	Errcode    string                     `json:"errcode"`
+	Error      string                     `json:"error"`
+}
+
+// ssync makes one sliding-sync request as a client would.
+func ssync(t *testing.T, base, token, pos string, timeout time.Duration, body any) (int, *answer) {
+	t.Helper()
+	raw, _ := json.Marshal(body)
+	q := url.Values{}
+	if pos != "" {
+		q.Set("pos", pos)
+	}
+	if timeout > 0 {
+		q.Set("timeout", strconv.Itoa(int(timeout.Milliseconds())))
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+Path+"?"+q.Encode(), bytes.NewReader(raw))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
+	if err != nil {
+		t.Fatalf("sliding sync: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var a answer
+	if err := json.Unmarshal(b, &a); err != nil {
+		t.Fatalf("sliding sync answered %d, not JSON: %s", resp.StatusCode, b)
+	}
+	return resp.StatusCode, &a
+}
+
+// bodies are the message bodies of a timeline, oldest first.
+func bodies(events []json.RawMessage) []string {
+	var out []string
+	for _, raw := range events {
+		var e struct {
+			Type    string `json:"type"`
+			Content struct {
+				Body string `json:"body"`
+			} `json:"content"`
+		}
+		json.Unmarshal(raw, &e)
+		if e.Type == "m.room.message" {
+			out = append(out, e.Content.Body)
+		}
+	}
+	return out
+}

@@ -1,0 +1,203 @@
+package slidingsync
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL, shared by several edges
+	_ "modernc.org/sqlite"             // the embedded store: pure Go, so the binary stays static
+)
+
+// store is what the pollers have seen, per device, in SQL that SQLite and
+// PostgreSQL both run. Every table is keyed by dev, a device's row in
+// slidingsync_devices: one device's data never answers another's request.
+type store struct {
+	db *sql.DB
+	pg bool
+}
+
+// schema is the store's tables. bigint and text mean the same in both
+// dialects; the device key is the only serial.
+func schema(pg bool) []string {
+	serial := "INTEGER PRIMARY KEY AUTOINCREMENT"
+	if pg {
+		serial = "BIGSERIAL PRIMARY KEY"
+	}
+	return []string{
+		// since is the v2 next_batch the device's poller continues from;
+		// pos counts the batches applied (a connection's position is
+		// taken against it); nid counts the timeline events stored.
+		`CREATE TABLE IF NOT EXISTS slidingsync_devices (
+			dev ` + serial + `,
+			user_id TEXT NOT NULL,
+			device_id TEXT NOT NULL,
+			since TEXT NOT NULL DEFAULT '',
+			pos BIGINT NOT NULL DEFAULT 0,
+			nid BIGINT NOT NULL DEFAULT 0,
+			owner TEXT NOT NULL DEFAULT '',
+			lease_until BIGINT NOT NULL DEFAULT 0,
+			otk_counts TEXT NOT NULL DEFAULT '{}',
+			fallback_types TEXT NOT NULL DEFAULT '[]',
+			UNIQUE (user_id, device_id))`,
+		`CREATE TABLE IF NOT EXISTS slidingsync_rooms (
+			dev BIGINT NOT NULL,
+			room_id TEXT NOT NULL,
+			membership TEXT NOT NULL,
+			membership_pos BIGINT NOT NULL,
+			changed BIGINT NOT NULL,
+			bump_stamp BIGINT NOT NULL DEFAULT 0,
+			heroes TEXT NOT NULL DEFAULT '[]',
+			joined_count BIGINT NOT NULL DEFAULT 0,
+			invited_count BIGINT NOT NULL DEFAULT 0,
+			notification_count BIGINT NOT NULL DEFAULT 0,
+			highlight_count BIGINT NOT NULL DEFAULT 0,
+			invite_state TEXT NOT NULL DEFAULT '[]',
+			prev_batch TEXT NOT NULL DEFAULT '',
+			complete BIGINT NOT NULL DEFAULT 0,
+			gap_nid BIGINT NOT NULL DEFAULT 0,
+			PRIMARY KEY (dev, room_id))`,
+		`CREATE TABLE IF NOT EXISTS slidingsync_state (
+			dev BIGINT NOT NULL,
+			room_id TEXT NOT NULL,
+			type TEXT NOT NULL,
+			state_key TEXT NOT NULL,
+			event TEXT NOT NULL,
+			changed BIGINT NOT NULL,
+			PRIMARY KEY (dev, room_id, type, state_key))`,
+		// ord orders a room's timeline (backfilled events get smaller
+		// ones); nid is when the event arrived, 0 for backfilled ones,
+		// which were never live. batch is the v2 prev_batch of the chunk
+		// an event opened, so a slice of the timeline can be paginated.
+		`CREATE TABLE IF NOT EXISTS slidingsync_timeline (
+			dev BIGINT NOT NULL,
+			room_id TEXT NOT NULL,
+			ord BIGINT NOT NULL,
+			nid BIGINT NOT NULL,
+			event_id TEXT NOT NULL,
+			batch TEXT NOT NULL DEFAULT '',
+			event TEXT NOT NULL,
+			PRIMARY KEY (dev, room_id, ord))`,
+		`CREATE INDEX IF NOT EXISTS slidingsync_timeline_nid ON slidingsync_timeline (dev, nid)`,
+		// room_id is '' for global account data; type m.typing and
+		// m.receipt rows in ephemeral are a room's current typing and its
+		// merged receipts.
+		`CREATE TABLE IF NOT EXISTS slidingsync_account_data (
+			dev BIGINT NOT NULL,
+			room_id TEXT NOT NULL,
+			type TEXT NOT NULL,
+			event TEXT NOT NULL,
+			changed BIGINT NOT NULL,
+			PRIMARY KEY (dev, room_id, type))`,
+		`CREATE TABLE IF NOT EXISTS slidingsync_ephemeral (
+			dev BIGINT NOT NULL,
+			room_id TEXT NOT NULL,
+			type TEXT NOT NULL,
+			content TEXT NOT NULL,
+			changed BIGINT NOT NULL,
+			PRIMARY KEY (dev, room_id, type))`,
+		`CREATE TABLE IF NOT EXISTS slidingsync_to_device (
+			dev BIGINT NOT NULL,
+			seq BIGINT NOT NULL,
+			event TEXT NOT NULL,
+			PRIMARY KEY (dev, seq))`,
+		`CREATE TABLE IF NOT EXISTS slidingsync_device_lists (
+			dev BIGINT NOT NULL,
+			user_id TEXT NOT NULL,
+			left_room BIGINT NOT NULL,
+			changed BIGINT NOT NULL,
+			PRIMARY KEY (dev, user_id))`,
+		// A connection's positions: the last few are kept, so a client
+		// that retries a request (its answer lost) continues cleanly.
+		`CREATE TABLE IF NOT EXISTS slidingsync_connections (
+			dev BIGINT NOT NULL,
+			conn_id TEXT NOT NULL,
+			n BIGINT NOT NULL,
+			gen TEXT NOT NULL,
+			state TEXT NOT NULL,
+			created BIGINT NOT NULL,
+			PRIMARY KEY (dev, conn_id, n))`,
+	}
+}
+
+// openStore opens the SQLite file at path, or the PostgreSQL database at
+// pgURL when it is set, and creates the tables.
+func openStore(ctx context.Context, path, pgURL string) (*store, error) {
+	var s store
+	var err error
+	if pgURL != "" {
+		s.pg = true
+		s.db, err = sql.Open("pgx", pgURL)
+		if err != nil {
+			return nil, fmt.Errorf("opening the sliding-sync store: %w", err)
+		}
+		s.db.SetMaxOpenConns(8)
+	} else {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("sliding-sync store directory: %w", err)
+		}
+		// WAL lets requests read while a poller writes; an immediate
+		// transaction takes the write lock when it begins, so two writers
+		// wait their turn (busy_timeout) instead of failing on upgrade.
+		dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
+			"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(OFF)&_txlock=immediate"
+		s.db, err = sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("opening the sliding-sync store %s: %w", path, err)
+		}
+		s.db.SetMaxOpenConns(4)
+	}
+	for _, stmt := range schema(s.pg) {
+		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+			s.db.Close()
+			where := path
+			if s.pg {
+				where = "PostgreSQL"
+			}
+			return nil, fmt.Errorf("creating the sliding-sync store in %s: %w", where, err)
+		}
+	}
+	if !s.pg {
+		// The file holds other people's messages: only the daemon reads it.
+		os.Chmod(path, 0o600)
+	}
+	return &s, nil
+}
+
+func (s *store) close() error { return s.db.Close() }
+
+// q rewrites ? placeholders into PostgreSQL's $n.
+func (s *store) q(query string) string {
+	if !s.pg {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	return b.String()
+}
+
+// tx runs fn in a transaction, committed when fn returns nil.
+func (s *store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,459 @@
+package slidingsync
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// roomInfo is what lists are filtered and ordered by, and the room's
+// fields an answer carries.
+type roomInfo struct {
+	ID            string
+	Membership    string
+	MembershipPos int64
+	Changed       int64
+	Bump          int64
+	Heroes        []string
+	Joined        int64
+	Invited       int64
+	Notifications int64
+	Highlights    int64
+	InviteState   json.RawMessage
+	PrevBatch     string
+	Complete      bool
+	// GapNID is the first event after the latest gap in the timeline.
+	GapNID int64
+
+	Name, Avatar string
+	Encrypted    bool
+	// Type is m.room.create's content.type; nil for a plain room.
+	Type *string
+	Tags map[string]bool
+	DM   bool
+}
+
+// rooms reads every room of the device with what its lists need.
+func (s *store) rooms(ctx context.Context, dev int64) (map[string]*roomInfo, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT room_id, membership, membership_pos, changed, bump_stamp, heroes,
+		joined_count, invited_count, notification_count, highlight_count, invite_state, prev_batch, complete, gap_nid
+		FROM slidingsync_rooms WHERE dev = ?`), dev)
+	if err != nil {
+		return nil, fmt.Errorf("reading rooms: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]*roomInfo{}
+	for rows.Next() {
+		r := &roomInfo{}
+		var heroes, invite string
+		var complete int64
+		if err := rows.Scan(&r.ID, &r.Membership, &r.MembershipPos, &r.Changed, &r.Bump, &heroes,
+			&r.Joined, &r.Invited, &r.Notifications, &r.Highlights, &invite, &r.PrevBatch, &complete, &r.GapNID); err != nil {
+			return nil, fmt.Errorf("reading rooms: %w", err)
+		}
+		json.Unmarshal([]byte(heroes), &r.Heroes)
+		r.InviteState = json.RawMessage(invite)
+		r.Complete = complete == 1
+		out[r.ID] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading rooms: %w", err)
+	}
+	rows.Close()
+
+	state, err := s.db.QueryContext(ctx, s.q(`SELECT room_id, type, event FROM slidingsync_state WHERE dev = ? AND state_key = ''
+		AND type IN ('m.room.create', 'm.room.encryption', 'm.room.name', 'm.room.avatar')`), dev)
+	if err != nil {
+		return nil, fmt.Errorf("reading room state: %w", err)
+	}
+	defer state.Close()
+	for state.Next() {
+		var id, typ, raw string
+		if err := state.Scan(&id, &typ, &raw); err != nil {
+			return nil, fmt.Errorf("reading room state: %w", err)
+		}
+		if r := out[id]; r != nil && (r.Membership != "invite" && r.Membership != "knock") {
+			r.index(typ, json.RawMessage(raw))
+		}
+	}
+	if err := state.Err(); err != nil {
+		return nil, fmt.Errorf("reading room state: %w", err)
+	}
+	state.Close()
+
+	var userID string
+	if err := s.db.QueryRowContext(ctx, s.q(`SELECT user_id FROM slidingsync_devices WHERE dev = ?`), dev).Scan(&userID); err != nil {
+		return nil, fmt.Errorf("reading the device: %w", err)
+	}
+	for _, r := range out {
+		if r.Membership == "invite" || r.Membership == "knock" {
+			var events []json.RawMessage
+			json.Unmarshal(r.InviteState, &events)
+			for _, raw := range events {
+				e, ok := parseEvent(raw)
+				if !ok || e.StateKey == nil {
+					continue
+				}
+				if *e.StateKey == "" {
+					r.index(e.Type, raw)
+				} else if e.Type == "m.room.member" && *e.StateKey == userID {
+					var c struct {
+						Direct bool `json:"is_direct"`
+					}
+					json.Unmarshal(e.Content, &c)
+					r.DM = r.DM || c.Direct
+				}
+			}
+		}
+	}
+
+	ad, err := s.db.QueryContext(ctx, s.q(`SELECT room_id, type, event FROM slidingsync_account_data WHERE dev = ? AND type IN ('m.tag', 'm.direct')`), dev)
+	if err != nil {
+		return nil, fmt.Errorf("reading account data: %w", err)
+	}
+	defer ad.Close()
+	for ad.Next() {
+		var id, typ, raw string
+		if err := ad.Scan(&id, &typ, &raw); err != nil {
+			return nil, fmt.Errorf("reading account data: %w", err)
+		}
+		e, ok := parseEvent(json.RawMessage(raw))
+		if !ok {
+			continue
+		}
+		switch {
+		case typ == "m.tag" && out[id] != nil:
+			var c struct {
+				Tags map[string]json.RawMessage `json:"tags"`
+			}
+			json.Unmarshal(e.Content, &c)
+			out[id].Tags = map[string]bool{}
+			for t := range c.Tags {
+				out[id].Tags[t] = true
+			}
+		case typ == "m.direct" && id == "":
+			var direct map[string][]string
+			json.Unmarshal(e.Content, &direct)
+			for _, ids := range direct {
+				for _, rid := range ids {
+					if r := out[rid]; r != nil {
+						r.DM = true
+					}
+				}
+			}
+		}
+	}
+	return out, ad.Err()
+}
+
+// index reads one of the state events lists filter on.
+func (r *roomInfo) index(typ string, raw json.RawMessage) {
+	e, ok := parseEvent(raw)
+	if !ok {
+		return
+	}
+	var c struct {
+		Name string  `json:"name"`
+		URL  string  `json:"url"`
+		Type *string `json:"type"`
+	}
+	json.Unmarshal(e.Content, &c)
+	switch typ {
+	case "m.room.create":
+		r.Type = c.Type
+	case "m.room.encryption":
+		r.Encrypted = true
+	case "m.room.name":
+		r.Name = c.Name
+	case "m.room.avatar":
+		r.Avatar = c.URL
+	}
+}
+
+// stateEvent is one current state event.
+type stateEvent struct {
+	Type, StateKey string
+	Raw            json.RawMessage
+	Changed        int64
+}
+
+// state reads a room's current state of the given types (every type when
+// types is nil), changed after since.
+func (s *store) state(ctx context.Context, dev int64, roomID string, types []string, since int64) ([]stateEvent, error) {
+	query := `SELECT type, state_key, event, changed FROM slidingsync_state WHERE dev = ? AND room_id = ? AND changed > ?`
+	args := []any{dev, roomID, since}
+	if types != nil {
+		if len(types) == 0 {
+			return nil, nil
+		}
+		query += ` AND type IN (?` + strings.Repeat(`, ?`, len(types)-1) + `)`
+		for _, t := range types {
+			args = append(args, t)
+		}
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading state of %s: %w", roomID, err)
+	}
+	defer rows.Close()
+	var out []stateEvent
+	for rows.Next() {
+		var e stateEvent
+		var raw string
+		if err := rows.Scan(&e.Type, &e.StateKey, &raw, &e.Changed); err != nil {
+			return nil, err
+		}
+		e.Raw = json.RawMessage(raw)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// timelineEvent is one stored timeline event.
+type timelineEvent struct {
+	Ord, NID int64
+	Batch    string
+	Raw      json.RawMessage
+}
+
+// timeline reads a room's newest limit events that arrived no later
+// than upTo, oldest first.
+func (s *store) timeline(ctx context.Context, dev int64, roomID string, upTo int64, limit int) ([]timelineEvent, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT ord, nid, batch, event FROM slidingsync_timeline
+		WHERE dev = ? AND room_id = ? AND nid <= ? ORDER BY ord DESC LIMIT ?`), dev, roomID, upTo, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading the timeline of %s: %w", roomID, err)
+	}
+	defer rows.Close()
+	var out []timelineEvent
+	for rows.Next() {
+		var e timelineEvent
+		var raw string
+		if err := rows.Scan(&e.Ord, &e.NID, &e.Batch, &raw); err != nil {
+			return nil, err
+		}
+		e.Raw = json.RawMessage(raw)
+		out = append(out, e)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, rows.Err()
+}
+
+// timelineToken is the pagination token for the events before the one at
+// ord: the batch of the chunk it belongs to (events of that chunk older
+// than ord come again from /messages, and clients drop what they hold),
+// or the room's prev_batch.
+func (s *store) timelineToken(ctx context.Context, dev int64, roomID string, ord int64, roomPrev string) (string, error) {
+	var batch string
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT batch FROM slidingsync_timeline WHERE dev = ? AND room_id = ? AND ord <= ? AND batch <> ''
+		ORDER BY ord DESC LIMIT 1`), dev, roomID, ord).Scan(&batch)
+	if errors.Is(err, sql.ErrNoRows) {
+		return roomPrev, nil
+	}
+	return batch, err
+}
+
+// accountData reads a room's account data ("" for global) changed after
+// since and no later than upTo.
+func (s *store) accountData(ctx context.Context, dev int64, roomID string, since, upTo int64) ([]json.RawMessage, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT event FROM slidingsync_account_data WHERE dev = ? AND room_id = ? AND changed > ? AND changed <= ? ORDER BY type`), dev, roomID, since, upTo)
+	if err != nil {
+		return nil, fmt.Errorf("reading account data: %w", err)
+	}
+	defer rows.Close()
+	var out []json.RawMessage
+	for rows.Next() {
+		var raw string
+		if err := rows.Scan(&raw); err != nil {
+			return nil, err
+		}
+		out = append(out, json.RawMessage(raw))
+	}
+	return out, rows.Err()
+}
+
+// ephemeral reads a room's m.typing or m.receipt content changed after
+// since and no later than upTo.
+func (s *store) ephemeral(ctx context.Context, dev int64, roomID, typ string, since, upTo int64) (json.RawMessage, error) {
+	var content string
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT content FROM slidingsync_ephemeral WHERE dev = ? AND room_id = ? AND type = ? AND changed > ? AND changed <= ?`), dev, roomID, typ, since, upTo).Scan(&content)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", typ, err)
+	}
+	return json.RawMessage(content), nil
+}
+
+// toDevice acknowledges the device's messages up to acked and returns the
+// next ones, at most limit, with the sequence number of the last.
+func (s *store) toDevice(ctx context.Context, dev, acked int64, limit int) ([]json.RawMessage, int64, error) {
+	if acked > 0 {
+		if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM slidingsync_to_device WHERE dev = ? AND seq <= ?`), dev, acked); err != nil {
+			return nil, 0, fmt.Errorf("acknowledging to-device messages: %w", err)
+		}
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT seq, event FROM slidingsync_to_device WHERE dev = ? AND seq > ? ORDER BY seq LIMIT ?`), dev, acked, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading to-device messages: %w", err)
+	}
+	defer rows.Close()
+	var out []json.RawMessage
+	last := acked
+	for rows.Next() {
+		var raw string
+		if err := rows.Scan(&last, &raw); err != nil {
+			return nil, 0, err
+		}
+		out = append(out, json.RawMessage(raw))
+	}
+	return out, last, rows.Err()
+}
+
+// pendingToDevice counts the messages not yet acknowledged by the device.
+func (s *store) pendingToDevice(ctx context.Context, dev int64) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM slidingsync_to_device WHERE dev = ?`), dev).Scan(&n)
+	return n, err
+}
+
+// deviceLists reads the users whose devices changed, or who left every
+// room shared with this user, after since and no later than upTo.
+func (s *store) deviceLists(ctx context.Context, dev, since, upTo int64) (changed, left []string, err error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT user_id, left_room FROM slidingsync_device_lists WHERE dev = ? AND changed > ? AND changed <= ? ORDER BY user_id`), dev, since, upTo)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading device lists: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u string
+		var l int
+		if err := rows.Scan(&u, &l); err != nil {
+			return nil, nil, err
+		}
+		if l == 1 {
+			left = append(left, u)
+		} else {
+			changed = append(changed, u)
+		}
+	}
+	return changed, left, rows.Err()
+}
+
+// keys reads the device's one-time key counts and unused fallback key types.
+func (s *store) keys(ctx context.Context, dev int64) (otk, fallback json.RawMessage, err error) {
+	var o, f string
+	err = s.db.QueryRowContext(ctx, s.q(`SELECT otk_counts, fallback_types FROM slidingsync_devices WHERE dev = ?`), dev).Scan(&o, &f)
+	return json.RawMessage(o), json.RawMessage(f), err
+}
+
+// connection reads a connection's state at position n; nil when it is
+// not kept (never existed, too old, or another device's).
+func (s *store) connection(ctx context.Context, dev int64, connID string, n int64) (gen string, state []byte, err error) {
+	err = s.db.QueryRowContext(ctx, s.q(`SELECT gen, state FROM slidingsync_connections WHERE dev = ? AND conn_id = ? AND n = ?`), dev, connID, n).Scan(&gen, &state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil, nil
+	}
+	return gen, state, err
+}
+
+// keepPositions is how many positions of a connection are kept: the one
+// the client holds and the one before, which it may retry.
+const keepPositions = 3
+
+// maxConnections bounds a device's connections (conn_id values).
+const maxConnections = 8
+
+// saveConnection stores a connection's state at position n and forgets
+// positions that no client can still hold. gen identifies one life of the
+// connection: a new connection under the same conn_id starts a new one.
+func (s *store) saveConnection(ctx context.Context, dev int64, connID string, n int64, gen string, state []byte, now int64) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if n == 1 {
+			// A fresh start of this conn_id: its old positions are void.
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM slidingsync_connections WHERE dev = ? AND conn_id = ?`), dev, connID); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO slidingsync_connections (dev, conn_id, n, gen, state, created) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (dev, conn_id, n) DO UPDATE SET gen = excluded.gen, state = excluded.state, created = excluded.created`), dev, connID, n, gen, state, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM slidingsync_connections WHERE dev = ? AND conn_id = ? AND n <= ?`), dev, connID, n-keepPositions); err != nil {
+			return err
+		}
+		// Past maxConnections, the connection used least recently goes.
+		_, err := tx.ExecContext(ctx, s.q(`DELETE FROM slidingsync_connections WHERE dev = ? AND conn_id IN (
+			SELECT conn_id FROM slidingsync_connections WHERE dev = ? GROUP BY conn_id ORDER BY MAX(created) DESC `+s.limitAll()+` OFFSET ?)`), dev, dev, maxConnections)
+		return err
+	})
+}
+
+// limitAll is "no limit", which an OFFSET needs before it in SQLite.
+func (s *store) limitAll() string {
+	if s.pg {
+		return "LIMIT ALL"
+	}
+	return "LIMIT -1"
+}
+
+// stateKeys reads a room's current state events of one type and the
+// given keys (members of a timeline's senders, the heroes).
+func (s *store) stateKeys(ctx context.Context, dev int64, roomID, typ string, keys []string) ([]stateEvent, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	args := []any{dev, roomID, typ}
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT type, state_key, event, changed FROM slidingsync_state WHERE dev = ? AND room_id = ? AND type = ?
+		AND state_key IN (?`+strings.Repeat(`, ?`, len(keys)-1)+`)`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading state of %s: %w", roomID, err)
+	}
+	defer rows.Close()
+	var out []stateEvent
+	for rows.Next() {
+		var e stateEvent
+		var raw string
+		if err := rows.Scan(&e.Type, &e.StateKey, &raw, &e.Changed); err != nil {
+			return nil, err
+		}
+		e.Raw = json.RawMessage(raw)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// timelineSince reads a room's events that arrived after nid (and no
+// later than upTo), the newest limit+1 of them, oldest first: one more
+// than asked tells the caller there is a gap.
+func (s *store) timelineSince(ctx context.Context, dev int64, roomID string, nid, upTo int64, limit int) ([]timelineEvent, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT ord, nid, batch, event FROM slidingsync_timeline
+		WHERE dev = ? AND room_id = ? AND nid > ? AND nid <= ? ORDER BY ord DESC LIMIT ?`), dev, roomID, nid, upTo, limit+1)
+	if err != nil {
+		return nil, fmt.Errorf("reading the timeline of %s: %w", roomID, err)
+	}
+	defer rows.Close()
+	var out []timelineEvent
+	for rows.Next() {
+		var e timelineEvent
+		var raw string
+		if err := rows.Scan(&e.Ord, &e.NID, &e.Batch, &raw); err != nil {
+			return nil, err
+		}
+		e.Raw = json.RawMessage(raw)
+		out = append(out, e)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, rows.Err()
+}
