@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 )
@@ -36,6 +37,9 @@ func (s *Service) extensions(ctx context.Context, d *device, req *request, prev,
 			}
 		}
 		events, last, err := s.st.toDevice(ctx, d.dev, acked, ext.ToDevice.Limit)
+		if errors.Is(err, errBadToDeviceSince) {
+			return nil, false, errorf(http.StatusBadRequest, codeInvalidParam, "extensions.to_device.since is not a position this server gave")
+		}
 		if err != nil {
 			return nil, false, err
 		}

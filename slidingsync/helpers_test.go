@@ -182,3 +182,16 @@ func bodies(events []json.RawMessage) []string {
 	}
 	return out
 }
+
+// waitFor polls cond until it holds, for changes that reach the store
+// through the poller.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 60s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

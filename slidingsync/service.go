@@ -314,3 +314,18 @@ func (s *Service) internal(what string, err error) *matrixError {
 // tokenHash keys the token cache: the token itself is kept only by the
 // device's poller, in memory.
 func tokenHash(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+
+// pollerCount is how many devices this edge polls.
+func (s *Service) pollerCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, d := range s.devices {
+		d.mu.Lock()
+		if d.polling {
+			n++
+		}
+		d.mu.Unlock()
+	}
+	return n
+}

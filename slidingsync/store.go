@@ -32,7 +32,9 @@ func schema(pg bool) []string {
 	return []string{
 		// since is the v2 next_batch the device's poller continues from;
 		// pos counts the batches applied (a connection's position is
-		// taken against it); nid counts the timeline events stored.
+		// taken against it); nid counts the timeline events stored;
+		// to_device_seq numbers to-device messages, never reused, since
+		// a client acknowledges by number.
 		`CREATE TABLE IF NOT EXISTS slidingsync_devices (
 			dev ` + serial + `,
 			user_id TEXT NOT NULL,
@@ -40,6 +42,7 @@ func schema(pg bool) []string {
 			since TEXT NOT NULL DEFAULT '',
 			pos BIGINT NOT NULL DEFAULT 0,
 			nid BIGINT NOT NULL DEFAULT 0,
+			to_device_seq BIGINT NOT NULL DEFAULT 0,
 			owner TEXT NOT NULL DEFAULT '',
 			lease_until BIGINT NOT NULL DEFAULT 0,
 			otk_counts TEXT NOT NULL DEFAULT '{}',
@@ -141,6 +144,16 @@ func openStore(ctx context.Context, path, pgURL string) (*store, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("sliding-sync store directory: %w", err)
 		}
+		// The file holds other people's messages: only the daemon reads
+		// it. SQLite gives its -wal and -shm files the same mode.
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("opening the sliding-sync store: %w", err)
+		}
+		f.Close()
+		if err := os.Chmod(path, 0o600); err != nil {
+			return nil, fmt.Errorf("sliding-sync store: %w", err)
+		}
 		// WAL lets requests read while a poller writes; an immediate
 		// transaction takes the write lock when it begins, so two writers
 		// wait their turn (busy_timeout) instead of failing on upgrade.
@@ -161,10 +174,6 @@ func openStore(ctx context.Context, path, pgURL string) (*store, error) {
 			}
 			return nil, fmt.Errorf("creating the sliding-sync store in %s: %w", where, err)
 		}
-	}
-	if !s.pg {
-		// The file holds other people's messages: only the daemon reads it.
-		os.Chmod(path, 0o600)
 	}
 	return &s, nil
 }

@@ -118,7 +118,7 @@ func (a *applier) apply(r *v2Sync) error {
 	}
 	if len(r.ToDevice.Events) > 0 {
 		var seq int64
-		if err := a.tx.QueryRowContext(a.ctx, a.s.q(`SELECT COALESCE(MAX(seq), 0) FROM slidingsync_to_device WHERE dev = ?`), a.dev).Scan(&seq); err != nil {
+		if err := a.tx.QueryRowContext(a.ctx, a.s.q(`SELECT to_device_seq FROM slidingsync_devices WHERE dev = ?`), a.dev).Scan(&seq); err != nil {
 			return err
 		}
 		for _, raw := range r.ToDevice.Events {
@@ -126,6 +126,9 @@ func (a *applier) apply(r *v2Sync) error {
 			if err := a.exec(`INSERT INTO slidingsync_to_device (dev, seq, event) VALUES (?, ?, ?)`, a.dev, seq, string(raw)); err != nil {
 				return err
 			}
+		}
+		if err := a.exec(`UPDATE slidingsync_devices SET to_device_seq = ? WHERE dev = ?`, seq, a.dev); err != nil {
+			return err
 		}
 	}
 	for _, list := range []struct {

@@ -294,6 +294,15 @@ func (s *store) ephemeral(ctx context.Context, dev int64, roomID, typ string, si
 // toDevice acknowledges the device's messages up to acked and returns the
 // next ones, at most limit, with the sequence number of the last.
 func (s *store) toDevice(ctx context.Context, dev, acked int64, limit int) ([]json.RawMessage, int64, error) {
+	var issued int64
+	if err := s.db.QueryRowContext(ctx, s.q(`SELECT to_device_seq FROM slidingsync_devices WHERE dev = ?`), dev).Scan(&issued); err != nil {
+		return nil, 0, fmt.Errorf("reading to-device messages: %w", err)
+	}
+	if acked > issued {
+		// Acknowledging numbers not yet given would skip messages that
+		// are still to come.
+		return nil, 0, errBadToDeviceSince
+	}
 	if acked > 0 {
 		if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM slidingsync_to_device WHERE dev = ? AND seq <= ?`), dev, acked); err != nil {
 			return nil, 0, fmt.Errorf("acknowledging to-device messages: %w", err)
@@ -315,6 +324,9 @@ func (s *store) toDevice(ctx context.Context, dev, acked int64, limit int) ([]js
 	}
 	return out, last, rows.Err()
 }
+
+// errBadToDeviceSince is a since beyond what was given.
+var errBadToDeviceSince = errors.New("to_device since is ahead of what was sent")
 
 // pendingToDevice counts the messages not yet acknowledged by the device.
 func (s *store) pendingToDevice(ctx context.Context, dev int64) (int, error) {
