@@ -30,6 +30,7 @@ type device struct {
 	changed  chan struct{} // closed when the poller stores a batch
 	applied  time.Time
 	polling  bool
+	owned    bool // this edge holds the lease and polls the homeserver
 	poke     chan struct{}
 	first    chan struct{} // closed once a v2 sync is stored
 	revoked  bool

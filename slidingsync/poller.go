@@ -41,9 +41,25 @@ func v2Filter(limit int) string {
 // revoked, or the service closes.
 func (s *Service) poll(d *device) {
 	defer s.wg.Done()
-	s.metrics.pollers.Inc()
-	defer s.metrics.pollers.Dec()
 	ctx := s.ctx
+	// owned is whether this edge holds the device's lease, and so polls
+	// the homeserver for it.
+	owned := false
+	setOwned := func(o bool) {
+		if o == owned {
+			return
+		}
+		owned = o
+		d.mu.Lock()
+		d.owned = o
+		d.mu.Unlock()
+		if o {
+			s.metrics.pollers.Inc()
+		} else {
+			s.metrics.pollers.Dec()
+		}
+	}
+	defer setOwned(false)
 	firstDone := false
 	markFirst := func() {
 		if !firstDone {
@@ -101,13 +117,14 @@ func (s *Service) poll(d *device) {
 			d.notify()
 		}
 		lastPos = pos
-		owned, err := s.st.lease(ctx, d.dev, s.edge, time.Now().Add(leaseFor))
+		held, err := s.st.lease(ctx, d.dev, s.edge, time.Now().Add(leaseFor))
 		if err != nil {
 			s.log.Warn("sliding sync: taking the poll lease", "err", err)
 			sleep(backoff, nil)
 			continue
 		}
-		if !owned {
+		setOwned(held)
+		if !held {
 			// Another edge polls this device: what it stores is read
 			// from the store, and this edge takes over if it stops.
 			sleep(time.Second, nil)
@@ -118,7 +135,7 @@ func (s *Service) poll(d *device) {
 			continue
 		}
 
-		r, merr := s.v2sync(ctx, token, since)
+		r, merr := s.v2sync(ctx, token, since, min(pollTimeout, s.idle))
 		if merr != nil {
 			if ctx.Err() != nil {
 				return
@@ -170,7 +187,7 @@ func (s *Service) poll(d *device) {
 }
 
 // v2sync polls the homeserver's /sync from since with the device's token.
-func (s *Service) v2sync(ctx context.Context, token, since string) (*v2Sync, *matrixError) {
+func (s *Service) v2sync(ctx context.Context, token, since string, wait time.Duration) (*v2Sync, *matrixError) {
 	q := url.Values{}
 	q.Set("set_presence", "offline")
 	if since == "" {
@@ -179,7 +196,7 @@ func (s *Service) v2sync(ctx context.Context, token, since string) (*v2Sync, *ma
 	} else {
 		q.Set("filter", v2Filter(liveTimeline))
 		q.Set("since", since)
-		q.Set("timeout", fmt.Sprint(pollTimeout.Milliseconds()))
+		q.Set("timeout", fmt.Sprint(wait.Milliseconds()))
 	}
 	ctx, cancel := context.WithTimeout(ctx, pollTimeout+2*time.Minute)
 	defer cancel()

@@ -5,7 +5,9 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +164,43 @@ func TestTokenNeverOnDisk(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("the store does not hold the synced message: the search proves nothing")
+	}
+}
+
+// TestIdlePollerStops: a device that stops asking stops being polled, and
+// its next request starts a poller again and continues where it was.
+func TestIdlePollerStops(t *testing.T) {
+	t.Parallel()
+	h := startHomeserver(t)
+	u, _ := url.Parse(h.den.URL)
+	svc, err := Open(Config{Upstream: u, SQLitePath: filepath.Join(t.TempDir(), "idle.db"), IdleTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	base := serveService(t, svc)
+	alice := h.user(t, "alice")
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Name: "Quiet", Preset: "private_chat"})
+	req := map[string]any{"lists": map[string]any{"l": map[string]any{"ranges": [][2]int{{0, 9}}, "timeline_limit": 3}}}
+	_, a := ssync(t, base, alice.AccessToken, "", 0, req)
+	if svc.pollerCount() != 1 {
+		t.Fatalf("%d pollers after a request", svc.pollerCount())
+	}
+	// The poller notices at the end of its current long-poll.
+	waitFor(t, func() bool { return svc.pollerCount() == 0 })
+	send(t, alice, room, "while nobody polled")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, a2 := ssync(t, base, alice.AccessToken, a.Pos, 10*time.Second, req)
+		if a2.Errcode != "" {
+			t.Fatalf("continuing after the idle stop: %s", a2.Errcode)
+		}
+		if slices.Contains(bodies(a2.Rooms[room.String()].Timeline), "while nobody polled") {
+			break
+		}
+		a = a2
+		if time.Now().After(deadline) {
+			t.Fatal("the message sent while idle never arrived")
+		}
 	}
 }

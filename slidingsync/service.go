@@ -315,14 +315,14 @@ func (s *Service) internal(what string, err error) *matrixError {
 // device's poller, in memory.
 func tokenHash(token string) [32]byte { return sha256.Sum256([]byte(token)) }
 
-// pollerCount is how many devices this edge polls.
+// pollerCount is how many devices this edge polls the homeserver for.
 func (s *Service) pollerCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for _, d := range s.devices {
 		d.mu.Lock()
-		if d.polling {
+		if d.polling && d.owned {
 			n++
 		}
 		d.mu.Unlock()
