@@ -29,7 +29,7 @@ type homeserver struct {
 	url string
 }
 
-func startHomeserver(t *testing.T) *homeserver {
+func startHomeserver(t testing.TB) *homeserver {
 	t.Helper()
 	den := dendritetest.Start(t, dendritetest.Options{})
 	h := &homeserver{den: den}
@@ -38,7 +38,7 @@ func startHomeserver(t *testing.T) *homeserver {
 	return h
 }
 
-func openService(t *testing.T, upstream, sqlitePath, pg string) *Service {
+func openService(t testing.TB, upstream, sqlitePath, pg string) *Service {
 	t.Helper()
 	u, _ := url.Parse(upstream)
 	svc, err := Open(Config{Upstream: u, SQLitePath: sqlitePath, PostgresURL: pg, IdleTimeout: time.Minute})
@@ -49,7 +49,7 @@ func openService(t *testing.T, upstream, sqlitePath, pg string) *Service {
 	return svc
 }
 
-func serveService(t *testing.T, svc *Service) string {
+func serveService(t testing.TB, svc *Service) string {
 	mux := http.NewServeMux()
 	mux.Handle(Path, svc)
 	srv := httptest.NewServer(mux)
@@ -58,7 +58,7 @@ func serveService(t *testing.T, svc *Service) string {
 }
 
 // user registers and logs in a user on Dendrite.
-func (h *homeserver) user(t *testing.T, name string) *mautrix.Client {
+func (h *homeserver) user(t testing.TB, name string) *mautrix.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -69,7 +69,7 @@ func (h *homeserver) user(t *testing.T, name string) *mautrix.Client {
 }
 
 // login logs in a new device of an existing user.
-func (h *homeserver) login(t *testing.T, name string) *mautrix.Client {
+func (h *homeserver) login(t testing.TB, name string) *mautrix.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -88,7 +88,7 @@ func (h *homeserver) login(t *testing.T, name string) *mautrix.Client {
 	return cli
 }
 
-func createRoom(t *testing.T, cli *mautrix.Client, req *mautrix.ReqCreateRoom) id.RoomID {
+func createRoom(t testing.TB, cli *mautrix.Client, req *mautrix.ReqCreateRoom) id.RoomID {
 	t.Helper()
 	resp, err := cli.CreateRoom(context.Background(), req)
 	if err != nil {
@@ -97,7 +97,7 @@ func createRoom(t *testing.T, cli *mautrix.Client, req *mautrix.ReqCreateRoom) i
 	return resp.RoomID
 }
 
-func send(t *testing.T, cli *mautrix.Client, room id.RoomID, text string) id.EventID {
+func send(t testing.TB, cli *mautrix.Client, room id.RoomID, text string) id.EventID {
 	t.Helper()
 	resp, err := cli.SendMessageEvent(context.Background(), room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: text})
 	if err != nil {
@@ -140,7 +140,7 @@ type answer struct {
 }
 
 // ssync makes one sliding-sync request as a client would.
-func ssync(t *testing.T, base, token, pos string, timeout time.Duration, body any) (int, *answer) {
+func ssync(t testing.TB, base, token, pos string, timeout time.Duration, body any) (int, *answer) {
 	t.Helper()
 	raw, _ := json.Marshal(body)
 	q := url.Values{}
@@ -185,7 +185,7 @@ func bodies(events []json.RawMessage) []string {
 
 // waitFor polls cond until it holds, for changes that reach the store
 // through the poller.
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {

@@ -1,6 +1,11 @@
 package slidingsync
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
 
 type metrics struct {
 	pollers  prometheus.Gauge
@@ -46,4 +51,25 @@ func (s *Service) Collect(ch chan<- prometheus.Metric) {
 	s.metrics.polls.Collect(ch)
 	s.metrics.requests.Collect(ch)
 	s.metrics.wakeup.Collect(ch)
+}
+
+// wakeupSummary is the wake-up histogram in words, for benchmarks and
+// the log: how many, their mean, and how many within 100 ms.
+func (s *Service) wakeupSummary() string {
+	var m dto.Metric
+	if err := s.metrics.wakeup.Write(&m); err != nil {
+		return err.Error()
+	}
+	h := m.GetHistogram()
+	n := h.GetSampleCount()
+	if n == 0 {
+		return "none"
+	}
+	within := uint64(0)
+	for _, b := range h.GetBucket() {
+		if b.GetUpperBound() == 0.1 {
+			within = b.GetCumulativeCount()
+		}
+	}
+	return fmt.Sprintf("%d wake-ups, mean %.1f ms, %d within 100 ms", n, h.GetSampleSum()/float64(n)*1000, within)
 }
