@@ -16,7 +16,7 @@ const (
 	maxLists         = 32
 	maxRanges        = 8
 	maxRangeEnd      = 100000
-	maxWindow        = 1000 // rooms in one list's ranges together
+	maxWindow        = 20000 // rooms in one list's ranges together: the Rust SDK grows its list to every room
 	maxSubscriptions = 256
 	maxRequiredState = 128
 	maxTimelineLimit = 100

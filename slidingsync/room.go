@@ -24,6 +24,10 @@ func (s *Service) room(ctx context.Context, d *device, r *roomInfo, cfg roomConf
 		}, now, nil
 	}
 
+	if !initial && r.Changed <= sent.Pos && sent.State == now.State && sent.Sum == now.Sum && r.Membership == sent.Membership {
+		// Nothing stored for the room since the client had it: no reads.
+		return nil, now, nil
+	}
 	rr := &roomResponse{
 		Name: r.Name, Avatar: r.Avatar, IsDM: r.DM, Initial: initial,
 		JoinedCount: &r.Joined, InvitedCount: &r.Invited,

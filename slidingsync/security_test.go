@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net/http"
-	"os"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -46,8 +46,8 @@ func TestRequestsAreBoundToTheirDevice(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name, token, pos, body string
-		status                int
-		errcode               string
+		status                 int
+		errcode                string
 	}{
 		{"malformed pos", alice.AccessToken, "garbage", `{}`, 400, "M_UNKNOWN"},
 		{"no token", "", "", `{}`, 401, "M_MISSING_TOKEN"},
@@ -55,7 +55,7 @@ func TestRequestsAreBoundToTheirDevice(t *testing.T) {
 		{"not JSON", alice.AccessToken, "", `{"lists":`, 400, "M_NOT_JSON"},
 		{"wrong shape", alice.AccessToken, "", `{"lists":[1,2]}`, 400, "M_BAD_JSON"},
 		{"reversed range", alice.AccessToken, "", `{"lists":{"l":{"ranges":[[5,1]]}}}`, 400, "M_INVALID_PARAM"},
-		{"window too wide", alice.AccessToken, "", `{"lists":{"l":{"ranges":[[0,5000]]}}}`, 400, "M_INVALID_PARAM"},
+		{"window too wide", alice.AccessToken, "", `{"lists":{"l":{"ranges":[[0,50000]]}}}`, 400, "M_INVALID_PARAM"},
 		{"too many lists", alice.AccessToken, "", manyLists(40), 400, "M_INVALID_PARAM"},
 		{"bad state pair", alice.AccessToken, "", `{"room_subscriptions":{"!a:b":{"required_state":[["m.room.name"]]}}}`, 400, "M_INVALID_PARAM"},
 		{"to-device since ahead", alice.AccessToken, "", `{"extensions":{"to_device":{"enabled":true,"since":"99999"}}}`, 400, "M_INVALID_PARAM"},
