@@ -95,7 +95,6 @@ var firstListRequest = map[string]any{"lists": map[string]any{"all": map[string]
 func BenchmarkFirstListDendrite(b *testing.B) {
 	h := startHomeserver(b)
 	alice := h.user(b, "alice")
-	bob := h.user(b, "bob")
 	n := benchRooms()
 	start := time.Now()
 	rooms := makeRooms(b, alice, n)
@@ -119,8 +118,7 @@ func BenchmarkFirstListDendrite(b *testing.B) {
 		b.ReportMetric(float64(cold.Milliseconds()), "cold-ms")
 		b.ReportMetric(float64(warm.Microseconds())/1000, "warm-ms")
 
-		// Wake-up: bob messages one of alice's rooms while her request waits.
-		_ = bob
+		// Wake-up: a message in one of alice's rooms while her request waits.
 		_, a = ssync(b, h.url, dev.AccessToken, "", 0, firstListRequest)
 		var lat []time.Duration
 		for i := range 10 {
@@ -140,23 +138,36 @@ func BenchmarkFirstListDendrite(b *testing.B) {
 		b.Logf("send → waiting request answered: %v", lat)
 		b.Logf("poll stored → waiting request answered (wellknownd_slidingsync_wakeup_seconds): %s", h.svc.wakeupSummary())
 
-		// Memory per active device: devices each with a poller and a
-		// waiting request.
-		const devices = 20
+		// Memory per active device: more of alice's devices, each with a
+		// poller of her rooms and a request waiting on it.
+		const devices = 10
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
+		rssBefore := rss(b)
 		var wg sync.WaitGroup
 		for range devices {
-			c := h.login(b, "bob")
+			c := h.login(b, "alice")
 			_, a := ssync(b, h.url, c.AccessToken, "", 0, firstListRequest)
 			wg.Add(1)
-			go func() { defer wg.Done(); ssync(b, h.url, c.AccessToken, a.Pos, 5*time.Second, firstListRequest) }()
+			go func() { defer wg.Done(); ssync(b, h.url, c.AccessToken, a.Pos, 10*time.Second, firstListRequest) }()
 		}
 		time.Sleep(time.Second)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		b.Logf("heap per active device (poller + waiting request): %.1f KiB", float64(int64(after.HeapInuse)-int64(before.HeapInuse))/devices/1024)
+		b.Logf("per active device (poller + waiting request, %d rooms): Go heap %.1f KiB, RSS %.1f KiB (the test's clients included)",
+			n, float64(int64(after.HeapInuse)-int64(before.HeapInuse))/devices/1024, float64(rss(b)-rssBefore)/devices/1024)
 		wg.Wait()
 	}
+}
+
+// rss is the process's resident memory in bytes.
+func rss(b testing.TB) int64 {
+	raw, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var size, res int64
+	fmt.Sscan(string(raw), &size, &res)
+	return res * int64(os.Getpagesize())
 }

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -41,7 +43,11 @@ func startHomeserver(t testing.TB) *homeserver {
 func openService(t testing.TB, upstream, sqlitePath, pg string) *Service {
 	t.Helper()
 	u, _ := url.Parse(upstream)
-	svc, err := Open(Config{Upstream: u, SQLitePath: sqlitePath, PostgresURL: pg, IdleTimeout: time.Minute})
+	cfg := Config{Upstream: u, SQLitePath: sqlitePath, PostgresURL: pg, IdleTimeout: time.Minute}
+	if os.Getenv("SS_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	svc, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

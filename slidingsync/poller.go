@@ -135,6 +135,7 @@ func (s *Service) poll(d *device) {
 			continue
 		}
 
+		polled := time.Now()
 		r, merr := s.v2sync(ctx, token, since, min(pollTimeout, s.idle))
 		if merr != nil {
 			if ctx.Err() != nil {
@@ -166,6 +167,7 @@ func (s *Service) poll(d *device) {
 			continue
 		}
 		backoff = time.Second
+		fetched := time.Now()
 		newPos, err := s.st.apply(ctx, d.dev, since, r)
 		if errors.Is(err, errSinceMoved) {
 			continue
@@ -177,6 +179,11 @@ func (s *Service) poll(d *device) {
 			continue
 		}
 		s.metrics.polls.WithLabelValues("ok").Inc()
+		if since == "" {
+			s.log.Info("sliding sync: first v2 sync stored", "user", d.userID, "device", d.deviceID,
+				"rooms", len(r.Rooms.Join)+len(r.Rooms.Invite)+len(r.Rooms.Leave),
+				"fetch", fetched.Sub(polled).Round(time.Millisecond), "store", time.Since(fetched).Round(time.Millisecond))
+		}
 		d.mu.Lock()
 		d.pollErr = nil
 		d.mu.Unlock()

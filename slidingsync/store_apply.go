@@ -71,7 +71,7 @@ func (s *store) release(ctx context.Context, dev int64, owner string) error {
 func (s *store) apply(ctx context.Context, dev int64, since string, r *v2Sync) (int64, error) {
 	var pos int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		a := applier{s: s, tx: tx, ctx: ctx, dev: dev}
+		a := applier{s: s, tx: tx, ctx: ctx, dev: dev, stmts: map[string]*sql.Stmt{}}
 		var stored string
 		if err := tx.QueryRowContext(ctx, s.q(`SELECT since, pos, nid FROM slidingsync_devices WHERE dev = ?`), dev).Scan(&stored, &a.pos, &a.nid); err != nil {
 			return err
@@ -103,10 +103,21 @@ type applier struct {
 	pos     int64
 	nid     int64
 	initial bool
+	stmts   map[string]*sql.Stmt
 }
 
+// exec runs a statement of the batch. Each is prepared once per batch:
+// a first sync of a few hundred rooms runs the same few thousand times.
 func (a *applier) exec(query string, args ...any) error {
-	_, err := a.tx.ExecContext(a.ctx, a.s.q(query), args...)
+	st := a.stmts[query]
+	if st == nil {
+		var err error
+		if st, err = a.tx.PrepareContext(a.ctx, a.s.q(query)); err != nil {
+			return err
+		}
+		a.stmts[query] = st
+	}
+	_, err := st.ExecContext(a.ctx, args...)
 	return err
 }
 
