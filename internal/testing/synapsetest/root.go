@@ -46,48 +46,55 @@ var (
 // fails the test: nothing here is skipped.
 func Root(t testing.TB) string {
 	t.Helper()
-	rootOnce.Do(func() { rootErr = ensureRoot() })
+	rootOnce.Do(func() {
+		began := time.Now()
+		var built bool
+		if built, rootErr = ensureRoot(); built {
+			t.Logf("built the Synapse root (Debian %s) in %v", Suite, time.Since(began).Round(time.Second))
+		}
+	})
 	if rootErr != nil {
 		t.Fatalf("building the Synapse root (Debian %s): %v", Suite, rootErr)
 	}
 	return filepath.Join(CacheDir(), "root")
 }
 
-func ensureRoot() error {
+// ensureRoot builds the root unless it is there; built says it did.
+func ensureRoot() (built bool, err error) {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("mmdebstrap and chroot need root; running as uid %d", os.Geteuid())
+		return false, fmt.Errorf("mmdebstrap and chroot need root; running as uid %d", os.Geteuid())
 	}
 	dir := CacheDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return false, err
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, ".build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer lock.Close()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return err
+		return false, err
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 	final := filepath.Join(dir, "root")
 	if _, err := os.Stat(filepath.Join(final, "template", "homeserver.db")); err == nil {
-		return nil
+		return false, nil
 	}
 	// Whatever an interrupted build left is garbage: only a holder of the
 	// lock builds, and we hold it.
 	stale, _ := filepath.Glob(filepath.Join(dir, "root.tmp-*"))
 	for _, s := range stale {
 		if err := os.RemoveAll(s); err != nil {
-			return fmt.Errorf("removing an interrupted build: %w", err)
+			return false, fmt.Errorf("removing an interrupted build: %w", err)
 		}
 	}
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
-		return fmt.Errorf("mmdebstrap not found: install Debian's mmdebstrap package (./test does): %w", err)
+		return false, fmt.Errorf("mmdebstrap not found: install Debian's mmdebstrap package (./test does): %w", err)
 	}
 	tmp, err := os.MkdirTemp(dir, "root.tmp-")
 	if err != nil {
-		return err
+		return false, err
 	}
 	// sid's Release file on the mirror is often past its Valid-Until;
 	// package signatures are still checked.
@@ -95,17 +102,20 @@ func ensureRoot() error {
 		"--aptopt=Acquire::Check-Valid-Until \"false\"", Suite, tmp)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.RemoveAll(tmp)
-		return fmt.Errorf("mmdebstrap %s: %w\n%s", Suite, err, tail(out, 4000))
+		return false, fmt.Errorf("mmdebstrap %s: %w\n%s", Suite, err, tail(out, 4000))
 	}
 	if err := makeTemplate(tmp); err != nil {
 		os.RemoveAll(tmp)
-		return fmt.Errorf("preparing the template homeserver: %w", err)
+		return false, fmt.Errorf("preparing the template homeserver: %w", err)
 	}
 	// A root from an earlier layout (no template) is replaced whole.
 	if err := os.RemoveAll(final); err != nil {
-		return err
+		return false, err
 	}
-	return os.Rename(tmp, final)
+	if err := os.Rename(tmp, final); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // makeTemplate generates Synapse's configuration and signing key in
