@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -14,6 +15,8 @@ import (
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/wellknownd/wellknownd/internal/testing/synapsetest"
 )
 
 // benchRooms is the user's room count in the benchmarks (BENCH_ROOMS).
@@ -86,57 +89,84 @@ var firstListRequest = map[string]any{"lists": map[string]any{"all": map[string]
 	"required_state": [][2]string{{"m.room.name", ""}, {"m.room.avatar", ""}, {"m.room.encryption", ""}, {"m.room.member", "$ME"}, {"m.room.create", ""}, {"m.room.join_rules", ""}},
 }}}
 
-// BenchmarkFirstListDendrite: a user in BENCH_ROOMS rooms on Dendrite.
-// It reports Dendrite's own v2 initial sync, the first sliding-sync list
-// of a new device (the edge's first v2 sync included), of a known device's
-// new connection, the wake-up of a waiting request, and memory per device.
-//
-//	go test ./slidingsync -run '^$' -bench FirstListDendrite -benchtime 1x -v
-func BenchmarkFirstListDendrite(b *testing.B) {
-	h := startHomeserver(b)
-	alice := h.user(b, "alice")
-	n := benchRooms()
-	start := time.Now()
-	rooms := makeRooms(b, alice, n)
-	b.Logf("%d rooms made in %v", n, time.Since(start).Round(time.Millisecond))
-	for b.Loop() {
-		d := v2InitialSync(b, h.den.URL, alice.AccessToken, "")
-		dl := v2InitialSync(b, h.den.URL, alice.AccessToken, `{"room":{"timeline":{"limit":1},"state":{"lazy_load_members":true}}}`)
-		dev := h.login(b, "alice")
-		t0 := time.Now()
-		status, a := ssync(b, h.url, dev.AccessToken, "", 0, firstListRequest)
-		cold := time.Since(t0)
-		if status != 200 || len(a.Lists["all"].Ops) == 0 || len(a.Lists["all"].Ops[0].RoomIDs) != 20 || a.Lists["all"].Count != n {
-			b.Fatalf("first list: %d %+v", status, a.Lists)
-		}
-		t0 = time.Now()
-		ssync(b, h.url, dev.AccessToken, "", 0, map[string]any{"conn_id": "again", "lists": firstListRequest["lists"]})
-		warm := time.Since(t0)
-		b.Logf("v2 initial sync (no filter) %v; v2 (timeline 1, lazy members) %v; sliding sync first list: new device %v, known device %v",
-			d.Round(time.Millisecond), dl.Round(time.Millisecond), cold.Round(time.Millisecond), warm.Round(time.Millisecond))
-		b.ReportMetric(float64(d.Milliseconds()), "v2-ms")
-		b.ReportMetric(float64(cold.Milliseconds()), "cold-ms")
-		b.ReportMetric(float64(warm.Microseconds())/1000, "warm-ms")
+// side is one homeserver under measure: where clients send the client
+// API and where they send sliding sync.
+type side struct {
+	name, client, ss string
+	login            func(b testing.TB) *mautrix.Client
+}
 
-		// Wake-up: a message in one of alice's rooms while her request waits.
-		_, a = ssync(b, h.url, dev.AccessToken, "", 0, firstListRequest)
-		var lat []time.Duration
-		for i := range 10 {
-			done := make(chan time.Time, 1)
-			go func(pos string) {
-				ssync(b, h.url, dev.AccessToken, pos, 30*time.Second, firstListRequest)
-				done <- time.Now()
-			}(a.Pos)
-			time.Sleep(200 * time.Millisecond)
-			sent := time.Now()
-			if _, err := alice.SendText(context.Background(), rooms[i], "wake"); err != nil {
-				b.Fatal(err)
+// BenchmarkFirstList puts the edge in front of Dendrite beside Synapse's
+// native MSC4186, for a user in BENCH_ROOMS rooms: each server's own v2
+// initial sync, the first sliding-sync list (range 0-19, timeline_limit
+// 1) of a new device and of a known device's new connection, the delay
+// from a message being sent to a waiting request's answer, and (for the
+// edge) memory per active device.
+//
+//	go test ./slidingsync -run '^$' -bench FirstList -benchtime 1x -v -timeout 60m
+func BenchmarkFirstList(b *testing.B) {
+	n := benchRooms()
+	h := startHomeserver(b)
+	h.user(b, "alice")
+	syn := synapsetest.Start(b, synapsetest.Options{})
+	syn.Register(b, "alice", "password-alice", false)
+	sides := []side{
+		{"edge+dendrite", h.den.URL, h.url, func(b testing.TB) *mautrix.Client { return h.login(b, "alice") }},
+		{"synapse", syn.BaseURL, syn.BaseURL, func(b testing.TB) *mautrix.Client { return passwordLogin(b, syn.BaseURL, "alice") }},
+	}
+	rooms := map[string][]id.RoomID{}
+	for _, sd := range sides {
+		start := time.Now()
+		rooms[sd.name] = makeRooms(b, sd.login(b), n)
+		b.Logf("%s: %d rooms made in %v", sd.name, n, time.Since(start).Round(time.Millisecond))
+	}
+	for b.Loop() {
+		for _, sd := range sides {
+			owner := sd.login(b)
+			v2 := v2InitialSync(b, sd.client, owner.AccessToken, "")
+			v2l := v2InitialSync(b, sd.client, owner.AccessToken, `{"room":{"timeline":{"limit":1},"state":{"lazy_load_members":true}}}`)
+			dev := sd.login(b)
+			t0 := time.Now()
+			status, a := ssync(b, sd.ss, dev.AccessToken, "", 0, firstListRequest)
+			cold := time.Since(t0)
+			if status != 200 || len(a.Lists["all"].Ops) == 0 || len(a.Lists["all"].Ops[0].RoomIDs) != 20 || a.Lists["all"].Count != n {
+				b.Fatalf("%s: first list: %d %s %+v", sd.name, status, a.Error, a.Lists)
 			}
-			lat = append(lat, (<-done).Sub(sent))
-			_, a = ssync(b, h.url, dev.AccessToken, a.Pos, 0, firstListRequest)
+			var warm []time.Duration
+			for i := range 5 {
+				t0 = time.Now()
+				ssync(b, sd.ss, dev.AccessToken, "", 0, map[string]any{"conn_id": fmt.Sprint("again", i), "lists": firstListRequest["lists"]})
+				warm = append(warm, time.Since(t0))
+			}
+			slices.Sort(warm)
+			b.Logf("%s: v2 initial sync %v (timeline 1, lazy members: %v); first list: new device %v, known device median %v",
+				sd.name, v2.Round(time.Millisecond), v2l.Round(time.Millisecond), cold.Round(time.Millisecond), warm[2].Round(100*time.Microsecond))
+			b.ReportMetric(float64(v2.Milliseconds()), sd.name+"-v2-ms")
+			b.ReportMetric(float64(cold.Milliseconds()), sd.name+"-new-device-ms")
+			b.ReportMetric(float64(warm[2].Microseconds())/1000, sd.name+"-known-device-ms")
+
+			// Wake-up: a message in one of the rooms while a request waits.
+			_, a = ssync(b, sd.ss, dev.AccessToken, "", 0, firstListRequest)
+			var lat []time.Duration
+			for i := range 10 {
+				done := make(chan time.Time, 1)
+				go func(pos string) {
+					ssync(b, sd.ss, dev.AccessToken, pos, 30*time.Second, firstListRequest)
+					done <- time.Now()
+				}(a.Pos)
+				time.Sleep(300 * time.Millisecond)
+				sent := time.Now()
+				if _, err := owner.SendText(context.Background(), rooms[sd.name][i], "wake"); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, (<-done).Sub(sent))
+				_, a = ssync(b, sd.ss, dev.AccessToken, a.Pos, 0, firstListRequest)
+			}
+			slices.Sort(lat)
+			b.Logf("%s: message sent → waiting request answered: median %v, max %v", sd.name, lat[len(lat)/2].Round(100*time.Microsecond), lat[len(lat)-1].Round(100*time.Microsecond))
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, sd.name+"-wake-ms")
 		}
-		b.Logf("send → waiting request answered: %v", lat)
-		b.Logf("poll stored → waiting request answered (wellknownd_slidingsync_wakeup_seconds): %s", h.svc.wakeupSummary())
+		b.Logf("edge: poll stored → waiting request answered (wellknownd_slidingsync_wakeup_seconds): %s", h.svc.wakeupSummary())
 
 		// Memory per active device: more of alice's devices, each with a
 		// poller of her rooms and a request waiting on it.
@@ -155,10 +185,25 @@ func BenchmarkFirstListDendrite(b *testing.B) {
 		time.Sleep(time.Second)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		b.Logf("per active device (poller + waiting request, %d rooms): Go heap %.1f KiB, RSS %.1f KiB (the test's clients included)",
+		b.Logf("edge, per active device (poller + waiting request, %d rooms): Go heap %.1f KiB, RSS %.1f KiB (the test's clients included)",
 			n, float64(int64(after.HeapInuse)-int64(before.HeapInuse))/devices/1024, float64(rss(b)-rssBefore)/devices/1024)
 		wg.Wait()
 	}
+}
+
+// passwordLogin logs a new device of user in at base.
+func passwordLogin(b testing.TB, base, user string) *mautrix.Client {
+	cli, err := mautrix.NewClient(base, "", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := cli.Login(context.Background(), &mautrix.ReqLogin{
+		Type: mautrix.AuthTypePassword, Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: user},
+		Password: "password-" + user, StoreCredentials: true,
+	}); err != nil {
+		b.Fatalf("logging in %s at %s: %v", user, base, err)
+	}
+	return cli
 }
 
 // rss is the process's resident memory in bytes.
