@@ -152,6 +152,10 @@ func (s *Service) poll(d *device) {
 				markFirst()
 				d.notify()
 				s.metrics.polls.WithLabelValues("revoked").Inc()
+				// A logged-out device's messages are not kept at the edge.
+				if err := s.st.forget(ctx, d.dev); err != nil {
+					s.log.Warn("sliding sync: forgetting a revoked device", "err", err)
+				}
 				return
 			}
 			s.metrics.polls.WithLabelValues("error").Inc()

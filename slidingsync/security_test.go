@@ -99,7 +99,9 @@ func TestRevokedTokenStopsItsPoller(t *testing.T) {
 	h := startHomeserver(t)
 	alice := h.user(t, "alice")
 	token := alice.AccessToken
-	_, a := ssync(t, h.url, token, "", 0, map[string]any{})
+	room := createRoom(t, alice, &mautrix.ReqCreateRoom{Name: "Soon gone", Preset: "private_chat"})
+	send(t, alice, room, "forget me")
+	_, a := ssync(t, h.url, token, "", 0, map[string]any{"lists": map[string]any{"l": map[string]any{"ranges": [][2]int{{0, 9}}, "timeline_limit": 1}}})
 	if a.Pos == "" {
 		t.Fatalf("first request: %+v", a)
 	}
@@ -126,6 +128,18 @@ func TestRevokedTokenStopsItsPoller(t *testing.T) {
 		t.Fatal("the waiting request outlived the logout")
 	}
 	waitFor(t, func() bool { return h.svc.pollerCount() == 0 })
+	// What the edge stored for the logged-out device is gone.
+	waitFor(t, func() bool {
+		total := 0
+		for _, table := range append(deviceTables, "slidingsync_devices") {
+			var n int
+			if err := h.svc.st.db.QueryRow(`SELECT COUNT(*) FROM ` + table).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			total += n
+		}
+		return total == 0
+	})
 	if status, a3 := ssync(t, h.url, token, "", 0, map[string]any{}); status != 401 || a3.Errcode != "M_UNKNOWN_TOKEN" {
 		t.Fatalf("the revoked token afterwards: %d %s", status, a3.Errcode)
 	}

@@ -99,7 +99,42 @@ func Open(cfg Config) (*Service, error) {
 		metrics: newMetrics(),
 	}
 	s.Reconfigure(cfg.Upstream, cfg.Transport)
+	s.wg.Add(1)
+	go s.sweep()
 	return s, nil
+}
+
+// keepIdle is how long a device that stopped syncing keeps its data: a
+// phone left in a drawer for a while continues without a first sync; one
+// gone for good stops costing disk.
+const keepIdle = 30 * 24 * time.Hour
+
+// sweep forgets devices idle for longer than keepIdle, hourly.
+func (s *Service) sweep() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		devs, err := s.st.stale(s.ctx, time.Now().Add(-keepIdle))
+		if err != nil && s.ctx.Err() == nil {
+			s.log.Warn("sliding sync: finding idle devices", "err", err)
+		}
+		for _, dev := range devs {
+			s.mu.Lock()
+			active := s.devices[dev] != nil
+			s.mu.Unlock()
+			if !active {
+				if err := s.st.forget(s.ctx, dev); err != nil && s.ctx.Err() == nil {
+					s.log.Warn("sliding sync: forgetting an idle device", "err", err)
+				}
+			}
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Reconfigure points new polls and requests at another homeserver

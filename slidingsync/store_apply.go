@@ -27,7 +27,8 @@ func (s *store) device(ctx context.Context, userID, deviceID string) (dev int64,
 	if !errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("reading the device: %w", err)
 	}
-	_, err = s.db.ExecContext(ctx, s.q(`INSERT INTO slidingsync_devices (user_id, device_id) VALUES (?, ?) ON CONFLICT (user_id, device_id) DO NOTHING`), userID, deviceID)
+	// lease_until starts now: a device just added is not idle for the sweep.
+	_, err = s.db.ExecContext(ctx, s.q(`INSERT INTO slidingsync_devices (user_id, device_id, lease_until) VALUES (?, ?, ?) ON CONFLICT (user_id, device_id) DO NOTHING`), userID, deviceID, time.Now().UnixMilli())
 	if err != nil {
 		return 0, fmt.Errorf("adding the device: %w", err)
 	}
@@ -59,9 +60,47 @@ func (s *store) lease(ctx context.Context, dev int64, owner string, until time.T
 }
 
 // release gives the lease up, so another edge may poll at once.
+// lease_until stays: it is when the device was last polled, which the
+// sweep goes by.
 func (s *store) release(ctx context.Context, dev int64, owner string) error {
-	_, err := s.db.ExecContext(ctx, s.q(`UPDATE slidingsync_devices SET owner = '', lease_until = 0 WHERE dev = ? AND owner = ?`), dev, owner)
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE slidingsync_devices SET owner = '' WHERE dev = ? AND owner = ?`), dev, owner)
 	return err
+}
+
+// deviceTables are the tables holding a device's data, besides
+// slidingsync_devices itself.
+var deviceTables = []string{"slidingsync_rooms", "slidingsync_state", "slidingsync_timeline", "slidingsync_account_data",
+	"slidingsync_ephemeral", "slidingsync_to_device", "slidingsync_device_lists", "slidingsync_connections"}
+
+// forget deletes everything stored for a device: its token was revoked
+// (a logout), or it has not synced for longer than the sweep keeps.
+func (s *store) forget(ctx context.Context, dev int64) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, t := range append(deviceTables, "slidingsync_devices") {
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+t+` WHERE dev = ?`), dev); err != nil {
+				return fmt.Errorf("forgetting a device: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// stale lists devices nobody has polled since before.
+func (s *store) stale(ctx context.Context, before time.Time) ([]int64, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT dev FROM slidingsync_devices WHERE owner = '' AND lease_until < ?`), before.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var dev int64
+		if err := rows.Scan(&dev); err != nil {
+			return nil, err
+		}
+		out = append(out, dev)
+	}
+	return out, rows.Err()
 }
 
 // apply stores one v2 answer, polled from since, in one transaction: the
