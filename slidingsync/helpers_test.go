@@ -4,23 +4,28 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/signatures"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/wellknownd/wellknownd/internal/dendriteadmin"
 	"github.com/wellknownd/wellknownd/internal/testing/dendritetest"
+	"github.com/wellknownd/wellknownd/internal/testing/msc4186"
 )
 
 // homeserver is a real Dendrite and the sliding-sync service in front of it.
@@ -199,5 +204,90 @@ func waitFor(t testing.TB, cond func() bool) {
 			t.Fatal("condition not met within 60s")
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// account registers a user on the homeserver and gives its session as
+// the msc4186 and jssdk harnesses take it.
+func (h *homeserver) account(t testing.TB, name string) msc4186.Account {
+	t.Helper()
+	c := h.user(t, name)
+	return msc4186.Account{UserID: c.UserID.String(), AccessToken: c.AccessToken, DeviceID: c.DeviceID.String()}
+}
+
+// edgeFront is one server that is what the edge is to a client: the
+// sliding sync service at Path, /versions advertising it, and everything
+// else proxied to Dendrite, so a client that calls other endpoints too
+// (matrix-js-sdk's MatrixClient does) talks to one base URL.
+type edgeFront struct {
+	URL string
+	svc atomic.Pointer[Service]
+}
+
+func serveFront(t testing.TB, upstream string, svc *Service) *edgeFront {
+	t.Helper()
+	f := &edgeFront{}
+	f.svc.Store(svc)
+	target, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.Request.URL.Path != "/_matrix/client/versions" || resp.StatusCode != http.StatusOK {
+				return nil
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return err
+			}
+			if b, err = AddToVersions(b); err != nil {
+				return err
+			}
+			resp.Body = io.NopCloser(bytes.NewReader(b))
+			resp.ContentLength = int64(len(b))
+			resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+			return nil
+		},
+	}
+	mux := http.NewServeMux()
+	mux.Handle(Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.svc.Load().ServeHTTP(w, r) }))
+	mux.Handle("/", proxy)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	f.URL = srv.URL
+	return f
+}
+
+// swap makes svc answer the sliding sync requests that come next; those
+// already with the old service finish there.
+func (f *edgeFront) swap(svc *Service) { f.svc.Store(svc) }
+
+// oneTimeKeys are n signed one-time keys of a device, as a client
+// uploads them. Neither server checks the signatures (Synapse requires
+// them to be there); what is tested is the counts clients are told.
+func oneTimeKeys(user, device string, n int) map[id.KeyID]mautrix.OneTimeKey {
+	otks := map[id.KeyID]mautrix.OneTimeKey{}
+	for i := range n {
+		otks[id.NewKeyID(id.KeyAlgorithmSignedCurve25519, fmt.Sprintf("AAAA%d", i))] = mautrix.OneTimeKey{
+			Key:        id.Curve25519(fmt.Sprintf("key%d", i)),
+			Signatures: signatures.Signatures{id.UserID(user): {id.NewKeyID(id.KeyAlgorithmEd25519, device): "sig"}},
+		}
+	}
+	return otks
+}
+
+// deviceKeys are a device's identity keys, uploaded when it logs in: the
+// device lists of the users who share a room with it change.
+func deviceKeys(c *mautrix.Client) *mautrix.DeviceKeys {
+	return &mautrix.DeviceKeys{
+		UserID: c.UserID, DeviceID: c.DeviceID, Algorithms: []id.Algorithm{id.AlgorithmOlmV1, id.AlgorithmMegolmV1},
+		Keys: mautrix.KeyMap{
+			id.NewDeviceKeyID(id.KeyAlgorithmCurve25519, c.DeviceID): "curvekey",
+			id.NewDeviceKeyID(id.KeyAlgorithmEd25519, c.DeviceID):    "edkey",
+		},
+		Signatures: signatures.Signatures{c.UserID: {id.NewKeyID(id.KeyAlgorithmEd25519, string(c.DeviceID)): "sig"}},
 	}
 }
