@@ -64,6 +64,12 @@ func schema(pg bool) []string {
 			prev_batch TEXT NOT NULL DEFAULT '',
 			complete BIGINT NOT NULL DEFAULT 0,
 			gap_nid BIGINT NOT NULL DEFAULT 0,
+			name TEXT NOT NULL DEFAULT '',
+			avatar TEXT NOT NULL DEFAULT '',
+			encrypted BIGINT NOT NULL DEFAULT 0,
+			room_type TEXT,
+			tags TEXT NOT NULL DEFAULT '[]',
+			invite_direct BIGINT NOT NULL DEFAULT 0,
 			PRIMARY KEY (dev, room_id))`,
 		`CREATE TABLE IF NOT EXISTS slidingsync_state (
 			dev BIGINT NOT NULL,
@@ -73,6 +79,9 @@ func schema(pg bool) []string {
 			event TEXT NOT NULL,
 			changed BIGINT NOT NULL,
 			PRIMARY KEY (dev, room_id, type, state_key))`,
+		// A room's name, avatar, encryption, type, tags and whether its
+		// invite is direct are kept beside it as they are stored: lists
+		// filter and show them on every request.
 		// ord orders a room's timeline (backfilled events get smaller
 		// ones); nid is when the event arrived, 0 for backfilled ones,
 		// which were never live. batch is the v2 prev_batch of the chunk
@@ -86,7 +95,6 @@ func schema(pg bool) []string {
 			batch TEXT NOT NULL DEFAULT '',
 			event TEXT NOT NULL,
 			PRIMARY KEY (dev, room_id, ord))`,
-		`CREATE INDEX IF NOT EXISTS slidingsync_timeline_nid ON slidingsync_timeline (dev, nid)`,
 		// room_id is '' for global account data; type m.typing and
 		// m.receipt rows in ephemeral are a room's current typing and its
 		// merged receipts.

@@ -112,7 +112,7 @@ func (s *store) apply(ctx context.Context, dev int64, since string, r *v2Sync) (
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		a := applier{s: s, tx: tx, ctx: ctx, dev: dev, stmts: map[string]*sql.Stmt{}}
 		var stored string
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT since, pos, nid FROM slidingsync_devices WHERE dev = ?`), dev).Scan(&stored, &a.pos, &a.nid); err != nil {
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT since, pos, nid, user_id FROM slidingsync_devices WHERE dev = ?`), dev).Scan(&stored, &a.pos, &a.nid, &a.userID); err != nil {
 			return err
 		}
 		if stored != since {
@@ -139,6 +139,7 @@ type applier struct {
 	tx      *sql.Tx
 	ctx     context.Context
 	dev     int64
+	userID  string
 	pos     int64
 	nid     int64
 	initial bool
@@ -236,8 +237,23 @@ func (a *applier) accountData(roomID string, raw json.RawMessage) error {
 	if !ok {
 		return nil
 	}
-	return a.exec(`INSERT INTO slidingsync_account_data (dev, room_id, type, event, changed) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (dev, room_id, type) DO UPDATE SET event = excluded.event, changed = excluded.changed`, a.dev, roomID, e.Type, string(raw), a.pos)
+	if err := a.exec(`INSERT INTO slidingsync_account_data (dev, room_id, type, event, changed) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (dev, room_id, type) DO UPDATE SET event = excluded.event, changed = excluded.changed`, a.dev, roomID, e.Type, string(raw), a.pos); err != nil {
+		return err
+	}
+	if roomID != "" && e.Type == "m.tag" {
+		var c struct {
+			Tags map[string]json.RawMessage `json:"tags"`
+		}
+		json.Unmarshal(e.Content, &c)
+		tags := make([]string, 0, len(c.Tags))
+		for t := range c.Tags {
+			tags = append(tags, t)
+		}
+		b, _ := json.Marshal(tags)
+		return a.exec(`UPDATE slidingsync_rooms SET tags = ? WHERE dev = ? AND room_id = ?`, string(b), a.dev, roomID)
+	}
+	return nil
 }
 
 // touch makes sure the room has a row with this membership, and marks it
@@ -259,14 +275,64 @@ func (a *applier) stripped(roomID, membership string, events []json.RawMessage) 
 	}
 	// An invite has no timeline to order it by: it goes up the list when
 	// it arrives, as a new message would.
-	return a.exec(`UPDATE slidingsync_rooms SET invite_state = ?, bump_stamp = ? WHERE dev = ? AND room_id = ?`,
-		string(b), time.Now().UnixMilli(), a.dev, roomID)
+	if err := a.exec(`UPDATE slidingsync_rooms SET invite_state = ?, bump_stamp = ? WHERE dev = ? AND room_id = ?`,
+		string(b), time.Now().UnixMilli(), a.dev, roomID); err != nil {
+		return err
+	}
+	for _, raw := range events {
+		if e, ok := parseEvent(raw); ok {
+			if err := a.index(roomID, e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (a *applier) state(roomID string, e envelope, raw json.RawMessage) error {
-	return a.exec(`INSERT INTO slidingsync_state (dev, room_id, type, state_key, event, changed) VALUES (?, ?, ?, ?, ?, ?)
+	if err := a.exec(`INSERT INTO slidingsync_state (dev, room_id, type, state_key, event, changed) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (dev, room_id, type, state_key) DO UPDATE SET event = excluded.event, changed = excluded.changed`,
-		a.dev, roomID, e.Type, *e.StateKey, string(raw), a.pos)
+		a.dev, roomID, e.Type, *e.StateKey, string(raw), a.pos); err != nil {
+		return err
+	}
+	return a.index(roomID, e)
+}
+
+// index keeps the room's columns that lists filter on in step with its
+// state (or its invite's stripped state).
+func (a *applier) index(roomID string, e envelope) error {
+	if e.StateKey == nil {
+		return nil
+	}
+	if *e.StateKey != "" {
+		if e.Type == "m.room.member" && *e.StateKey == a.userID {
+			var c struct {
+				Direct bool `json:"is_direct"`
+			}
+			json.Unmarshal(e.Content, &c)
+			if c.Direct {
+				return a.exec(`UPDATE slidingsync_rooms SET invite_direct = 1 WHERE dev = ? AND room_id = ?`, a.dev, roomID)
+			}
+		}
+		return nil
+	}
+	var c struct {
+		Name string  `json:"name"`
+		URL  string  `json:"url"`
+		Type *string `json:"type"`
+	}
+	json.Unmarshal(e.Content, &c)
+	switch e.Type {
+	case "m.room.create":
+		return a.exec(`UPDATE slidingsync_rooms SET room_type = ? WHERE dev = ? AND room_id = ?`, c.Type, a.dev, roomID)
+	case "m.room.encryption":
+		return a.exec(`UPDATE slidingsync_rooms SET encrypted = 1 WHERE dev = ? AND room_id = ?`, a.dev, roomID)
+	case "m.room.name":
+		return a.exec(`UPDATE slidingsync_rooms SET name = ? WHERE dev = ? AND room_id = ?`, c.Name, a.dev, roomID)
+	case "m.room.avatar":
+		return a.exec(`UPDATE slidingsync_rooms SET avatar = ? WHERE dev = ? AND room_id = ?`, c.URL, a.dev, roomID)
+	}
+	return nil
 }
 
 func (a *applier) room(roomID, membership string, r *v2JoinedRoom) error {

@@ -39,7 +39,8 @@ type roomInfo struct {
 // rooms reads every room of the device with what its lists need.
 func (s *store) rooms(ctx context.Context, dev int64) (map[string]*roomInfo, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT room_id, membership, membership_pos, changed, bump_stamp, heroes,
-		joined_count, invited_count, notification_count, highlight_count, invite_state, prev_batch, complete, gap_nid
+		joined_count, invited_count, notification_count, highlight_count, invite_state, prev_batch, complete, gap_nid,
+		name, avatar, encrypted, room_type, tags, invite_direct
 		FROM slidingsync_rooms WHERE dev = ?`), dev)
 	if err != nil {
 		return nil, fmt.Errorf("reading rooms: %w", err)
@@ -48,129 +49,56 @@ func (s *store) rooms(ctx context.Context, dev int64) (map[string]*roomInfo, err
 	out := map[string]*roomInfo{}
 	for rows.Next() {
 		r := &roomInfo{}
-		var heroes, invite string
-		var complete int64
+		var heroes, invite, tags string
+		var complete, encrypted, direct int64
+		var typ sql.NullString
 		if err := rows.Scan(&r.ID, &r.Membership, &r.MembershipPos, &r.Changed, &r.Bump, &heroes,
-			&r.Joined, &r.Invited, &r.Notifications, &r.Highlights, &invite, &r.PrevBatch, &complete, &r.GapNID); err != nil {
+			&r.Joined, &r.Invited, &r.Notifications, &r.Highlights, &invite, &r.PrevBatch, &complete, &r.GapNID,
+			&r.Name, &r.Avatar, &encrypted, &typ, &tags, &direct); err != nil {
 			return nil, fmt.Errorf("reading rooms: %w", err)
 		}
-		json.Unmarshal([]byte(heroes), &r.Heroes)
+		if heroes != "[]" {
+			json.Unmarshal([]byte(heroes), &r.Heroes)
+		}
+		if tags != "[]" {
+			var list []string
+			json.Unmarshal([]byte(tags), &list)
+			r.Tags = map[string]bool{}
+			for _, t := range list {
+				r.Tags[t] = true
+			}
+		}
+		if typ.Valid {
+			r.Type = &typ.String
+		}
 		r.InviteState = json.RawMessage(invite)
 		r.Complete = complete == 1
+		r.Encrypted = encrypted == 1
+		// An invite is direct when its member event says so; a joined
+		// room when m.direct lists it (below), as Synapse decides.
+		r.DM = direct == 1 && (r.Membership == "invite" || r.Membership == "knock")
 		out[r.ID] = r
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading rooms: %w", err)
 	}
-	rows.Close()
-
-	state, err := s.db.QueryContext(ctx, s.q(`SELECT room_id, type, event FROM slidingsync_state WHERE dev = ? AND state_key = ''
-		AND type IN ('m.room.create', 'm.room.encryption', 'm.room.name', 'm.room.avatar')`), dev)
-	if err != nil {
-		return nil, fmt.Errorf("reading room state: %w", err)
+	var raw string
+	err = s.db.QueryRowContext(ctx, s.q(`SELECT event FROM slidingsync_account_data WHERE dev = ? AND room_id = '' AND type = 'm.direct'`), dev).Scan(&raw)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("reading m.direct: %w", err)
 	}
-	defer state.Close()
-	for state.Next() {
-		var id, typ, raw string
-		if err := state.Scan(&id, &typ, &raw); err != nil {
-			return nil, fmt.Errorf("reading room state: %w", err)
-		}
-		if r := out[id]; r != nil && (r.Membership != "invite" && r.Membership != "knock") {
-			r.index(typ, json.RawMessage(raw))
-		}
-	}
-	if err := state.Err(); err != nil {
-		return nil, fmt.Errorf("reading room state: %w", err)
-	}
-	state.Close()
-
-	var userID string
-	if err := s.db.QueryRowContext(ctx, s.q(`SELECT user_id FROM slidingsync_devices WHERE dev = ?`), dev).Scan(&userID); err != nil {
-		return nil, fmt.Errorf("reading the device: %w", err)
-	}
-	for _, r := range out {
-		if r.Membership == "invite" || r.Membership == "knock" {
-			var events []json.RawMessage
-			json.Unmarshal(r.InviteState, &events)
-			for _, raw := range events {
-				e, ok := parseEvent(raw)
-				if !ok || e.StateKey == nil {
-					continue
-				}
-				if *e.StateKey == "" {
-					r.index(e.Type, raw)
-				} else if e.Type == "m.room.member" && *e.StateKey == userID {
-					var c struct {
-						Direct bool `json:"is_direct"`
-					}
-					json.Unmarshal(e.Content, &c)
-					r.DM = r.DM || c.Direct
+	if e, ok := parseEvent(json.RawMessage(raw)); ok {
+		var direct map[string][]string
+		json.Unmarshal(e.Content, &direct)
+		for _, ids := range direct {
+			for _, rid := range ids {
+				if r := out[rid]; r != nil {
+					r.DM = true
 				}
 			}
 		}
 	}
-
-	ad, err := s.db.QueryContext(ctx, s.q(`SELECT room_id, type, event FROM slidingsync_account_data WHERE dev = ? AND type IN ('m.tag', 'm.direct')`), dev)
-	if err != nil {
-		return nil, fmt.Errorf("reading account data: %w", err)
-	}
-	defer ad.Close()
-	for ad.Next() {
-		var id, typ, raw string
-		if err := ad.Scan(&id, &typ, &raw); err != nil {
-			return nil, fmt.Errorf("reading account data: %w", err)
-		}
-		e, ok := parseEvent(json.RawMessage(raw))
-		if !ok {
-			continue
-		}
-		switch {
-		case typ == "m.tag" && out[id] != nil:
-			var c struct {
-				Tags map[string]json.RawMessage `json:"tags"`
-			}
-			json.Unmarshal(e.Content, &c)
-			out[id].Tags = map[string]bool{}
-			for t := range c.Tags {
-				out[id].Tags[t] = true
-			}
-		case typ == "m.direct" && id == "":
-			var direct map[string][]string
-			json.Unmarshal(e.Content, &direct)
-			for _, ids := range direct {
-				for _, rid := range ids {
-					if r := out[rid]; r != nil {
-						r.DM = true
-					}
-				}
-			}
-		}
-	}
-	return out, ad.Err()
-}
-
-// index reads one of the state events lists filter on.
-func (r *roomInfo) index(typ string, raw json.RawMessage) {
-	e, ok := parseEvent(raw)
-	if !ok {
-		return
-	}
-	var c struct {
-		Name string  `json:"name"`
-		URL  string  `json:"url"`
-		Type *string `json:"type"`
-	}
-	json.Unmarshal(e.Content, &c)
-	switch typ {
-	case "m.room.create":
-		r.Type = c.Type
-	case "m.room.encryption":
-		r.Encrypted = true
-	case "m.room.name":
-		r.Name = c.Name
-	case "m.room.avatar":
-		r.Avatar = c.URL
-	}
+	return out, nil
 }
 
 // stateEvent is one current state event.
