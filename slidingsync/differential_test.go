@@ -40,6 +40,15 @@ type server struct {
 	bumps map[string]float64
 	// told is the last value of each room fact told, by path.
 	told facts
+	// sent is the last request, for failure messages.
+	sent string
+}
+
+// sync makes a request on Alice's connection.
+func (s *server) sync(ctx context.Context, timeout time.Duration, req msc4186.Request) (*msc4186.Response, error) {
+	body, _ := json.Marshal(req)
+	s.sent = fmt.Sprintf("POST ?pos=%s&timeout=%d %s", s.conn.Pos, timeout.Milliseconds(), body)
+	return s.conn.Sync(ctx, timeout, req)
 }
 
 func synapseSide(t *testing.T) *server {
@@ -472,6 +481,13 @@ var expectedDifferences = []expected{
 		},
 	},
 	{
+		path: `rooms\.<Invitation>\.(bump_stamp|invite_state|unstable_expanded_timeline)`,
+		why:  "Synapse sends an invite again, whole, when a window with a longer timeline_limit takes it in (its timeline expansion, flagged unstable_expanded_timeline, though an invite has no timeline); the edge does not: the client has the invite",
+		holds: func(d difference, c stepFacts) bool {
+			return d.edge == "" && c.syn["rooms.<Invitation>.unstable_expanded_timeline"] != "" && c.edgeTold["rooms.<Invitation>.invite_state"] != ""
+		},
+	},
+	{
 		step: "subscription dropped", path: `rooms\.<\w+>\.required_state`,
 		why: "when a room's required_state narrows, the edge sends the narrower state again (it keeps no record that the client holds more), Synapse nothing: the client is told state it has; it costs an answer (a long poll would return at once)",
 		holds: func(d difference, c stepFacts) bool {
@@ -515,6 +531,7 @@ func TestDifferentialAgainstSynapse(t *testing.T) {
 
 	var unexpected []difference
 	answers := map[string][2][]byte{}
+	requests := map[string]string{}
 	judge := func(step string, sf, ef facts) {
 		c := stepFacts{syn: sf, edge: ef, edgeTold: edge.told}
 		for _, d := range compare(step, sf, ef) {
@@ -548,11 +565,12 @@ func TestDifferentialAgainstSynapse(t *testing.T) {
 		for i, s := range sides {
 			a[i] = fn(s).Raw
 		}
+		requests[step] = edge.sent
 		record(step, a)
 	}
-	sync := func(s *server, timeout time.Duration, req msc4186.Request) *msc4186.Response {
+	ask := func(s *server, timeout time.Duration, req msc4186.Request) *msc4186.Response {
 		t.Helper()
-		r, err := s.conn.Sync(ctx, timeout, req)
+		r, err := s.sync(ctx, timeout, req)
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
@@ -599,7 +617,7 @@ func TestDifferentialAgainstSynapse(t *testing.T) {
 
 	// 1. The first request: lists with ranges, filters, required_state
 	// and timeline_limit, every extension.
-	each("first", func(s *server) *msc4186.Response { return ack(s, sync(s, 0, request(s, [2]int{0, 1}))) })
+	each("first", func(s *server) *msc4186.Response { return ack(s, ask(s, 0, request(s, [2]int{0, 1}))) })
 
 	// 2. A room subscription asks more of a room the lists sent.
 	each("subscription", func(s *server) *msc4186.Response {
@@ -607,13 +625,13 @@ func TestDifferentialAgainstSynapse(t *testing.T) {
 		req.RoomSubscriptions = map[string]msc4186.RoomSubscription{string(s.f.Secrets): {
 			TimelineLimit: 5, RequiredState: [][2]string{{"*", "*"}},
 		}}
-		return ack(s, sync(s, 0, req))
+		return ack(s, ask(s, 0, req))
 	})
 
 	// 3. The next request drops the subscription (an MSC4186 request
 	// says all it wants, every time): the room's config narrows back to
 	// the lists'.
-	each("subscription dropped", func(s *server) *msc4186.Response { return ack(s, sync(s, 0, request(s, [2]int{0, 1}))) })
+	each("subscription dropped", func(s *server) *msc4186.Response { return ack(s, ask(s, 0, request(s, [2]int{0, 1}))) })
 
 	// 4. A long poll that a message from Bob ends.
 	const late = "are you there?"
@@ -623,7 +641,7 @@ func TestDifferentialAgainstSynapse(t *testing.T) {
 		errs := make(chan error, 1)
 		go func() {
 			trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { close(wrote) }}
-			r, err := s.conn.Sync(httptrace.WithClientTrace(ctx, trace), 30*time.Second, request(s, [2]int{0, 1}))
+			r, err := s.sync(httptrace.WithClientTrace(ctx, trace), 30*time.Second, request(s, [2]int{0, 1}))
 			if err != nil {
 				errs <- err
 				return
@@ -648,14 +666,14 @@ func TestDifferentialAgainstSynapse(t *testing.T) {
 	})
 
 	// 5. The window grows to the whole list: the rooms not yet sent come.
-	each("range grown", func(s *server) *msc4186.Response { return ack(s, sync(s, 0, request(s, [2]int{0, 3}))) })
+	each("range grown", func(s *server) *msc4186.Response { return ack(s, ask(s, 0, request(s, [2]int{0, 3}))) })
 
 	// 6. Alice accepts the invitation: the room comes whole.
 	each("invite accepted", func(s *server) *msc4186.Response {
 		if _, err := s.alice.Client(t, s.base).JoinRoomByID(ctx, s.f.Invitation); err != nil {
 			t.Fatalf("%s: joining: %v", s.name, err)
 		}
-		return ack(s, sync(s, 30*time.Second, request(s, [2]int{0, 3})))
+		return ack(s, ask(s, 30*time.Second, request(s, [2]int{0, 3})))
 	})
 
 	// 7. The extensions: Bob sends Alice's device to-device messages and
@@ -706,7 +724,7 @@ func TestDifferentialAgainstSynapse(t *testing.T) {
 			"extensions.account_data.rooms.<Lobby>", "extensions.receipts.rooms.<DM>", "extensions.typing.rooms.<DM>"}
 		deadline := time.Now().Add(90 * time.Second)
 		for {
-			r := ack(s, sync(s, 10*time.Second, request(s, [2]int{0, 3})))
+			r := ack(s, ask(s, 10*time.Second, request(s, [2]int{0, 3})))
 			extRaw[i] = append(append(extRaw[i], r.Raw...), '\n')
 			for p, v := range s.normalize(r.Raw) {
 				if !strings.HasPrefix(p, "extensions.") {
@@ -736,7 +754,7 @@ func TestDifferentialAgainstSynapse(t *testing.T) {
 
 	// 8. Acknowledged to-device messages are not sent again: the next
 	// answer, with nothing new, is compared whole.
-	each("nothing new", func(s *server) *msc4186.Response { return ack(s, sync(s, 0, request(s, [2]int{0, 3}))) })
+	each("nothing new", func(s *server) *msc4186.Response { return ack(s, ask(s, 0, request(s, [2]int{0, 3}))) })
 
 	// 9. Errors: Bob with Alice's pos, and a pos that is not one.
 	var errFacts [2]facts
@@ -769,7 +787,7 @@ func TestDifferentialAgainstSynapse(t *testing.T) {
 		}
 		for step := range steps {
 			if a, ok := answers[step]; ok {
-				t.Logf("step %q answers:\n  synapse: %s\n  edge:    %s", step, trim(a[0]), trim(a[1]))
+				t.Logf("step %q: the request (to the edge; the same to Synapse but for pos and since):\n  %s\nanswers:\n  synapse: %s\n  edge:    %s", step, requests[step], trim(a[0]), trim(a[1]))
 			}
 		}
 	}

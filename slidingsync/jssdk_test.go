@@ -36,6 +36,22 @@ func seedFront(t *testing.T) *seededFront {
 	return s
 }
 
+// named is room IDs as the fixture's names, for comparisons a person
+// reads: Lobby, Secrets, DM, Invitation.
+func (s *seededFront) named(ids ...string) []string {
+	names := map[string]string{string(s.f.Lobby): "Lobby", string(s.f.Secrets): "Secrets", string(s.f.DM): "DM", string(s.f.Invitation): "Invitation"}
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		if out[i] = names[id]; out[i] == "" {
+			out[i] = id
+		}
+	}
+	return out
+}
+
+// recency is the fixture's rooms, most recently active first, by name.
+func (s *seededFront) recency() []string { return s.named(roomIDs(s.f.Recency)...) }
+
 func (s *seededFront) env(a msc4186.Account) map[string]string {
 	return jssdk.SlidingSyncEnv(s.front.URL, a.UserID, a.AccessToken, a.DeviceID)
 }
@@ -129,8 +145,8 @@ func TestJSSDKRawOnDendrite(t *testing.T) {
 	p := jssdk.Start(t, ctx, jssdk.SlidingSync, env)
 
 	first := decodeLine[jssdk.CompleteLine](t, p.Await("the first response", 90*time.Second, func(l jssdk.Line) bool { return l.Type == "complete" }))
-	if !slices.Equal(first.Order, roomIDs(f.Recency)) || first.Counts["all"] != 4 {
-		t.Errorf("after the first response the client has %v (count %d); want %v, 4", first.Order, first.Counts["all"], f.Recency)
+	if got := s.named(first.Order...); !slices.Equal(got, s.recency()) || first.Counts["all"] != 4 {
+		t.Errorf("after the first response the client has %v (count %d); want %v, 4", got, first.Counts["all"], s.recency())
 	}
 	rooms := map[string]jssdk.RoomLine{}
 	for _, r := range lines[jssdk.RoomLine](t, p.Lines(), "room") {
@@ -288,9 +304,9 @@ func TestJSSDKRawOnDendrite(t *testing.T) {
 		t.Fatalf("the late message came as %+v; want it alone in a delta, live", got)
 	}
 	completes := lines[jssdk.CompleteLine](t, all, "complete")
-	want := []string{string(f.DM), string(f.Lobby), string(f.Secrets), string(f.Invitation)}
-	if last := completes[len(completes)-1]; !slices.Equal(last.Order, want) {
-		t.Errorf("after the late message the client's rooms are %v; want %v", last.Order, want)
+	want := []string{"DM", "Lobby", "Secrets", "Invitation"}
+	if got := s.named(completes[len(completes)-1].Order...); !slices.Equal(got, want) {
+		t.Errorf("after the late message the client's rooms are %v; want %v", got, want)
 	}
 
 	// Each to-device message reached the client once, in order, though it
@@ -396,8 +412,8 @@ func TestJSSDKClientOnDendrite(t *testing.T) {
 		got[r.RoomID] = r
 		order = append(order, r.RoomID)
 	}
-	if !slices.Equal(order, roomIDs(f.Recency)) {
-		t.Errorf("the SDK's rooms by bump stamp: %v; want %v", order, f.Recency)
+	if got := s.named(order...); !slices.Equal(got, s.recency()) {
+		t.Errorf("the SDK's rooms by bump stamp: %v; want %v", got, s.recency())
 	}
 	want := map[id.RoomID]struct{ name, membership string }{
 		f.Lobby: {"Lobby", "join"}, f.Secrets: {"Secrets", "join"}, f.DM: {"bob", "join"}, f.Invitation: {"Invitation", "invite"},
@@ -461,7 +477,6 @@ func TestJSSDKClientOnDendrite(t *testing.T) {
 func TestJSSDKGrowsItsList(t *testing.T) {
 	t.Parallel()
 	s := seedFront(t)
-	f := s.f
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	env := s.env(s.alice)
@@ -480,13 +495,8 @@ func TestJSSDKGrowsItsList(t *testing.T) {
 	if len(responses) != 2 {
 		t.Fatalf("%d responses; want 2", len(responses))
 	}
-	sorted := func(ids ...id.RoomID) []string {
-		out := roomIDs(ids)
-		slices.Sort(out)
-		return out
-	}
-	for i, want := range [][]string{sorted(f.Recency[:2]...), sorted(f.Recency[2:]...)} {
-		got := slices.Clone(responses[i].Rooms)
+	for i, want := range [][]string{{"DM", "Lobby"}, {"Invitation", "Secrets"}} {
+		got := s.named(responses[i].Rooms...)
 		slices.Sort(got)
 		if !slices.Equal(got, want) {
 			t.Errorf("response %d carried rooms %v; want %v", i+1, got, want)
@@ -502,8 +512,8 @@ func TestJSSDKGrowsItsList(t *testing.T) {
 	if err := json.Unmarshal(responses[1].Lists["all"], &second); err != nil {
 		t.Fatal(err)
 	}
-	if second.Count != 4 || len(second.Ops) != 1 || second.Ops[0].Range != [2]int{0, 19} || !slices.Equal(second.Ops[0].RoomIDs, roomIDs(f.Recency)) {
-		t.Errorf("the wider list: %+v; want count 4, one SYNC of 0-19 with %v", second, f.Recency)
+	if second.Count != 4 || len(second.Ops) != 1 || second.Ops[0].Range != [2]int{0, 19} || !slices.Equal(s.named(second.Ops[0].RoomIDs...), s.recency()) {
+		t.Errorf("the wider list: count %d, ops %+v (%v); want count 4, one SYNC of 0-19 with %v", second.Count, second.Ops, s.named(second.Ops[0].RoomIDs...), s.recency())
 	}
 	for _, r := range lines[jssdk.RoomLine](t, all, "room") {
 		if !r.Initial {
@@ -511,8 +521,8 @@ func TestJSSDKGrowsItsList(t *testing.T) {
 		}
 	}
 	completes := lines[jssdk.CompleteLine](t, all, "complete")
-	if got := completes[len(completes)-1].Order; !slices.Equal(got, roomIDs(f.Recency)) {
-		t.Errorf("the client's rooms: %v; want %v", got, f.Recency)
+	if got := s.named(completes[len(completes)-1].Order...); !slices.Equal(got, s.recency()) {
+		t.Errorf("the client's rooms: %v; want %v", got, s.recency())
 	}
 }
 
@@ -523,7 +533,6 @@ func TestJSSDKGrowsItsList(t *testing.T) {
 func TestJSSDKStartsOverOnUnknownPos(t *testing.T) {
 	t.Parallel()
 	s := seedFront(t)
-	f := s.f
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	env := s.env(s.alice)
@@ -574,7 +583,7 @@ func TestJSSDKStartsOverOnUnknownPos(t *testing.T) {
 	}
 	checkSeededRooms(t, s, rooms)
 	completes := lines[jssdk.CompleteLine](t, all, "complete")
-	if got := completes[len(completes)-1]; !slices.Equal(got.Order, roomIDs(f.Recency)) || got.Counts["all"] != 4 {
-		t.Errorf("after starting over the client's rooms are %v (count %d); want %v", got.Order, got.Counts["all"], f.Recency)
+	if got := completes[len(completes)-1]; !slices.Equal(s.named(got.Order...), s.recency()) || got.Counts["all"] != 4 {
+		t.Errorf("after starting over the client's rooms are %v (count %d); want %v", s.named(got.Order...), got.Counts["all"], s.recency())
 	}
 }
