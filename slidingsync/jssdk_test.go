@@ -97,20 +97,20 @@ func checkSeededRooms(t *testing.T, s *seededFront, rooms map[string]jssdk.RoomL
 	f := s.f
 	for room, name := range f.Names {
 		if r := rooms[string(room)]; r.Name != name || !r.Initial || r.BumpStamp == nil {
-			t.Errorf("room %s: %+v; want initial, named %q, with a bump_stamp", room, r, name)
+			t.Errorf("%s: %+v; want initial, named %q, with a bump_stamp", name, r, name)
 		}
 	}
 	for _, room := range []id.RoomID{f.Lobby, f.DM, f.Secrets} {
-		r := rooms[string(room)]
+		r, name := rooms[string(room)], s.named(string(room))[0]
 		if tl := r.Timeline; len(tl) != 1 || tl[0].Body != f.Last[room] {
-			t.Errorf("room %s: timeline %+v; want its last message %q", room, tl, f.Last[room])
+			t.Errorf("%s: timeline %+v; want its last message %q", name, tl, f.Last[room])
 		}
 		if r.JoinedCount == nil || !hasStateEvent(r.RequiredState, "m.room.member", s.alice.UserID) || !hasStateEvent(r.RequiredState, "m.room.create", "") {
-			t.Errorf("room %s: joined_count %v, required_state %+v; want a count, Alice's membership ($ME) and m.room.create", room, r.JoinedCount, r.RequiredState)
+			t.Errorf("%s: joined_count %v, required_state %+v; want a count, Alice's membership ($ME) and m.room.create", name, r.JoinedCount, r.RequiredState)
 		}
 	}
 	dm := rooms[string(f.DM)]
-	if !dm.IsDM || dm.Name != "" || len(dm.Heroes) != 1 || dm.Heroes[0].UserID != s.bob.UserID || dm.Heroes[0].Displayname != "bob" || *dm.JoinedCount != 2 {
+	if !dm.IsDM || dm.Name != "" || len(dm.Heroes) != 1 || dm.Heroes[0].UserID != s.bob.UserID || dm.Heroes[0].Displayname != "bob" || dm.JoinedCount == nil || *dm.JoinedCount != 2 {
 		t.Errorf("the DM: is_dm %v, name %q, heroes %+v, joined %v; want a DM of two without a name, Bob its hero", dm.IsDM, dm.Name, dm.Heroes, dm.JoinedCount)
 	}
 	if !hasStateEvent(rooms[string(f.Secrets)].RequiredState, "m.room.encryption", "") {
@@ -183,6 +183,9 @@ func TestJSSDKRawOnDendrite(t *testing.T) {
 	if err := a.SetRoomAccountData(ctx, f.Lobby, "org.example.draft", map[string]any{"text": "half a thought"}); err != nil {
 		t.Fatal(err)
 	}
+	if len(rooms[string(f.DM)].Timeline) == 0 {
+		t.Fatal("the DM came without its last message: nothing to send a receipt for")
+	}
 	dmMessage := id.EventID(rooms[string(f.DM)].Timeline[0].EventID)
 	if err := b.SendReceipt(ctx, f.DM, dmMessage, event.ReceiptTypeRead, nil); err != nil {
 		t.Fatal(err)
@@ -191,16 +194,25 @@ func TestJSSDKRawOnDendrite(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ext := func(name string, match func(json.RawMessage) bool) jssdk.ExtensionLine {
+	// ext waits for the client to be handed an extension payload that
+	// match accepts.
+	ext := func(name string, match func(json.RawMessage) bool) {
 		t.Helper()
-		l := p.Await(name, 90*time.Second, func(l jssdk.Line) bool {
+		p.Await(name, 90*time.Second, func(l jssdk.Line) bool {
 			if l.Type != "extension" {
 				return false
 			}
 			e := decodeLine[jssdk.ExtensionLine](t, l)
 			return e.Name == name && match(e.Data)
 		})
-		return decodeLine[jssdk.ExtensionLine](t, l)
+	}
+	type accountDataEvent struct {
+		Type    string         `json:"type"`
+		Content map[string]any `json:"content"`
+	}
+	type ephemeralEvent struct {
+		Type    string          `json:"type"`
+		Content json.RawMessage `json:"content"`
 	}
 	ext("to_device", func(d json.RawMessage) bool { return strings.Contains(string(d), `"n":3`) })
 	ext("e2ee", func(d json.RawMessage) bool {
@@ -221,56 +233,42 @@ func TestJSSDKRawOnDendrite(t *testing.T) {
 	})
 	ext("account_data", func(d json.RawMessage) bool {
 		var e struct {
-			Global []struct {
-				Type    string         `json:"type"`
-				Content map[string]any `json:"content"`
-			} `json:"global"`
+			Global []accountDataEvent `json:"global"`
 		}
 		json.Unmarshal(d, &e)
-		return slices.ContainsFunc(e.Global, func(g struct {
-			Type    string         `json:"type"`
-			Content map[string]any `json:"content"`
-		}) bool {
+		return slices.ContainsFunc(e.Global, func(g accountDataEvent) bool {
 			return g.Type == "org.example.settings" && g.Content["theme"] == "dark"
 		})
 	})
 	ext("account_data", func(d json.RawMessage) bool {
 		var e struct {
-			Rooms map[string][]struct {
-				Type string `json:"type"`
-			} `json:"rooms"`
+			Rooms map[string][]accountDataEvent `json:"rooms"`
 		}
 		json.Unmarshal(d, &e)
-		return slices.ContainsFunc(e.Rooms[string(f.Lobby)], func(r struct {
-			Type string `json:"type"`
-		}) bool {
-			return r.Type == "org.example.draft"
+		return slices.ContainsFunc(e.Rooms[string(f.Lobby)], func(r accountDataEvent) bool {
+			return r.Type == "org.example.draft" && r.Content["text"] == "half a thought"
 		})
 	})
 	ext("receipts", func(d json.RawMessage) bool {
 		var e struct {
-			Rooms map[string]struct {
-				Type    string                               `json:"type"`
-				Content map[string]map[string]map[string]any `json:"content"`
-			} `json:"rooms"`
+			Rooms map[string]ephemeralEvent `json:"rooms"`
 		}
 		json.Unmarshal(d, &e)
-		r := e.Rooms[string(f.DM)]
-		_, ok := r.Content[string(dmMessage)]["m.read"][s.bob.UserID]
-		return r.Type == "m.receipt" && ok
+		var receipts map[string]map[string]map[string]any
+		json.Unmarshal(e.Rooms[string(f.DM)].Content, &receipts)
+		_, ok := receipts[string(dmMessage)]["m.read"][s.bob.UserID]
+		return e.Rooms[string(f.DM)].Type == "m.receipt" && ok
 	})
 	ext("typing", func(d json.RawMessage) bool {
 		var e struct {
-			Rooms map[string]struct {
-				Type    string `json:"type"`
-				Content struct {
-					UserIDs []string `json:"user_ids"`
-				} `json:"content"`
-			} `json:"rooms"`
+			Rooms map[string]ephemeralEvent `json:"rooms"`
 		}
 		json.Unmarshal(d, &e)
-		r := e.Rooms[string(f.DM)]
-		return r.Type == "m.typing" && slices.Contains(r.Content.UserIDs, s.bob.UserID)
+		var typing struct {
+			UserIDs []string `json:"user_ids"`
+		}
+		json.Unmarshal(e.Rooms[string(f.DM)].Content, &typing)
+		return e.Rooms[string(f.DM)].Type == "m.typing" && slices.Contains(typing.UserIDs, s.bob.UserID)
 	})
 
 	// Bob writes in the DM while the client waits in a long poll that
