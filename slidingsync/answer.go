@@ -49,6 +49,7 @@ type roomResponse struct {
 	Timeline          []json.RawMessage `json:"timeline,omitempty"`
 	PrevBatch         string            `json:"prev_batch,omitempty"`
 	Limited           bool              `json:"limited,omitempty"`
+	Expanded          bool              `json:"unstable_expanded_timeline,omitempty"`
 	NumLive           int               `json:"num_live,omitempty"`
 	JoinedCount       *int64            `json:"joined_count,omitempty"`
 	InvitedCount      *int64            `json:"invited_count,omitempty"`
@@ -83,6 +84,9 @@ type sentRoom struct {
 	Membership string `json:"m"`
 	// Sum is a digest of its name, avatar, heroes and counts.
 	Sum string `json:"h"`
+	// Limit is the timeline_limit it was last sent with: a larger one
+	// sends the room's timeline again, longer.
+	Limit int `json:"n,omitempty"`
 }
 
 // answer computes the answer to req for a client at prev (nil on a new

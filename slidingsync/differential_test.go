@@ -366,19 +366,6 @@ var expectedDifferences = []expected{
 			return d.edge == "" && c.syn["rooms.<Invitation>.unstable_expanded_timeline"] != "" && c.edgeTold["rooms.<Invitation>.invite_state"] != ""
 		},
 	},
-	{
-		step: "subscription dropped", path: `rooms\.<\w+>\.required_state`,
-		why: "when a room's required_state narrows, the edge sends the narrower state again (it keeps no record that the client holds more), Synapse nothing: the client is told state it has; it costs an answer (a long poll would return at once)",
-		holds: func(d difference, c stepFacts) bool {
-			told := strings.Split(c.edgeTold[d.path], " ; ")
-			for _, e := range strings.Split(d.edge, " ; ") {
-				if !slices.Contains(told, e) {
-					return false
-				}
-			}
-			return d.synapse == ""
-		},
-	},
 }
 
 func (e expected) match(d difference, c stepFacts) bool {

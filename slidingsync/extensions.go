@@ -73,6 +73,18 @@ func (s *Service) extensions(ctx context.Context, d *device, req *request, prev,
 		if err != nil {
 			return nil, false, err
 		}
+		// A drained pool is a count of 0, said outright: clients that
+		// read a missing count as "unchanged" never upload more keys
+		// (Synapse #10485).
+		var counts map[string]int
+		json.Unmarshal(otk, &counts)
+		if _, ok := counts["signed_curve25519"]; !ok {
+			if counts == nil {
+				counts = map[string]int{}
+			}
+			counts["signed_curve25519"] = 0
+			otk, _ = json.Marshal(counts)
+		}
 		sum := sha256.Sum256(append(append([]byte{}, otk...), fallback...))
 		next.Keys = hex.EncodeToString(sum[:12])
 		changed = changed || next.Keys != prev.Keys

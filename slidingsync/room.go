@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 )
 
 // room builds one room's answer for a client that was sent it as sent
 // (nil if never), and what the client holds after it. The answer is nil
 // when the client already has everything.
 func (s *Service) room(ctx context.Context, d *device, r *roomInfo, cfg roomConfig, sent *sentRoom, prevNID, pos, nid int64) (*roomResponse, *sentRoom, error) {
-	now := &sentRoom{Pos: pos, NID: nid, State: cfg.key(), Membership: r.Membership, Sum: roomSum(r)}
+	now := &sentRoom{Pos: pos, NID: nid, State: cfg.key(), Membership: r.Membership, Sum: roomSum(r), Limit: cfg.TimelineLimit}
 	invite := r.Membership == "invite" || r.Membership == "knock"
 	initial := sent == nil ||
 		(sent.Membership != r.Membership && (invite || sent.Membership == "invite" || sent.Membership == "knock"))
@@ -24,8 +25,18 @@ func (s *Service) room(ctx context.Context, d *device, r *roomInfo, cfg roomConf
 		}, now, nil
 	}
 
-	if !initial && r.Changed <= sent.Pos && sent.State == now.State && sent.Sum == now.Sum && r.Membership == sent.Membership {
+	if !initial && now.State != sent.State && subsetOf(now.State, sent.State) {
+		// Asking less state of a room than it was sent with sends
+		// nothing: the client has it. What it was sent with is kept.
+		now.State = sent.State
+	}
+	// A client that asks a room it has for more timeline than it was
+	// sent gets the longer timeline whole, flagged as Synapse does.
+	expand := !initial && cfg.TimelineLimit > sent.Limit
+	if !initial && !expand && r.Changed <= sent.Pos && sent.State == now.State && sent.Sum == now.Sum && r.Membership == sent.Membership {
 		// Nothing stored for the room since the client had it: no reads.
+		// Its timeline limit stays the one it was last sent with.
+		now.Limit = sent.Limit
 		return nil, now, nil
 	}
 	rr := &roomResponse{
@@ -36,7 +47,8 @@ func (s *Service) room(ctx context.Context, d *device, r *roomInfo, cfg roomConf
 	}
 	var events []timelineEvent
 	var err error
-	if initial {
+	if initial || expand {
+		rr.Expanded = expand
 		if cfg.TimelineLimit > 0 {
 			if events, err = s.st.timeline(ctx, d.dev, r.ID, nid, cfg.TimelineLimit); err != nil {
 				return nil, nil, err
@@ -95,7 +107,8 @@ func (s *Service) room(ctx context.Context, d *device, r *roomInfo, cfg roomConf
 			return nil, nil, err
 		}
 	}
-	if !initial && len(rr.Timeline) == 0 && len(rr.RequiredState) == 0 && !rr.Limited && sent.Sum == now.Sum {
+	if !initial && !expand && len(rr.Timeline) == 0 && len(rr.RequiredState) == 0 && !rr.Limited && sent.Sum == now.Sum {
+		now.Limit = sent.Limit
 		return nil, now, nil
 	}
 	return rr, now, nil
@@ -242,4 +255,19 @@ func (s *Service) heroes(ctx context.Context, dev int64, r *roomInfo) ([]hero, e
 		out = append(out, h)
 	}
 	return out, nil
+}
+
+// subsetOf reports whether every [type, key] pair of the required_state
+// key a is in b.
+func subsetOf(a, b string) bool {
+	have := map[string]bool{}
+	for _, p := range strings.Split(b, "\x01") {
+		have[p] = true
+	}
+	for _, p := range strings.Split(a, "\x01") {
+		if p != "" && !have[p] {
+			return false
+		}
+	}
+	return true
 }

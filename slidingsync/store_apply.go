@@ -273,10 +273,20 @@ func (a *applier) stripped(roomID, membership string, events []json.RawMessage) 
 	if events == nil {
 		b = []byte("[]")
 	}
-	// An invite has no timeline to order it by: it goes up the list when
-	// it arrives, as a new message would.
+	// An invite has no timeline: it takes its place in the list by when
+	// it was sent (the newest stripped event's time, which Dendrite gives
+	// the invite itself), else by when it arrived here.
+	bump := int64(0)
+	for _, raw := range events {
+		if e, ok := parseEvent(raw); ok {
+			bump = max(bump, e.TS)
+		}
+	}
+	if bump == 0 {
+		bump = time.Now().UnixMilli()
+	}
 	if err := a.exec(`UPDATE slidingsync_rooms SET invite_state = ?, bump_stamp = ? WHERE dev = ? AND room_id = ?`,
-		string(b), time.Now().UnixMilli(), a.dev, roomID); err != nil {
+		string(b), bump, a.dev, roomID); err != nil {
 		return err
 	}
 	for _, raw := range events {
@@ -416,6 +426,18 @@ func (a *applier) timeline(roomID string, r *v2JoinedRoom) error {
 			return err
 		}
 	}
+	// A room new to this device after its first sync (joined, or an
+	// invite accepted) comes with history: what precedes the user's own
+	// membership event in that chunk was never live, and is stored as
+	// backfill is, with nid 0.
+	history := -1
+	if !maxOrd.Valid && !a.initial {
+		for i, raw := range tl.Events {
+			if e, ok := parseEvent(raw); ok && e.Type == "m.room.member" && e.StateKey != nil && *e.StateKey == a.userID {
+				history = i
+			}
+		}
+	}
 	var bump int64
 	for i, raw := range tl.Events {
 		e, ok := parseEvent(raw)
@@ -423,13 +445,17 @@ func (a *applier) timeline(roomID string, r *v2JoinedRoom) error {
 			continue
 		}
 		ord++
-		a.nid++
+		nid := int64(0)
+		if i >= history {
+			a.nid++
+			nid = a.nid
+		}
 		batch := ""
 		if i == 0 {
 			batch = tl.PrevBatch
 		}
 		if err := a.exec(`INSERT INTO slidingsync_timeline (dev, room_id, ord, nid, event_id, batch, event) VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (dev, room_id, ord) DO NOTHING`, a.dev, roomID, ord, a.nid, e.EventID, batch, string(raw)); err != nil {
+			ON CONFLICT (dev, room_id, ord) DO NOTHING`, a.dev, roomID, ord, nid, e.EventID, batch, string(raw)); err != nil {
 			return err
 		}
 		if e.StateKey != nil {
