@@ -152,7 +152,7 @@ func assertAmended(t *testing.T, got []byte, want string) {
 	json.Unmarshal([]byte(want), &w)
 	w["unstable_features"].(map[string]any)[slidingsync.UnstableFeature] = true
 	if !reflect.DeepEqual(g, w) {
-		t.Fatalf("/versions = %s\nwant the homeserver's with %s added:\n%s", got, slidingsync.UnstableFeature, want)
+		t.Fatalf("/versions has unstable_features %v, want the homeserver's with %s added, the rest equal: %v", g["unstable_features"], slidingsync.UnstableFeature, w["unstable_features"])
 	}
 }
 
@@ -190,14 +190,11 @@ func TestSlidingSyncAtTheEdge(t *testing.T) {
 	if et := resp.Header.Get("ETag"); et != `"v1-msc4186"` {
 		t.Errorf("/versions ETag %q; want the homeserver's made another, \"v1-msc4186\"", et)
 	}
-	if ae := up.lastVersions().Header.Get("Accept-Encoding"); ae != "" {
-		t.Errorf("the homeserver was asked for Accept-Encoding %q; the edge amends plain JSON", ae)
-	}
 
 	// Revalidation: the homeserver sees its own tag; the client gets its.
 	resp, body = ssDo(t, nil, "GET", base+"/_matrix/client/versions", nil, "If-None-Match", `"v1-msc4186"`)
 	if resp.StatusCode != http.StatusNotModified || resp.Header.Get("ETag") != `"v1-msc4186"` || len(body) != 0 {
-		t.Errorf("revalidating the amended /versions: %d, ETag %q, %q; want 304 with \"v1-msc4186\"", resp.StatusCode, resp.Header.Get("ETag"), body)
+		t.Errorf("revalidating the amended /versions: %d, ETag %q, %d bytes; want 304 with \"v1-msc4186\"", resp.StatusCode, resp.Header.Get("ETag"), len(body))
 	}
 	if inm := up.lastVersions().Header.Get("If-None-Match"); inm != `"v1"` {
 		t.Errorf("the homeserver was asked If-None-Match %q; want its own tag \"v1\"", inm)
@@ -225,6 +222,9 @@ func TestSlidingSyncAtTheEdge(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertAmended(t, plain, dendriteVersions)
+	if ae := up.lastVersions().Header.Get("Accept-Encoding"); ae != "" {
+		t.Errorf("the homeserver was asked for Accept-Encoding %q; the edge amends plain JSON", ae)
+	}
 
 	resp, body = ssDo(t, nil, "POST", base+slidingsync.Path+"?timeout=30000", strings.NewReader(`{"lists":{}}`))
 	assertMissingToken(t, resp, body)
@@ -291,7 +291,7 @@ func TestSlidingSyncDisabled(t *testing.T) {
 	edge, base := ssEdge(t, up.URL, ", enabled: false")
 	resp, body := ssDo(t, nil, "GET", base+"/_matrix/client/versions", nil)
 	if string(body) != dendriteVersions || resp.Header.Get("ETag") != `"v1"` {
-		t.Errorf("/versions with sliding sync off: ETag %q, %s", resp.Header.Get("ETag"), body)
+		t.Errorf("/versions with sliding sync off: ETag %q, not byte for byte the homeserver's", resp.Header.Get("ETag"))
 	}
 	resp, body = ssDo(t, nil, "POST", base+slidingsync.Path, strings.NewReader(`{}`))
 	if resp.StatusCode != 200 || string(body) != `{"proxied":true}` || up.seen(slidingsync.Path) != 1 {
@@ -435,7 +435,7 @@ func TestSlidingSyncReload(t *testing.T) {
 		t.Errorf("after a reload turning it off: %d %s, the homeserver saw the path %d times", resp.StatusCode, body, up.seen(slidingsync.Path))
 	}
 	if _, body := ssDo(t, nil, "GET", base+"/_matrix/client/versions", nil); string(body) != dendriteVersions {
-		t.Errorf("/versions after a reload turning it off: %s", body)
+		t.Error("/versions after a reload turning it off is not byte for byte the homeserver's")
 	}
 
 	if err := reload(yaml(up.URL, ""), nil); err != nil {
@@ -544,5 +544,59 @@ func TestSlidingSyncHTTP2And3(t *testing.T) {
 	}
 	if n := up.seen(slidingsync.Path); n != 0 {
 		t.Errorf("the sliding-sync path reached the homeserver %d times", n)
+	}
+}
+
+// TestSlidingSyncFederationListener: listen.federation answers the path
+// as the https listener does when it serves the client API
+// (federation_client_api), and leaves it alone when it serves only
+// federation.
+func TestSlidingSyncFederationListener(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		clientAPI bool
+		status    int
+		errcode   string
+	}{{true, 401, "M_MISSING_TOKEN"}, {false, 404, "M_UNRECOGNIZED"}} {
+		t.Run(fmt.Sprintf("federation_client_api %t", c.clientAPI), func(t *testing.T) {
+			t.Parallel()
+			up := newSSUpstream(t, dendriteVersions, 0)
+			addr := freeport.Addr(t)
+			cfg := edgeconf.New(edgeconf.Listen("", "", addr, "", "http3: false", fmt.Sprintf("federation_client_api: %t", c.clientAPI)),
+				edgeconf.Internal(t.TempDir()), edgeconf.Upstream(up.URL)) +
+				fmt.Sprintf("sliding_sync: {store: %q}\n", filepath.Join(t.TempDir(), "ss.db"))
+			edge := startEdge(t, cfg, onListeners)
+			roots := edge.localCA(t, addr, "matrix.example.com")
+			client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots},
+				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+					return (&net.Dialer{}).DialContext(ctx, network, addr)
+				}}}
+			resp, body := ssDo(t, client, "POST", "https://matrix.example.com:8448"+slidingsync.Path, strings.NewReader(`{}`))
+			var e struct{ Errcode string }
+			json.Unmarshal(body, &e)
+			if resp.StatusCode != c.status || e.Errcode != c.errcode {
+				t.Errorf("sliding sync on the federation listener: %d %s; want %d %s", resp.StatusCode, body, c.status, c.errcode)
+			}
+			if n := up.seen(slidingsync.Path); n != 0 {
+				t.Errorf("the sliding-sync path reached the homeserver %d times", n)
+			}
+		})
+	}
+}
+
+// TestSlidingSyncUnparsableVersions: a /versions answer that is not a JSON
+// object reaches the client as the homeserver sent it, and teaches the
+// edge nothing (it still serves the path).
+func TestSlidingSyncUnparsableVersions(t *testing.T) {
+	t.Parallel()
+	for _, versions := range []string{`<html>Bad gateway</html>`, `["v1.11"]`, `{"unstable_features":[1]}`} {
+		up := newSSUpstream(t, versions, 0)
+		_, base := ssEdge(t, up.URL, "")
+		resp, body := ssDo(t, nil, "GET", base+"/_matrix/client/versions", nil)
+		if resp.StatusCode != 200 || string(body) != versions || resp.Header.Get("ETag") != `"v1"` {
+			t.Errorf("/versions %s: %d %s, ETag %q; want it unchanged", versions, resp.StatusCode, body, resp.Header.Get("ETag"))
+		}
+		resp, body = ssDo(t, nil, "POST", base+slidingsync.Path, strings.NewReader(`{}`))
+		assertMissingToken(t, resp, body)
 	}
 }
