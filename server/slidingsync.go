@@ -94,6 +94,9 @@ type slidingSync struct {
 	native atomic.Int32
 	// badVersions: an unparsable /versions was logged (once).
 	badVersions atomic.Bool
+	// amended is the last /versions amended: the homeserver answers the
+	// same bytes until it is upgraded, and clients ask often.
+	amended atomic.Pointer[amendedVersions]
 
 	// mu guards running and fetching, and orders open, reload and close.
 	mu sync.Mutex
@@ -105,6 +108,10 @@ type slidingSync struct {
 	// retiring are the replaced Services still draining.
 	retiring sync.WaitGroup
 }
+
+// amendedVersions is one /versions answer of the homeserver and the same
+// with the feature added.
+type amendedVersions struct{ in, out []byte }
 
 // ssService is one open Service and the requests it is answering, so
 // that a reload can close a replaced one once they are done.
@@ -227,6 +234,11 @@ func (ss *slidingSync) reload(old, cfg *config.Config, drain time.Duration) (app
 				cur.svc.Reconfigure(cfg.Upstream.Target, ss.transport)
 			}
 			return
+		}
+		if cur == nil {
+			// Turned on: what was learnt while it was off may be old
+			// (nothing amended /versions meanwhile); ask again.
+			ss.native.Store(nativeUnknown)
 		}
 		ss.cur.Store(next)
 		if next == nil {
@@ -386,6 +398,11 @@ func (ss *slidingSync) observe(versions []byte) {
 	if slidingsync.AdvertisedBy(versions) {
 		n = nativeYes
 	}
+	ss.setNative(n)
+}
+
+// setNative records what the homeserver said, and says so when it changed.
+func (ss *slidingSync) setNative(n int32) {
 	if was := ss.native.Swap(n); was != n {
 		if n == nativeYes {
 			ss.log.Info("the homeserver serves sliding sync (MSC4186) itself; the edge passes it through")
@@ -457,6 +474,12 @@ func (ss *slidingSync) amends() bool {
 // and tag of the new body, when the edge serves it; it learns from the
 // answer either way. Anything it cannot read passes unchanged.
 func (ss *slidingSync) amendVersions(resp *http.Response) error {
+	if ss.cur.Load() == nil {
+		// Off (or not running): untouched, unread. The probe and the
+		// fetch before the first request still learn what the
+		// homeserver says.
+		return nil
+	}
 	switch resp.StatusCode {
 	case http.StatusNotModified:
 		if ss.amends() {
@@ -489,14 +512,21 @@ func (ss *slidingSync) amendVersions(resp *http.Response) error {
 	// Whole now: the upstream's buffer or spool goes back at once.
 	resp.Body.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(body))
-	ss.observe(body)
-	if !ss.amends() {
-		return nil
-	}
-	amended, err := slidingsync.AddToVersions(body)
-	if err != nil {
-		ss.logBadVersions(err.Error())
-		return nil
+	var amended []byte
+	if last := ss.amended.Load(); last != nil && bytes.Equal(last.in, body) {
+		// Learnt and amended before: the homeserver does not serve it.
+		ss.setNative(nativeNo)
+		amended = last.out
+	} else {
+		ss.observe(body)
+		if !ss.amends() {
+			return nil
+		}
+		if amended, err = slidingsync.AddToVersions(body); err != nil {
+			ss.logBadVersions(err.Error())
+			return nil
+		}
+		ss.amended.Store(&amendedVersions{in: body, out: amended})
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(amended))
 	resp.ContentLength = int64(len(amended))

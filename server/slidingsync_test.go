@@ -152,7 +152,18 @@ func assertAmended(t *testing.T, got []byte, want string) {
 	json.Unmarshal([]byte(want), &w)
 	w["unstable_features"].(map[string]any)[slidingsync.UnstableFeature] = true
 	if !reflect.DeepEqual(g, w) {
-		t.Fatalf("/versions has unstable_features %v, want the homeserver's with %s added, the rest equal: %v", g["unstable_features"], slidingsync.UnstableFeature, w["unstable_features"])
+		var differ []string
+		for k := range w {
+			if !reflect.DeepEqual(g[k], w[k]) {
+				differ = append(differ, k)
+			}
+		}
+		for k := range g {
+			if _, ok := w[k]; !ok {
+				differ = append(differ, k)
+			}
+		}
+		t.Fatalf("/versions is not the homeserver's with %s added: %v differ (unstable_features %v)", slidingsync.UnstableFeature, differ, g["unstable_features"])
 	}
 }
 
@@ -225,6 +236,12 @@ func TestSlidingSyncAtTheEdge(t *testing.T) {
 	if ae := up.lastVersions().Header.Get("Accept-Encoding"); ae != "" {
 		t.Errorf("the homeserver was asked for Accept-Encoding %q; the edge amends plain JSON", ae)
 	}
+
+	// The homeserver upgraded: its new answer is amended, not the old.
+	upgraded := strings.Replace(dendriteVersions, `"v1.6"]`, `"v1.6","v1.7"]`, 1)
+	up.versions.Store(&upgraded)
+	_, body = ssDo(t, nil, "GET", base+"/_matrix/client/versions", nil)
+	assertAmended(t, body, upgraded)
 
 	resp, body = ssDo(t, nil, "POST", base+slidingsync.Path+"?timeout=30000", strings.NewReader(`{"lists":{}}`))
 	assertMissingToken(t, resp, body)
@@ -331,6 +348,8 @@ func TestSlidingSyncNativeHomeserver(t *testing.T) {
 		}
 		return nil
 	})
+	_, body = ssDo(t, nil, "GET", base+"/_matrix/client/versions", nil)
+	assertAmended(t, body, dendriteVersions)
 	v2 := synapseVersions
 	up.versions.Store(&v2)
 	wait.Until(t, "the homeserver to get it back", 10*time.Second, func() error {
@@ -340,6 +359,9 @@ func TestSlidingSyncNativeHomeserver(t *testing.T) {
 		}
 		return nil
 	})
+	if _, body = ssDo(t, nil, "GET", base+"/_matrix/client/versions", nil); string(body) != synapseVersions {
+		t.Errorf("/versions once the homeserver advertises it again: %.200s", body)
+	}
 }
 
 // TestSlidingSyncAsksVersionsOnce: before any /versions answer has been
