@@ -622,3 +622,33 @@ func TestSlidingSyncUnparsableVersions(t *testing.T) {
 		assertMissingToken(t, resp, body)
 	}
 }
+
+// BenchmarkSlidingSyncVersions: GET /versions through a running edge,
+// amended (sliding sync on) and passed through (off), one client.
+func BenchmarkSlidingSyncVersions(b *testing.B) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"versions":["r0.6.1","v1.1","v1.2","v1.3","v1.4","v1.5","v1.6","v1.7","v1.8","v1.9","v1.10","v1.11"],"unstable_features":{"org.matrix.msc3916.stable":true}}`)
+	}))
+	defer up.Close()
+	for _, c := range []struct{ name, more string }{{"amended", ""}, {"off", ", enabled: false"}} {
+		b.Run(c.name, func(b *testing.B) {
+			httpAddr := freeport.Addr(b)
+			startEdge(b, edgeconf.New(edgeconf.Listen(httpAddr, "", "", ""), edgeconf.Upstream(up.URL))+
+				fmt.Sprintf("sliding_sync: {store: %q%s}\n", filepath.Join(b.TempDir(), "ss.db"), c.more), onListeners)
+			wait.TCP(b, httpAddr)
+			client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+			req, _ := http.NewRequest("GET", "http://"+httpAddr+"/_matrix/client/versions", nil)
+			req.Host = "matrix.example.com"
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+}
