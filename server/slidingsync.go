@@ -229,6 +229,15 @@ func (ss *slidingSync) reload(old, cfg *config.Config, drain time.Duration) (app
 			// nothing of it.
 			ss.native.Store(nativeUnknown)
 		}
+		if !ss.running {
+			// Run ended between the two steps: stop closed the old one.
+			if next != nil {
+				if err := next.svc.Close(); err != nil {
+					ss.log.Error("closing the sliding sync store", "store", storeName(next.opened), "err", err)
+				}
+			}
+			return
+		}
 		if !reopen {
 			if cur != nil && newTarget {
 				cur.svc.Reconfigure(cfg.Upstream.Target, ss.transport)
