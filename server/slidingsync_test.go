@@ -534,12 +534,13 @@ func TestSlidingSyncStoreDirectory(t *testing.T) {
 }
 
 // TestSlidingSyncHTTP2And3: the sliding-sync path over HTTP/2 and HTTP/3
-// is the edge's too, and /versions is amended on both.
+// is the edge's too, with HSTS, and /versions is amended on both.
 func TestSlidingSyncHTTP2And3(t *testing.T) {
 	t.Parallel()
 	up := newSSUpstream(t, dendriteVersions, 0)
 	addr := freeport.Addr(t)
-	cfg := h3Config(t, addr, up.URL, true) + fmt.Sprintf("sliding_sync: {store: %q}\n", filepath.Join(t.TempDir(), "ss.db"))
+	cfg := edgeconf.New(edgeconf.Listen("", addr, "", "", "http3: true"), edgeconf.Internal(t.TempDir(), "hsts: {max_age: 1h}"),
+		edgeconf.Upstream(up.URL)) + fmt.Sprintf("sliding_sync: {store: %q}\n", filepath.Join(t.TempDir(), "ss.db"))
 	edge := startEdge(t, cfg, onListeners)
 	roots := edge.localCA(t, addr, "matrix.example.com")
 	h3, tr := h3Client(addr, roots)
@@ -558,6 +559,9 @@ func TestSlidingSyncHTTP2And3(t *testing.T) {
 			t.Fatalf("%s: answered over %s", c.name, resp.Proto)
 		}
 		assertMissingToken(t, resp, body)
+		if hsts := resp.Header.Get("Strict-Transport-Security"); hsts != "max-age=3600" {
+			t.Errorf("%s: Strict-Transport-Security %q on the edge's sliding-sync answer", c.name, hsts)
+		}
 		resp, body = ssDo(t, c.client, "GET", "https://matrix.example.com/_matrix/client/versions", nil)
 		if resp.ProtoMajor != c.proto {
 			t.Fatalf("%s: answered over %s", c.name, resp.Proto)
