@@ -24,6 +24,7 @@ import (
 	"github.com/wellknownd/wellknownd/config"
 	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
+	"github.com/wellknownd/wellknownd/internal/testing/pgtest"
 	"github.com/wellknownd/wellknownd/internal/testing/wait"
 	"github.com/wellknownd/wellknownd/slidingsync"
 )
@@ -262,9 +263,12 @@ func TestSlidingSyncAtTheEdge(t *testing.T) {
 		`wellknownd_sliding_sync_mode{mode="edge"} 1`,
 		`wellknownd_sliding_sync_mode{mode="homeserver"} 0`,
 		`wellknownd_http_requests_total{code="401",host="matrix.example.com",route="client"} 1`,
+		// The Service's own, beside the edge's.
+		`wellknownd_slidingsync_requests_total{outcome="M_MISSING_TOKEN"} 1`,
+		`wellknownd_slidingsync_pollers 0`,
 	} {
 		if !strings.Contains(metrics, want+"\n") {
-			t.Errorf("metrics lack %s:\n%s", want, grepLines(metrics, "sliding_sync"))
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(metrics, "sliding"))
 		}
 	}
 }
@@ -494,8 +498,8 @@ func TestSlidingSyncReload(t *testing.T) {
 	}
 }
 
-// TestSlidingSyncStoreDirectory: the default store is slidingsync.db in
-// the state directory; a store's directory is created at start, this
+// TestSlidingSyncStoreDirectory: the default store, slidingsync.db in the
+// state directory, is created at start; so is a store's directory, this
 // user's only (the database holds access tokens); an edge whose store
 // cannot be opened does not start, saying why.
 func TestSlidingSyncStoreDirectory(t *testing.T) {
@@ -504,32 +508,63 @@ func TestSlidingSyncStoreDirectory(t *testing.T) {
 	up := newSSUpstream(t, dendriteVersions, 0)
 	httpAddr := freeport.Addr(t)
 	base := edgeconf.New(edgeconf.Listen(httpAddr, "", "", ""), edgeconf.Upstream(up.URL))
-	cfg, problems := config.Parse("edge.yaml", []byte(base))
-	if errs := problems.Errors(); len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	if got := cfg.SlidingSync.SQLitePath; got != filepath.Join(state, "slidingsync.db") {
-		t.Fatalf("store %q, want slidingsync.db in $STATE_DIRECTORY", got)
-	}
-
-	dir := filepath.Join(t.TempDir(), "a", "b")
-	edge := startEdge(t, base+fmt.Sprintf("sliding_sync: {store: %q}\n", filepath.Join(dir, "ss.db")), onListeners)
+	edge := startEdge(t, base, onListeners)
 	wait.TCP(t, httpAddr)
-	st, err := os.Stat(dir)
-	if err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
-		t.Fatalf("the store's directory: %v %v; want it created, mode 0700", st, err)
+	if st, err := os.Stat(filepath.Join(state, "slidingsync.db")); err != nil || !st.Mode().IsRegular() {
+		t.Fatalf("the default store: %v; want slidingsync.db created in $STATE_DIRECTORY", err)
 	}
 	resp, body := ssDo(t, nil, "POST", "http://"+httpAddr+slidingsync.Path, strings.NewReader(`{}`))
 	assertMissingToken(t, resp, body)
 	edge.stop()
 
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	edge = startEdge(t, base+fmt.Sprintf("sliding_sync: {store: %q}\n", filepath.Join(dir, "ss.db")), onListeners)
+	wait.TCP(t, httpAddr)
+	st, err := os.Stat(dir)
+	if err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
+		t.Fatalf("the store's directory: %v %v; want it created, mode 0700", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ss.db")); err != nil {
+		t.Fatalf("the store: %v", err)
+	}
+	edge.stop()
+
 	// Its directory under a file: Run ends with the reason.
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o600)
+	cfg, problems := config.Parse("edge.yaml", []byte(base))
+	if errs := problems.Errors(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
 	cfg.SlidingSync.SQLitePath = filepath.Join(file, "ss", "slidingsync.db")
 	err = New(cfg, slog.New(slog.DiscardHandler)).Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "sliding_sync.store") {
 		t.Fatalf("Run with a store that cannot be opened: %v", err)
+	}
+}
+
+// TestSlidingSyncPostgresStore: with a postgres:// tls.storage, the store
+// is that database, reached with tls.storage_password_file's password:
+// its slidingsync_ tables are there once the edge has started.
+func TestSlidingSyncPostgresStore(t *testing.T) {
+	pg := pgtest.Start(t)
+	up := newSSUpstream(t, dendriteVersions, 0)
+	addr := freeport.Addr(t)
+	edge := startEdge(t, edgeconf.New(edgeconf.Listen("", addr, "", "", "http3: false"),
+		edgeconf.Internal(pg.URL, fmt.Sprintf("storage_password_file: %q", pg.PasswordFile)), edgeconf.Upstream(up.URL)), onListeners)
+	roots := edge.localCA(t, addr, "matrix.example.com")
+	if got := edge.srv.config().SlidingSync; got.SQLitePath != "" || !strings.Contains(got.PostgresURL, ":"+pg.Password+"@") {
+		t.Fatalf("store resolved to sqlite %q, postgres %q; want tls.storage's database with its password", got.SQLitePath, got.PostgresURL)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}}}
+	resp, body := ssDo(t, client, "POST", "https://matrix.example.com"+slidingsync.Path, strings.NewReader(`{}`))
+	assertMissingToken(t, resp, body)
+	tables := pg.Query("SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'slidingsync\\_%' ORDER BY 1")
+	if !strings.Contains(tables, "slidingsync_devices") {
+		t.Fatalf("tables in tls.storage's database: %q; want the slidingsync_ ones", tables)
 	}
 }
 
