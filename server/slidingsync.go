@@ -55,6 +55,10 @@ const versionsPath = "/_matrix/client/versions"
 // learn from (Synapse's is about 2 KiB); a longer one passes unchanged.
 const maxVersionsBody = 64 << 10
 
+// pgOpenTries is how often a PostgreSQL store is tried at open (250 ms,
+// then 500 ms apart).
+const pgOpenTries = 3
+
 // versionsFetchTimeout bounds the one /versions the edge asks for itself,
 // when a sliding-sync request comes before any /versions answer was seen.
 const versionsFetchTimeout = 5 * time.Second
@@ -173,11 +177,22 @@ func (ss *slidingSync) open(cfg *config.Config) (*ssService, error) {
 			return nil, fmt.Errorf("sliding_sync.store: %w", err)
 		}
 	}
-	svc, err := slidingsync.Open(slidingsync.Config{
+	scfg := slidingsync.Config{
 		Upstream: cfg.Upstream.Target, Transport: ss.transport,
 		SQLitePath: c.SQLitePath, PostgresURL: c.PostgresURL,
 		IdleTimeout: c.IdleTimeout, EdgeID: ss.edgeID, Logger: ss.log,
-	})
+	}
+	svc, err := slidingsync.Open(scfg)
+	for try := 1; err != nil && c.PostgresURL != "" && try < pgOpenTries; try++ {
+		// Edges sharing a database start together (a deploy, a host
+		// reboot), and PostgreSQL fails one of two concurrent
+		// CREATE TABLE IF NOT EXISTS with a unique violation; the
+		// database itself may be restarting. A moment later the other
+		// edge's schema is there.
+		ss.log.Warn("opening the sliding sync store; trying again", "store", storeName(c), "try", try, "err", err)
+		time.Sleep(time.Duration(try) * 250 * time.Millisecond)
+		svc, err = slidingsync.Open(scfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sliding_sync: opening the store %s: %w", storeName(c), err)
 	}
