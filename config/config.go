@@ -43,6 +43,9 @@ type Config struct {
 	// Routes send other names or paths of this edge to other services or
 	// to a directory: Element Web, a sliding-sync proxy, a web site.
 	Routes []Route `yaml:"routes"`
+	// SlidingSync is Simplified Sliding Sync (MSC4186), the sync API of
+	// Element X, answered by the edge for a homeserver that lacks it.
+	SlidingSync SlidingSync `yaml:"sliding_sync"`
 	// Compression compresses JSON and text answers for clients that
 	// accept it.
 	Compression Compression `yaml:"compression"`
@@ -371,6 +374,41 @@ type Route struct {
 
 	// Target is Upstream parsed by validation; nil for a static route.
 	Target *url.URL `yaml:"-"`
+}
+
+// SlidingSync configures Simplified Sliding Sync (MSC4186,
+// POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync), the
+// only sync Element X speaks. Dendrite does not serve it: the edge answers
+// it itself, polling the homeserver's /sync for each device that asks, and
+// adds it to the unstable_features of /_matrix/client/versions. A
+// homeserver whose /versions already advertises it (Synapse) keeps serving
+// it: the edge then passes the path and /versions through untouched.
+type SlidingSync struct {
+	// Enabled answers the endpoint at the edge and advertises it (the
+	// default); false leaves the path and /versions to the homeserver.
+	Enabled bool `yaml:"enabled"`
+	// Store is where the pollers' positions and the rooms they saw are
+	// kept: an absolute file path (SQLite, created with its directory) or
+	// a postgres:// URL. Default: the database of a postgres://
+	// tls.storage, with tls.storage_password_file (tables prefixed
+	// slidingsync_), else slidingsync.db in the state directory: the
+	// tls.storage directory, else $STATE_DIRECTORY (systemd), else
+	// $XDG_DATA_HOME/wellknownd, else ~/.local/share/wellknownd, where
+	// certificates are kept by default. It holds access tokens: never a
+	// directory others can read.
+	Store string `yaml:"store"`
+	// IdleTimeout stops a device's poller this long after its last
+	// sliding-sync request (default 10m, at least 1m): an idle client then
+	// costs the homeserver nothing, and its next request resumes from the
+	// stored position.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+
+	// SQLitePath or PostgresURL is Store resolved by validation: the one
+	// that is set says which store to open. PostgresURL carries the
+	// password of tls.storage_password_file when Store is tls.storage's
+	// database; it lives in memory only and is never written out.
+	SQLitePath  string `yaml:"-"`
+	PostgresURL string `yaml:"-"`
 }
 
 // Compression configures the compression of answers: zstd or gzip, as the

@@ -94,7 +94,7 @@ func TestProblems(t *testing.T) {
 		want []string // each problem's full text, in order
 	}{
 		{"unknown top-level key", "hosts:", "hostz: [x]\nhosts:", []string{
-			`f.yaml:13: hostz: unknown field (did you mean "hosts"?); valid fields here: server_name, delegation, hosts, base_domain, listen, tls, upstream, routes, compression, limits, shutdown_timeout, log, self_check, supervise`,
+			`f.yaml:13: hostz: unknown field (did you mean "hosts"?); valid fields here: server_name, delegation, hosts, base_domain, listen, tls, upstream, routes, sliding_sync, compression, limits, shutdown_timeout, log, self_check, supervise`,
 		}},
 		{"unknown nested key", "  max_age: 4h", "  max_age: 4h\n  maxage: 4h", []string{
 			`f.yaml:13: delegation.maxage: unknown field (did you mean "max_age"?); valid fields here: server, client_base_url, identity_server, client_extra, support, max_age`,
@@ -229,7 +229,7 @@ func TestProblems(t *testing.T) {
 			`f.yaml:4: self_check.notary: "https://matrix.org": the notary's server name has a scheme ("https://"); a server name is host[:port], e.g. matrix.org`,
 		}},
 		{"all problems at once", "server_name: example.com", "server_name: example.com\nbogus: 1\nshutdown_timeout: 0s", []string{
-			`f.yaml:2: bogus: unknown field; valid fields here: server_name, delegation, hosts, base_domain, listen, tls, upstream, routes, compression, limits, shutdown_timeout, log, self_check, supervise`,
+			`f.yaml:2: bogus: unknown field; valid fields here: server_name, delegation, hosts, base_domain, listen, tls, upstream, routes, sliding_sync, compression, limits, shutdown_timeout, log, self_check, supervise`,
 			`f.yaml:3: shutdown_timeout: must be more than 0, e.g. 10s`,
 		}},
 	}

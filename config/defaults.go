@@ -44,6 +44,7 @@ func Default() Config {
 			Challenges: []string{ChallengeHTTP01, ChallengeTLSALPN01},
 		},
 		Upstream:    Upstream{URL: "http://127.0.0.1:8008", MaxBody: 100 << 20},
+		SlidingSync: SlidingSync{Enabled: true, IdleTimeout: 10 * time.Minute},
 		Compression: Compression{Enabled: true, MinLength: 1 << 10},
 		Limits: Limits{
 			UpstreamConns:    4096,
@@ -78,6 +79,9 @@ func fillDefaults(c *Config, set func(field string) bool) {
 	}
 	if !set("limits.buffer_dir") {
 		c.Limits.BufferDir = defaultBufferDir(c.TLS.Storage)
+	}
+	if !set("sliding_sync.store") {
+		c.SlidingSync.Store = defaultSlidingSyncStore(c.TLS.Storage)
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
@@ -120,4 +124,30 @@ func defaultBufferDir(storage string) string {
 		return d
 	}
 	return os.TempDir()
+}
+
+// defaultSlidingSyncStore is sliding_sync.store when the file leaves it
+// out: tls.storage's database when that is one (one database for
+// everything the edges share), else slidingsync.db in the state
+// directory; "" when there is none to default to. The state directory is
+// the one certificates default to, not limits.buffer_dir's last resort,
+// the system's temporary directory: the store holds access tokens, and
+// must survive a reboot and stay out of a directory every user can write.
+func defaultSlidingSyncStore(storage string) string {
+	if isPostgresURL(storage) {
+		return storage
+	}
+	if storage != "" {
+		return filepath.Join(storage, "slidingsync.db")
+	}
+	if d, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); d != "" {
+		return filepath.Join(d, "slidingsync.db")
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "wellknownd", "slidingsync.db")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "wellknownd", "slidingsync.db")
+	}
+	return ""
 }

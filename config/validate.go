@@ -206,6 +206,7 @@ func (v *validator) validate() {
 		v.errf("log.level", "%q is not a log level; valid: debug, info, warn, error", v.cfg.Log.Level)
 	}
 	v.validateUpstream()
+	v.validateSlidingSync()
 	v.validateRoutes()
 	if c.ShutdownTimeout <= 0 {
 		v.errf("shutdown_timeout", "must be more than 0, e.g. 10s")

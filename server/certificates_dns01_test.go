@@ -121,7 +121,9 @@ func TestACMEObtainRFC2136Wildcard(t *testing.T) {
 	}
 	// The delegated name, covered only by the wildcard, serves the Matrix
 	// APIs.
-	if code, body := get("https://matrix.example.test/_matrix/client/versions"); code != 200 || body != `{"versions":["v1.11"]}` {
+	// (The edge adds sliding sync to /versions: the homeserver's answer
+	// is in it, not all of it.)
+	if code, body := get("https://matrix.example.test/_matrix/client/versions"); code != 200 || !strings.Contains(body, `"versions":["v1.11"]`) {
 		t.Fatalf("client API on matrix.example.test: %d %s", code, body)
 	}
 	if got := <-seen; got != "matrix.example.test /_matrix/client/versions" {

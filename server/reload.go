@@ -41,6 +41,12 @@ func (s *Server) Reload(ctx context.Context, load func() (*config.Config, error)
 	if s.sup == nil || len(cfg.Supervise) == 0 {
 		up.ready = nil
 	}
+	// Opened before anything is swapped: a store that cannot be opened
+	// fails the reload, and the old Service goes on serving.
+	applySlidingSync, err := s.ss.reload(old, cfg, cfg.ShutdownTimeout)
+	if err != nil {
+		return err
+	}
 	st := newSite(cfg, up, s.m)
 	if src := s.Certificates(); src != nil {
 		// Never past a deadline: the reload lock is held meanwhile, and a
@@ -54,6 +60,7 @@ func (s *Server) Reload(ctx context.Context, load func() (*config.Config, error)
 	}
 	s.site.Store(st)
 	s.cfg.Store(cfg)
+	applySlidingSync()
 	if s.sup != nil {
 		s.sup.Update(supervisedSpecs(cfg.Supervise))
 	}

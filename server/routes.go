@@ -13,6 +13,11 @@ type matrixRoutes struct {
 	// edgeFederation wrap them with what the edge answers itself.
 	client, federation         http.Handler
 	edgeClient, edgeFederation http.Handler
+	// ss is the edge's sliding sync (slidingsync.go); edgeSlidingSync
+	// and edgeVersions its two paths behind the gate. ss is nil in a
+	// site built without a Server.
+	ss                            *slidingSync
+	edgeSlidingSync, edgeVersions http.Handler
 	// gate answers what the edge answers itself before forwarding.
 	gate upstreamGate
 	// trusted proxies' X-Forwarded-For is believed when deciding who the
@@ -30,6 +35,9 @@ func (m *matrixRoutes) init() {
 func (m *matrixRoutes) serveMatrix(w http.ResponseWriter, r *http.Request) {
 	if isFederationPath(r.URL.Path) {
 		m.edgeFederation.ServeHTTP(w, r)
+		return
+	}
+	if m.ss != nil && m.serveSlidingSync(w, r) {
 		return
 	}
 	m.edgeClient.ServeHTTP(w, r)

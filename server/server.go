@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,9 @@ type Server struct {
 	main, redirect, federation http.Handler
 	// checks runs the self-check while Run runs.
 	checks *selfChecker
+	// ss is sliding sync (MSC4186) at the edge: its Service is open
+	// while Run runs, when sliding_sync is enabled.
+	ss *slidingSync
 }
 
 // New builds a server for a validated configuration. It builds the
@@ -75,6 +79,9 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) *Server {
 	s.up.metrics = s.m
 	s.up.encoders = newEncoderBudget(s.up.limits.encoders, s.m)
 	s.up.static = newStaticShared(s.up.limits, s.up.encoders, s.m)
+	s.ss = newSlidingSync(log, s.up.limits, s.up.transport, func() *url.URL { return s.config().Upstream.Target })
+	s.up.slidingSync = s.ss
+	s.m.reg.MustRegister(newSSCollector(s.ss))
 	s.site.Store(newSite(cfg, s.up, s.m))
 	s.checks = newSelfChecker(s, s.m)
 	s.main = s.checks.echo.wrap(s.instrumented((*site).serve))
@@ -101,6 +108,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := prepareBufferDir(s.up.limits.bufferDir); err != nil {
 		return err
 	}
+	if err := s.ss.start(s.config()); err != nil {
+		return err
+	}
+	// Stopped below before the supervised stack is; this is for the
+	// early returns.
+	defer s.ss.stop()
 	lns, err := s.listen()
 	if err != nil {
 		return err
@@ -188,6 +201,8 @@ func (s *Server) Run(ctx context.Context) error {
 	s.bound.Store(nil)
 	s.shutdown(lns, h3s)
 	wg.Wait()
+	// Its pollers stop before the homeserver does.
+	s.ss.stop()
 	if s.sup != nil {
 		// In reverse start order, each process group gone before the next.
 		s.sup.Stop()

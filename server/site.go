@@ -148,6 +148,7 @@ func newMatrixRoutes(u config.Upstream, up upstreamDeps) *matrixRoutes {
 		m.federation = newUpstreamProxy(u.FederationTarget, up, m.trusted, true)
 	}
 	m.init()
+	m.initSlidingSync(up.slidingSync, newUpstreamProxy(u.Target, up, m.trusted, true))
 	return m
 }
 

@@ -31,6 +31,8 @@ type upstreamDeps struct {
 	// kept across reloads.
 	encoders *encoderBudget
 	static   *staticShared
+	// slidingSync is the Server's MSC4186 service, kept across reloads.
+	slidingSync *slidingSync
 }
 
 func newUpstreamDeps(log *slog.Logger, l limits) upstreamDeps {

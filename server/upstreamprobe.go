@@ -30,6 +30,11 @@ func (s *Server) probeUpstream(ctx context.Context, interval time.Duration) {
 		resp, err := c.Do(req)
 		up := err == nil && resp.StatusCode < 500
 		if err == nil {
+			if resp.StatusCode == http.StatusOK {
+				// Whether the homeserver serves sliding sync itself
+				// (slidingsync.go): re-evaluated at every probe.
+				s.ss.observeBody(resp.Body)
+			}
 			resp.Body.Close()
 		}
 		if ctx.Err() != nil {

@@ -159,7 +159,7 @@ func TestValidateInLineOrder(t *testing.T) {
 	out, errOut, code := wellknownd(t, dir, "validate")
 	want := `wellknownd.yaml:3: delegation.server: has a scheme ("https://"); a server name is host[:port], e.g. matrix.example.com
 wellknownd.yaml:10: listen.admin: "127.0.0.1:99999" has port "99999"; a port is a number from 0 to 65535
-wellknownd.yaml:20: colour: unknown field; valid fields here: server_name, delegation, hosts, base_domain, listen, tls, upstream, routes, compression, limits, shutdown_timeout, log, self_check, supervise
+wellknownd.yaml:20: colour: unknown field; valid fields here: server_name, delegation, hosts, base_domain, listen, tls, upstream, routes, sliding_sync, compression, limits, shutdown_timeout, log, self_check, supervise
 `
 	if code != 1 || out != want || errOut != "wellknownd: wellknownd.yaml: 3 errors\n" {
 		t.Fatalf("validate: exit %d\nstdout:\n%s\nwant:\n%s\nstderr: %q", code, out, want, errOut)
