@@ -18,5 +18,14 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(dnstest.RunIsolated(m))
+	// An edge's default state (the sliding-sync store) must not land in
+	// the home directory of whoever runs the tests, nor outlive the run.
+	dir, err := os.MkdirTemp("", "wellknownd-state-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_DATA_HOME", dir)
+	code := dnstest.RunIsolated(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
