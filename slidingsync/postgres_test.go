@@ -77,3 +77,29 @@ func TestTwoEdgesShareOnePostgreSQL(t *testing.T) {
 		t.Fatalf("B polls %d devices after A stopped, want 1", n)
 	}
 }
+
+// TestEdgesStartTogetherOnOnePostgreSQL: edges that open one new database
+// at the same moment all open it (creating the tables is one edge's at a
+// time).
+func TestEdgesStartTogetherOnOnePostgreSQL(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.Start(t)
+	u, _ := url.Parse(pg.URL)
+	u.User = url.UserPassword(u.User.Username(), pg.Password)
+	up, _ := url.Parse("http://127.0.0.1:1")
+	errs := make(chan error, 6)
+	for range 6 {
+		go func() {
+			svc, err := Open(Config{Upstream: up, PostgresURL: u.String()})
+			if err == nil {
+				svc.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 6 {
+		if err := <-errs; err != nil {
+			t.Fatalf("an edge failed to open the shared store: %v", err)
+		}
+	}
+}

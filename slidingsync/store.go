@@ -173,15 +173,29 @@ func openStore(ctx context.Context, path, pgURL string) (*store, error) {
 		}
 		s.db.SetMaxOpenConns(4)
 	}
-	for _, stmt := range schema(s.pg) {
-		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
-			s.db.Close()
-			where := path
-			if s.pg {
-				where = "PostgreSQL"
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if s.pg {
+			// Edges that start together would race on CREATE ... IF NOT
+			// EXISTS (a unique violation in PostgreSQL's catalog): one at
+			// a time, as certs/pgstorage.go does.
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('wellknownd slidingsync schema'))`); err != nil {
+				return err
 			}
-			return nil, fmt.Errorf("creating the sliding-sync store in %s: %w", where, err)
 		}
+		for _, stmt := range schema(s.pg) {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.db.Close()
+		where := path
+		if s.pg {
+			where = "PostgreSQL"
+		}
+		return nil, fmt.Errorf("creating the sliding-sync store in %s: %w", where, err)
 	}
 	return &s, nil
 }
