@@ -63,6 +63,9 @@ func BenchmarkAnswerKnownDevice(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer svc.Close()
+	if err := svc.st.init(ctx); err != nil {
+		b.Fatal(err)
+	}
 	dev, err := svc.st.device(ctx, "@alice:localhost", "BENCH")
 	if err != nil {
 		b.Fatal(err)

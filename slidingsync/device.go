@@ -48,6 +48,9 @@ type device struct {
 // homeserver (whoami) unless it did within tokenTTL, and makes sure the
 // device's poller runs with the newest token.
 func (s *Service) authenticate(ctx context.Context, token string) (*device, *matrixError) {
+	if err := s.st.init(ctx); err != nil {
+		return nil, s.internal("opening the store", err)
+	}
 	key := tokenHash(token)
 	s.mu.Lock()
 	te := s.tokens[key]

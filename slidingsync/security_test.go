@@ -218,3 +218,31 @@ func TestIdlePollerStops(t *testing.T) {
 		}
 	}
 }
+
+// TestEmbeddedStoreOpensOnFirstUse: an edge whose users never ask for
+// sliding sync does not open SQLite (about 3 MB that no close gives
+// back); its file is there from the start, so a bad path still fails
+// at start.
+func TestEmbeddedStoreOpensOnFirstUse(t *testing.T) {
+	t.Parallel()
+	h := startHomeserver(t)
+	path := filepath.Join(t.TempDir(), "lazy.db")
+	svc := openService(t, h.den.URL, path, "")
+	base := serveService(t, svc)
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 0 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("before any request: %v %v", fi, err)
+	}
+	if _, err := os.Stat(path + "-wal"); !os.IsNotExist(err) {
+		t.Fatalf("SQLite was opened before any request: %v", err)
+	}
+	alice := h.user(t, "alice")
+	if status, a := ssync(t, base, alice.AccessToken, "", 0, map[string]any{}); status != 200 {
+		t.Fatalf("first request: %d %s", status, a.Error)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("after a request the store is still empty: %v %v", fi, err)
+	}
+	if _, err := Open(Config{Upstream: svc.upstream, SQLitePath: filepath.Join(path, "under-a-file.db")}); err == nil {
+		t.Fatal("a store path under a file opened")
+	}
+}

@@ -115,7 +115,11 @@ func (s *Service) sweep() {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		devs, err := s.st.stale(s.ctx, time.Now().Add(-keepIdle))
+		var devs []int64
+		var err error
+		if s.st.ready.Load() { // a store nobody has used has nobody to forget
+			devs, err = s.st.stale(s.ctx, time.Now().Add(-keepIdle))
+		}
 		if err != nil && s.ctx.Err() == nil {
 			s.log.Warn("sliding sync: finding idle devices", "err", err)
 		}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL, shared by several edges
 	_ "modernc.org/sqlite"             // the embedded store: pure Go, so the binary stays static
@@ -20,6 +22,14 @@ import (
 type store struct {
 	db *sql.DB
 	pg bool
+	// where names the store in errors.
+	where string
+	// ready is set once the tables exist. An embedded store makes them
+	// on first use: opening SQLite costs about 3 MB of memory that no
+	// close gives back, which an edge whose users never ask for sliding
+	// sync should not pay.
+	ready  atomic.Bool
+	initMu sync.Mutex
 }
 
 // schema is the store's tables. bigint and text mean the same in both
@@ -173,7 +183,29 @@ func openStore(ctx context.Context, path, pgURL string) (*store, error) {
 		}
 		s.db.SetMaxOpenConns(4)
 	}
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	s.where = path
+	if s.pg {
+		s.where = "PostgreSQL"
+		// Several edges share it: what is wrong with it is said at start.
+		if err := s.init(ctx); err != nil {
+			s.db.Close()
+			return nil, err
+		}
+	}
+	return &s, nil
+}
+
+// init creates the tables, once.
+func (s *store) init(ctx context.Context) error {
+	if s.ready.Load() {
+		return nil
+	}
+	s.initMu.Lock()
+	defer s.initMu.Unlock()
+	if s.ready.Load() {
+		return nil
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if s.pg {
 			// Edges that start together would race on CREATE ... IF NOT
 			// EXISTS (a unique violation in PostgreSQL's catalog): one at
@@ -190,14 +222,10 @@ func openStore(ctx context.Context, path, pgURL string) (*store, error) {
 		return nil
 	})
 	if err != nil {
-		s.db.Close()
-		where := path
-		if s.pg {
-			where = "PostgreSQL"
-		}
-		return nil, fmt.Errorf("creating the sliding-sync store in %s: %w", where, err)
+		return fmt.Errorf("creating the sliding-sync store in %s: %w", s.where, err)
 	}
-	return &s, nil
+	s.ready.Store(true)
+	return nil
 }
 
 func (s *store) close() error { return s.db.Close() }
