@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -126,18 +127,7 @@ func (s *store) state(ctx context.Context, dev int64, roomID string, types []str
 	if err != nil {
 		return nil, fmt.Errorf("reading state of %s: %w", roomID, err)
 	}
-	defer rows.Close()
-	var out []stateEvent
-	for rows.Next() {
-		var e stateEvent
-		var raw string
-		if err := rows.Scan(&e.Type, &e.StateKey, &raw, &e.Changed); err != nil {
-			return nil, err
-		}
-		e.Raw = json.RawMessage(raw)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return scanState(rows)
 }
 
 // timelineEvent is one stored timeline event.
@@ -155,21 +145,7 @@ func (s *store) timeline(ctx context.Context, dev int64, roomID string, upTo int
 	if err != nil {
 		return nil, fmt.Errorf("reading the timeline of %s: %w", roomID, err)
 	}
-	defer rows.Close()
-	var out []timelineEvent
-	for rows.Next() {
-		var e timelineEvent
-		var raw string
-		if err := rows.Scan(&e.Ord, &e.NID, &e.Batch, &raw); err != nil {
-			return nil, err
-		}
-		e.Raw = json.RawMessage(raw)
-		out = append(out, e)
-	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out, rows.Err()
+	return scanTimeline(rows)
 }
 
 // timelineToken is the pagination token for the events before the one at
@@ -358,18 +334,7 @@ func (s *store) stateKeys(ctx context.Context, dev int64, roomID, typ string, ke
 	if err != nil {
 		return nil, fmt.Errorf("reading state of %s: %w", roomID, err)
 	}
-	defer rows.Close()
-	var out []stateEvent
-	for rows.Next() {
-		var e stateEvent
-		var raw string
-		if err := rows.Scan(&e.Type, &e.StateKey, &raw, &e.Changed); err != nil {
-			return nil, err
-		}
-		e.Raw = json.RawMessage(raw)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return scanState(rows)
 }
 
 // timelineSince reads a room's events that arrived after nid (and no
@@ -381,6 +346,12 @@ func (s *store) timelineSince(ctx context.Context, dev int64, roomID string, nid
 	if err != nil {
 		return nil, fmt.Errorf("reading the timeline of %s: %w", roomID, err)
 	}
+	return scanTimeline(rows)
+}
+
+// scanTimeline reads timeline rows taken newest first, and returns them
+// oldest first.
+func scanTimeline(rows *sql.Rows) ([]timelineEvent, error) {
 	defer rows.Close()
 	var out []timelineEvent
 	for rows.Next() {
@@ -392,8 +363,22 @@ func (s *store) timelineSince(ctx context.Context, dev int64, roomID string, nid
 		e.Raw = json.RawMessage(raw)
 		out = append(out, e)
 	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
+	slices.Reverse(out)
+	return out, rows.Err()
+}
+
+// scanState reads state rows: type, state_key, event, changed.
+func scanState(rows *sql.Rows) ([]stateEvent, error) {
+	defer rows.Close()
+	var out []stateEvent
+	for rows.Next() {
+		var e stateEvent
+		var raw string
+		if err := rows.Scan(&e.Type, &e.StateKey, &raw, &e.Changed); err != nil {
+			return nil, err
+		}
+		e.Raw = json.RawMessage(raw)
+		out = append(out, e)
 	}
 	return out, rows.Err()
 }
