@@ -34,6 +34,9 @@ type device struct {
 	poke     chan struct{}
 	first    chan struct{} // closed once a v2 sync is stored
 	revoked  bool
+	// cancel ends the poller's work in flight (its long-poll) when it is
+	// stopped to make room for another device.
+	cancel context.CancelFunc
 	// retired is set when the poller stopped for idleness: a request
 	// holding this device looks it up again, so one device never gets
 	// two pollers.
@@ -94,13 +97,78 @@ func (s *Service) authenticate(ctx context.Context, token string) (*device, *mat
 	d.token = token
 	d.lastUsed = time.Now()
 	start := !d.polling
-	d.polling = true
 	d.mu.Unlock()
 	if start {
-		s.wg.Add(1)
-		go s.poll(d)
+		if merr := s.startPoller(d); merr != nil {
+			return nil, merr
+		}
 	}
 	return d, nil
+}
+
+// Pollers hold a long-poll to the homeserver each, for idle_timeout after
+// their device's last request: without bounds, one account logged in many
+// times would make the edge hold as many connections to the homeserver
+// on its behalf.
+const (
+	// maxPollersPerUser is how many of one user's devices are polled at
+	// once; a new one makes room by stopping the one used least recently
+	// (it starts again when that device asks).
+	maxPollersPerUser = 16
+	// maxPollers is how many devices one edge polls; past it a new device
+	// is told to come back later.
+	maxPollers = 5000
+)
+
+// startPoller starts d's poller within the bounds.
+func (s *Service) startPoller(d *device) *matrixError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d.mu.Lock()
+	if d.polling {
+		d.mu.Unlock()
+		return nil
+	}
+	d.mu.Unlock()
+	total, mine := 0, 0
+	var oldest *device
+	var oldestUse time.Time
+	for _, o := range s.devices {
+		o.mu.Lock()
+		if o.polling && o != d {
+			total++
+			if o.userID == d.userID {
+				mine++
+				if oldest == nil || o.lastUsed.Before(oldestUse) {
+					oldest, oldestUse = o, o.lastUsed
+				}
+			}
+		}
+		o.mu.Unlock()
+	}
+	if mine >= maxPollersPerUser && oldest != nil {
+		oldest.stopPolling()
+		total--
+	}
+	if total >= maxPollers {
+		return errorf(http.StatusServiceUnavailable, codeLimited, "This server polls as many devices as it can; try again later")
+	}
+	d.mu.Lock()
+	d.polling = true
+	d.mu.Unlock()
+	s.wg.Add(1)
+	go s.poll(d)
+	return nil
+}
+
+// stopPolling ends d's poller; the device's next request starts another.
+func (d *device) stopPolling() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.polling, d.retired = false, true
+	if d.cancel != nil {
+		d.cancel()
+	}
 }
 
 // whoami asks the homeserver whose token this is.

@@ -41,7 +41,11 @@ func v2Filter(limit int) string {
 // revoked, or the service closes.
 func (s *Service) poll(d *device) {
 	defer s.wg.Done()
-	ctx := s.ctx
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	d.mu.Lock()
+	d.cancel = cancel
+	d.mu.Unlock()
 	// owned is whether this edge holds the device's lease, and so polls
 	// the homeserver for it.
 	owned := false
@@ -67,6 +71,18 @@ func (s *Service) poll(d *device) {
 			close(d.first)
 		}
 	}
+	defer func() {
+		// A poller stopped before its first sync (to make room, or by a
+		// closing edge) must not leave its device's first request waiting.
+		if !firstDone {
+			d.mu.Lock()
+			if d.firstErr == nil {
+				d.firstErr = errorf(http.StatusServiceUnavailable, codeUnknown, "Sliding sync for this device was stopped; try again")
+			}
+			d.mu.Unlock()
+			markFirst()
+		}
+	}()
 	lastPos := int64(-1)
 	backoff := time.Second
 	sleep := func(dur time.Duration, also <-chan struct{}) {

@@ -246,3 +246,32 @@ func TestEmbeddedStoreOpensOnFirstUse(t *testing.T) {
 		t.Fatal("a store path under a file opened")
 	}
 }
+
+// TestPollersPerUserBounded: one account logged in many times holds at
+// most maxPollersPerUser pollers (connections to the homeserver); the
+// device used least recently makes room, and comes back when it asks.
+func TestPollersPerUserBounded(t *testing.T) {
+	t.Parallel()
+	h := startHomeserver(t)
+	first := h.user(t, "mallory")
+	_, a := ssync(t, h.url, first.AccessToken, "", 0, map[string]any{})
+	if a.Pos == "" {
+		t.Fatalf("first device: %+v", a)
+	}
+	for range maxPollersPerUser {
+		c := h.login(t, "mallory")
+		if status, a := ssync(t, h.url, c.AccessToken, "", 0, map[string]any{}); status != 200 {
+			t.Fatalf("another device: %d %s", status, a.Error)
+		}
+	}
+	waitFor(t, func() bool { return h.svc.pollerCount() == maxPollersPerUser })
+	// The first device, stopped to make room, continues where it was.
+	if status, a2 := ssync(t, h.url, first.AccessToken, a.Pos, 0, map[string]any{}); status != 200 || a2.Pos == "" {
+		t.Fatalf("the first device after its poller made room: %d %s", status, a2.Errcode)
+	}
+	waitFor(t, func() bool { return h.svc.pollerCount() == maxPollersPerUser })
+	// Another user is not counted against mallory.
+	bob := h.user(t, "bob")
+	ssync(t, h.url, bob.AccessToken, "", 0, map[string]any{})
+	waitFor(t, func() bool { return h.svc.pollerCount() == maxPollersPerUser+1 })
+}
