@@ -77,7 +77,10 @@ func (s *Service) authenticate(ctx context.Context, token string) (*device, *mat
 		}
 		s.mu.Lock()
 		d = s.devices[dev]
-		if d == nil || d.isRevoked() {
+		// A device whose poller stopped (idle, revoked, or making room)
+		// may stay in the map until that poller has cleaned up: a new
+		// one takes its place at once, or the retry below would spin.
+		if d == nil || d.isRetired() {
 			d = &device{dev: dev, userID: userID, deviceID: deviceID, changed: make(chan struct{}),
 				poke: make(chan struct{}, 1), first: make(chan struct{})}
 			s.devices[dev] = d
@@ -207,6 +210,12 @@ func upstreamError(status int, body []byte) *matrixError {
 		return errorf(status, e.Errcode, e.Error)
 	}
 	return errorf(http.StatusBadGateway, codeUnknown, fmt.Sprintf("The homeserver answered %d", status))
+}
+
+func (d *device) isRetired() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.retired
 }
 
 func (d *device) isRevoked() bool {
