@@ -14,7 +14,6 @@ import (
 	"github.com/go-acme/lego/v5/providers/dns/gandiv5"
 	"github.com/go-acme/lego/v5/providers/dns/hetzner"
 	"github.com/go-acme/lego/v5/providers/dns/ovh"
-	"github.com/go-acme/lego/v5/providers/dns/route53"
 	"github.com/libdns/cloudflare"
 	"github.com/mholt/acmez/v3"
 
@@ -77,15 +76,7 @@ func legoProvider(d config.DNS, secrets map[string]string) (challenge.Provider, 
 		}
 		return dnsupdate.NewDNSProviderConfig(c)
 	case "route53":
-		c := route53.NewDefaultConfig()
-		c.AccessKeyID, c.SecretAccessKey, c.SessionToken = secrets["AWS_ACCESS_KEY_ID"], secrets["AWS_SECRET_ACCESS_KEY"], secrets["AWS_SESSION_TOKEN"]
-		if d.Route53.Region != "" {
-			c.Region = d.Route53.Region
-		}
-		if d.Route53.HostedZoneID != "" {
-			c.HostedZoneID = d.Route53.HostedZoneID
-		}
-		return route53.NewDNSProviderConfig(c)
+		return route53Provider(d, secrets)
 	case "digitalocean":
 		c := digitalocean.NewDefaultConfig()
 		c.AuthToken = secrets["DO_AUTH_TOKEN"]

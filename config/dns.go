@@ -20,7 +20,8 @@ import (
 type DNS struct {
 	// Provider names the DNS service that holds the zone: cloudflare,
 	// rfc2136 (BIND, Knot, PowerDNS or any server that takes TSIG-signed
-	// dynamic updates), route53, digitalocean, hetzner, gandi or ovh.
+	// dynamic updates), route53 (in a binary built with -tags route53: it
+	// links the AWS SDK), digitalocean, hetzner, gandi or ovh.
 	Provider string `yaml:"provider"`
 	// APITokenFile holds the API token of a provider that takes one
 	// (cloudflare, digitalocean, hetzner, gandi) and nothing else, kept out
@@ -331,6 +332,10 @@ func (v *validator) validateDNS(dns01 bool) {
 		v.errf("tls.dns.provider", "%q is not a supported DNS provider; valid: %s", d.Provider, strings.Join(DNSProviders(), ", "))
 		return
 	}
+	if d.Provider == "route53" && !route53Built {
+		v.errf("tls.dns.provider", "%s", ErrRoute53NotBuilt.msg)
+		return
+	}
 	for i, r := range d.Resolvers {
 		if _, _, err := net.SplitHostPort(r); err != nil {
 			v.errf("tls.dns.resolvers["+strconv.Itoa(i)+"]", "%q is not host:port: %v", r, err)
@@ -359,6 +364,13 @@ func (v *validator) validateDNS(dns01 bool) {
 
 // fieldError is an error about one config field.
 type fieldError struct{ field, msg string }
+
+// ErrRoute53NotBuilt is what a binary built without the route53 tag says of
+// provider route53. The AWS SDK it needs would cost every process, DNS-01 or
+// not, about 5 MB of memory and 8 MB of binary, so it is linked only on
+// request.
+var ErrRoute53NotBuilt = &fieldError{"tls.dns.provider", "route53 is not in this build of wellknownd: it needs the AWS SDK, " +
+	"which is linked only when asked for (go build -tags route53 ./cmd/wellknownd, or the image's --build-arg TAGS=route53); see docs/dns-01.md"}
 
 func (e *fieldError) Error() string { return e.field + ": " + e.msg }
 
