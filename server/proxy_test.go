@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/wellknownd/wellknownd/internal/testing/edgeconf"
 	"github.com/wellknownd/wellknownd/internal/testing/freeport"
 )
 
@@ -69,5 +73,40 @@ func TestProxyUpstreamDown(t *testing.T) {
 	}
 	if resp.Header.Get("Access-Control-Allow-Origin") != "*" || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("502 headers: %v", resp.Header)
+	}
+}
+
+// TestProxyHeadersLargerThanItsBuffers: the upstream transport's buffers are
+// small (upstreamReadBuffer, upstreamWriteBuffer) because every held
+// long-poll keeps them; headers and bodies larger than both cross whole.
+func TestProxyHeadersLargerThanItsBuffers(t *testing.T) {
+	long := strings.Repeat("v", 6000)
+	body := strings.Repeat("0123456789abcdef", 1<<12) // 64 KiB
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Long-Answer", long)
+		w.Header().Set("X-Got-Header", strconv.Itoa(len(r.Header.Get("X-Long-Request"))))
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(b)
+	}))
+	t.Cleanup(up.Close)
+	ts := startEdge(t, edgeconf.Plain(up.URL, "1MiB"))
+	for _, size := range []int{0, 100, upstreamReadBuffer - 200, upstreamReadBuffer + 1, len(body)} {
+		req, _ := http.NewRequest("PUT", ts.URL+"/_matrix/media/v3/upload", strings.NewReader(body[:size]))
+		req.Host = "matrix.example.com"
+		req.Header.Set("X-Long-Request", long)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || string(got) != body[:size] {
+			t.Fatalf("%d-byte body: status %d, %d bytes back (err %v)", size, resp.StatusCode, len(got), err)
+		}
+		if resp.Header.Get("X-Long-Answer") != long || resp.Header.Get("X-Got-Header") != strconv.Itoa(len(long)) {
+			t.Fatalf("%d-byte body: the long headers did not cross whole (answer %d bytes, request %s)",
+				size, len(resp.Header.Get("X-Long-Answer")), resp.Header.Get("X-Got-Header"))
+		}
 	}
 }

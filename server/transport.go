@@ -51,7 +51,8 @@ func newUpstreamDeps(log *slog.Logger, l limits) upstreamDeps {
 //   - many idle connections per host: the default keeps 2, and under load
 //     the proxy would then dial for nearly every request;
 //   - no response-header timeout: a /sync long-poll legitimately sends no
-//     headers for as long as its timeout parameter says.
+//     headers for as long as its timeout parameter says;
+//   - smaller buffers (upstreamReadBuffer, upstreamWriteBuffer).
 func newTransport() *http.Transport {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
@@ -69,5 +70,21 @@ func newTransport() *http.Transport {
 		// this, the transport would ask for gzip on the client's behalf and
 		// hand the client a body it decompressed itself.
 		DisableCompression: true,
+		ReadBufferSize:     upstreamReadBuffer,
+		WriteBufferSize:    upstreamWriteBuffer,
 	}
 }
+
+// Each upstream connection keeps a read and a write buffer for as long as it
+// lives, and a held /sync long-poll holds one connection: with the
+// transport's 4 KiB each, they were 8 of the 37 KiB a long-poll cost. Neither
+// limits what passes: a longer header line is read in pieces, a longer
+// request header is written in two, and a body larger than the buffer is
+// read and written past it, straight between the socket and the proxy's own
+// buffers (answerspool, requestbuffer). 2 KiB holds a Matrix answer's headers
+// and a small JSON body in one read; 1 KiB holds a request's headers, bar a
+// browser's rarely.
+const (
+	upstreamReadBuffer  = 2 << 10
+	upstreamWriteBuffer = 1 << 10
+)
