@@ -38,6 +38,16 @@ func (h *history) add(t time.Time, status int) {
 	}
 }
 
+// activity is a number that changes whenever a request is counted: what
+// releaseWhenQuiet watches, without a counter of its own on the hot path.
+func (h *history) activity() uint64 {
+	var sum uint64
+	for i := range h.requests {
+		sum += h.requests[i].Load()
+	}
+	return sum
+}
+
 // bump counts one in slot for minute m. The common case is a slot already
 // on m: one load and one add. A slot still on an older minute is claimed
 // with a compare-and-swap; a request racing that claim may land in the

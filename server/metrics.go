@@ -58,6 +58,9 @@ type metrics struct {
 	// compressExhausted counts answers sent uncompressed because every
 	// encoder of limits.compress_encoders was in use.
 	compressExhausted prometheus.Counter
+	// memoryReleases counts the quiet spells after which the edge returned
+	// a burst's memory to the system (memrelease.go).
+	memoryReleases prometheus.Counter
 	// staticCompressions counts static files compressed (to be kept), by
 	// encoding; staticBusy the static requests refused for want of a
 	// file descriptor (limits.static_files).
@@ -96,6 +99,10 @@ func newMetrics(version string) *metrics {
 		Name: "wellknownd_http_requests_by_protocol_total",
 		Help: "HTTP requests by protocol: h1 (HTTP/1.x), h2, h3 (over QUIC).",
 	}, []string{"protocol"})
+	m.memoryReleases = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wellknownd_memory_releases_total",
+		Help: "Times the edge, quiet after a burst of requests, collected and returned the memory the burst took to the system.",
+	})
 	m.compressExhausted = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "wellknownd_compress_budget_exhausted_total",
 		Help: "Answers sent uncompressed because every encoder (limits.compress_encoders) was in use.",
@@ -149,7 +156,7 @@ func newMetrics(version string) *metrics {
 	m.upstreamUp.Store(false)
 	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.proxyErrors, m.certEvents, buildInfo, protocols,
 		m.quicRetries, m.quicEvicted, m.quicRefused, m.quicOpen, m.quicHandshakes,
-		m.compressExhausted, m.staticCompressions, m.staticBusy,
+		m.compressExhausted, m.staticCompressions, m.staticBusy, m.memoryReleases,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -163,6 +163,7 @@ func (s *Server) Run(ctx context.Context) error {
 		defer stopProbe()
 		go s.probeUpstream(probeCtx, cmp.Or(s.opts.probeInterval, probeInterval))
 	}
+	go s.releaseWhenQuiet(ctx)
 	if runErr == nil {
 		// Said once the certificates are in place: what was logged as
 		// listening is now answered over TLS too.
