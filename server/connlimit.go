@@ -32,10 +32,56 @@ type connLimiter struct {
 	conns map[*limitedConn]struct{}
 	// sendTimeout bounds each write to a client's socket.
 	sendTimeout time.Duration
+	// headerTimeout bounds a new connection's TLS handshake and first
+	// request headers, and each later request's headers from their first
+	// byte (sweepHeaders).
+	headerTimeout time.Duration
+	// headerTimeouts counts the connections closed for it.
+	headerTimeouts atomic.Uint64
 }
 
-func newConnLimiter(n int, sendTimeout time.Duration) *connLimiter {
-	return &connLimiter{slots: make(chan struct{}, n), conns: map[*limitedConn]struct{}{}, sendTimeout: sendTimeout}
+// headerTimeout is what a client has for its request headers, and a new
+// connection for its TLS handshake too, as nginx's client_header_timeout.
+const headerTimeout = 10 * time.Second
+
+func newConnLimiter(n int, sendTimeout, headerTimeout time.Duration) *connLimiter {
+	return &connLimiter{slots: make(chan struct{}, n), conns: map[*limitedConn]struct{}{}, sendTimeout: sendTimeout,
+		headerTimeout: headerTimeout}
+}
+
+// sweepHeaders closes, every tick until ctx ends, the connections that
+// have spent longer than headerTimeout on a TLS handshake or on a
+// request's headers. net/http's ReadHeaderTimeout did this with two
+// deadlines per request, each a timer to move in the runtime, which
+// sometimes woke another thread: about 3% of a small request's cost. One
+// look a second at every connection costs nothing per request, and the
+// bound is kept to within a tick.
+func (c *connLimiter) sweepHeaders(ctx context.Context) {
+	tick := min(time.Second, c.headerTimeout/4)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var late []*limitedConn
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		since := time.Now().Add(-c.headerTimeout).UnixNano()
+		c.mu.Lock()
+		for lc := range c.conns {
+			if h := lc.headerSince.Load(); h != 0 && h <= since {
+				late = append(late, lc)
+			}
+		}
+		c.mu.Unlock()
+		for _, lc := range late {
+			c.headerTimeouts.Add(1)
+			lc.Close()
+		}
+		clear(late)
+		late = late[:0]
+	}
 }
 
 // evictGrace is how long a connection must have waited before it may be
@@ -117,10 +163,27 @@ func limitedOf(c net.Conn) *limitedConn {
 }
 
 // connState marks connections waiting between requests or on their
-// request headers, for the limiter to evict first.
+// request headers, for the limiter to evict first, and keeps what
+// sweepHeaders bounds: from a connection's start until its first request
+// is read, and, on HTTP/1, from the first byte of each later request until
+// it is read.
 func connState(c net.Conn, st http.ConnState) {
-	if lc := limitedOf(c); lc != nil {
-		lc.setWaiting(st == http.StateNew || st == http.StateIdle)
+	lc := limitedOf(c)
+	if lc == nil {
+		return
+	}
+	lc.setWaiting(st == http.StateNew || st == http.StateIdle)
+	switch st {
+	case http.StateActive:
+		lc.headerSince.Store(0)
+		lc.h1Idle.Store(false)
+	case http.StateIdle:
+		// An HTTP/2 connection without streams reads frames (PING,
+		// SETTINGS) that start no request; its idleness is net/http's
+		// IdleTimeout's.
+		if !lc.http2(c) {
+			lc.h1Idle.Store(true)
+		}
 	}
 }
 
@@ -163,6 +226,7 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 	}
 	lc := &limitedConn{Conn: conn, c: l.c}
 	lc.setWaiting(true)
+	lc.headerSince.Store(time.Now().UnixNano())
 	l.c.mu.Lock()
 	l.c.conns[lc] = struct{}{}
 	l.c.mu.Unlock()
@@ -185,6 +249,50 @@ type limitedConn struct {
 	// streams is the HTTP/2 connection's budget of new requests to an
 	// upstream.
 	streams streamBucket
+	// headerSince is when the connection began what sweepHeaders bounds
+	// (UnixNano): its TLS handshake and first request, or a later
+	// request's headers; 0 when it is in none.
+	headerSince atomic.Int64
+	// h1Idle: an HTTP/1 connection between requests, whose next byte
+	// starts a request's headers.
+	h1Idle atomic.Bool
+	// writeDeadline is the write deadline last set (UnixNano).
+	writeDeadline atomic.Int64
+	// proto is protoH1 or protoH2 once http2 has looked, else 0.
+	proto atomic.Int32
+}
+
+// http2 reports whether c, the connection net/http serves over lc, speaks
+// HTTP/2; asked once, the answer kept.
+func (lc *limitedConn) http2(c net.Conn) bool {
+	switch lc.proto.Load() {
+	case protoH1:
+		return false
+	case protoH2:
+		return true
+	}
+	p := protoH1
+	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+		p = protoH2
+	}
+	lc.proto.Store(p)
+	return p == protoH2
+}
+
+const (
+	protoH1 int32 = 1 + iota
+	protoH2
+)
+
+// Read notes the first byte of an HTTP/1 request after an idle spell: its
+// headers are then bounded by sweepHeaders.
+func (c *limitedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.h1Idle.Load() {
+		c.h1Idle.Store(false)
+		c.headerSince.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 // connOf is the limitedConn a request came on, or nil.
@@ -205,17 +313,27 @@ func (c *limitedConn) setWaiting(waiting bool) {
 // stops reading (its receive window full) has its connection closed
 // instead of holding it, and whatever answer was being written, for ever.
 // Every byte to a client crosses here, HTTP/1 answers, HTTP/2 frames and
-// TLS records alike, the final flush of a handler's answer included. Each
-// write sets its own deadline first, so one that has passed while the
-// connection had nothing to write (a long-poll that waits, an idle
-// keep-alive) never cuts the next: it is not lifted afterwards, which
-// would double the cost of every write.
+// TLS records alike, the final flush of a handler's answer included. A
+// write moves the deadline to the send timeout from now before it starts,
+// so one that passed while the connection had nothing to write (a
+// long-poll that waits, an idle keep-alive) never cuts the next; it is not
+// lifted afterwards. Moving a deadline is a runtime timer to update, so a
+// deadline still more than sendSlack short of a full send timeout ahead is
+// left as it is: a write has at least the send timeout less sendSlack.
 func (c *limitedConn) Write(p []byte) (int, error) {
 	if d := c.c.sendTimeout; d > 0 {
-		c.Conn.SetWriteDeadline(time.Now().Add(d))
+		now := time.Now()
+		if dl := now.Add(d); dl.UnixNano()-c.writeDeadline.Load() > int64(min(sendSlack, d/8)) {
+			c.SetWriteDeadline(dl)
+		}
 	}
 	return c.Conn.Write(p)
 }
+
+// sendSlack is how much of the send timeout a write may find already
+// spent: a keep-alive connection answering many requests a second moves
+// its deadline once a second, not once a write.
+const sendSlack = time.Second
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
@@ -226,4 +344,24 @@ func (c *limitedConn) Close() error {
 		<-c.c.slots
 	})
 	return err
+}
+
+// SetWriteDeadline keeps Write's record of the deadline true, and ignores a
+// request to lift it: net/http lifts it after every request, though Write
+// sets one before every write that needs it, and lifting it moved a
+// runtime timer for nothing.
+func (c *limitedConn) SetWriteDeadline(t time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	c.writeDeadline.Store(t.UnixNano())
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline is SetReadDeadline and SetWriteDeadline.
+func (c *limitedConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
 }

@@ -28,12 +28,13 @@ func (s *Server) listen() ([]listener, error) {
 			closeAll(lns)
 			return nil, fmt.Errorf("listen.%s: %w", w.name, err)
 		}
-		if w.name != "admin" && w.name != "metrics" {
+		capped := w.name != "admin" && w.name != "metrics"
+		if capped {
 			// The admin and metrics listeners are not capped: they must
 			// answer when the public ones are full.
 			ln = s.conns.wrap(ln)
 		}
-		lns = append(lns, listener{name: w.name, ln: ln})
+		lns = append(lns, listener{name: w.name, ln: ln, capped: capped})
 	}
 	return lns, nil
 }
@@ -46,11 +47,18 @@ func closeAll(lns []listener) {
 
 // httpServer sets the timeouts an Internet-facing server needs. There is no
 // ReadTimeout or WriteTimeout: a media upload and a /sync long-poll may
-// legitimately take minutes, and they are bounded per request instead.
-func (s *Server) httpServer(h http.Handler) *http.Server {
+// legitimately take minutes, and they are bounded per request instead. On
+// a capped listener the connection limiter bounds TLS handshakes and
+// request headers (sweepHeaders), and each write (send_timeout); the
+// others keep net/http's ReadHeaderTimeout.
+func (s *Server) httpServer(h http.Handler, capped bool) *http.Server {
+	rht := headerTimeout
+	if capped {
+		rht = 0
+	}
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: rht,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		// One HTTP/2 connection must not be a way around the connection

@@ -24,6 +24,8 @@ type options struct {
 	// selfCheckReadyWait replaces how long the first self-check waits
 	// for the edge to be ready (tests).
 	selfCheckReadyWait time.Duration
+	// headerTimeout replaces headerTimeout (tests).
+	headerTimeout time.Duration
 }
 
 // WithSelfCheckReadyWait sets how long the first self-check waits for the
@@ -71,4 +73,10 @@ func WithFilePollInterval(d time.Duration) Option {
 // a certificate's whole life, with a time picked in it at random.
 func WithShortLivedCertificates(checkEvery time.Duration) Option {
 	return func(o *options) { o.renewCheck = checkEvery }
+}
+
+// withHeaderTimeout replaces headerTimeout, what a client has for a TLS
+// handshake and a request's headers (tests).
+func withHeaderTimeout(d time.Duration) Option {
+	return func(o *options) { o.headerTimeout = d }
 }

@@ -71,7 +71,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) *Server {
 		s.sup = supervise.New(supervisedSpecs(cfg.Supervise), log, supervise.DefaultPolicy)
 		s.up.ready = s.sup.Ready
 	}
-	s.conns = newConnLimiter(s.up.limits.maxConns, s.up.limits.sendTimeout)
+	s.conns = newConnLimiter(s.up.limits.maxConns, s.up.limits.sendTimeout, cmp.Or(s.opts.headerTimeout, headerTimeout))
 	s.m = newMetrics(s.opts.version)
 	s.m.reg.MustRegister(newStorageCollector(s.storageStatus))
 	s.m.reg.MustRegister(newStateCollector(s))
@@ -99,6 +99,8 @@ type listener struct {
 	ln   net.Listener
 	srv  *http.Server
 	tls  bool
+	// capped: a public listener, under the connection limiter.
+	capped bool
 }
 
 // Run listens on every configured address and serves until ctx is done,
@@ -164,6 +166,7 @@ func (s *Server) Run(ctx context.Context) error {
 		go s.probeUpstream(probeCtx, cmp.Or(s.opts.probeInterval, probeInterval))
 	}
 	go s.releaseWhenQuiet(ctx)
+	go s.conns.sweepHeaders(ctx)
 	if runErr == nil {
 		// Said once the certificates are in place: what was logged as
 		// listening is now answered over TLS too.
@@ -242,7 +245,7 @@ func (s *Server) configure(lns []listener, src certs.Source, h3 bool) {
 			// The UDP socket has the TCP listener's port.
 			h = altSvc(h, l.ln.Addr().(*net.TCPAddr).Port)
 		}
-		l.srv = s.httpServer(h)
+		l.srv = s.httpServer(h, l.capped)
 		if l.name == "https" || l.name == "federation" {
 			l.tls = true
 			l.srv.TLSConfig = src.TLSConfig()
