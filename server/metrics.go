@@ -40,10 +40,13 @@ const hostUnknown = "unknown"
 // metrics are the daemon's Prometheus metrics, on a registry of its own
 // (no package globals: several servers may live in one test process).
 type metrics struct {
-	reg         *prometheus.Registry
-	requests    *prometheus.CounterVec
-	duration    *prometheus.HistogramVec
-	inflight    prometheus.Gauge
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	// inflight is read when scraped: a plain counter costs a request one
+	// atomic add each way, where a Gauge's float takes a compare-and-swap
+	// loop on a word every core writes.
+	inflight    atomic.Int64
 	proxyErrors *prometheus.CounterVec
 	certEvents  *prometheus.CounterVec
 	// byProtocol counts requests over HTTP/1, HTTP/2 and HTTP/3.
@@ -83,10 +86,10 @@ func newMetrics(version string) *metrics {
 		// From a cached document (~50µs) to a /sync long-poll (30-90 s).
 		Buckets: []float64{0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120},
 	}, []string{"host", "route"})
-	m.inflight = prometheus.NewGauge(prometheus.GaugeOpts{
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "wellknownd_http_requests_in_flight",
 		Help: "Requests being answered now.",
-	})
+	}, func() float64 { return float64(m.inflight.Load()) })
 	m.proxyErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wellknownd_proxy_errors_total",
 		Help: "Proxied requests that failed at the edge, by kind: refused, timeout, too_large, canceled, client_body (the client's body broke or stalled), busy (no upstream connection free in time), buffers (no room to buffer the request body), other.",
@@ -154,7 +157,7 @@ func newMetrics(version string) *metrics {
 	buildInfo.WithLabelValues(version).Set(1)
 	// Not known to be up until the probe or a proxied request says so.
 	m.upstreamUp.Store(false)
-	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.proxyErrors, m.certEvents, buildInfo, protocols,
+	m.reg.MustRegister(m.requests, m.duration, inflight, m.proxyErrors, m.certEvents, buildInfo, protocols,
 		m.quicRetries, m.quicEvicted, m.quicRefused, m.quicOpen, m.quicHandshakes,
 		m.compressExhausted, m.staticCompressions, m.staticBusy, m.memoryReleases,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -186,6 +189,10 @@ func (m *metrics) handler() http.Handler {
 type hostMetrics struct {
 	requests [numRouteClasses]*prometheus.CounterVec // curried with host
 	duration [numRouteClasses]prometheus.Observer
+	// counters are requests' children by status (100-599), each looked up
+	// in the vector once: a lookup hashes the labels and takes the
+	// vector's lock, which every request on every core would share.
+	counters [numRouteClasses][500]atomic.Pointer[prometheus.Counter]
 }
 
 func (m *metrics) forHost(host string) *hostMetrics {
@@ -282,6 +289,19 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 
 // observe records one answered request.
 func (hm *hostMetrics) observe(class routeClass, status int, took time.Duration) {
-	hm.requests[class].WithLabelValues(codeLabel(status)).Inc()
+	hm.counter(class, status).Inc()
 	hm.duration[class].Observe(took.Seconds())
+}
+
+func (hm *hostMetrics) counter(class routeClass, status int) prometheus.Counter {
+	if status < 100 || status >= 600 {
+		return hm.requests[class].WithLabelValues(codeLabel(status))
+	}
+	slot := &hm.counters[class][status-100]
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	c := hm.requests[class].WithLabelValues(codeLabel(status))
+	slot.Store(&c)
+	return c
 }

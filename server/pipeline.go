@@ -23,11 +23,11 @@ func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Reque
 		}
 		rec := recorders.Get().(*statusRecorder)
 		*rec = statusRecorder{ResponseWriter: w, stall: newStallWatch(w, r, s.up.limits.sendTimeout)}
-		s.m.inflight.Inc()
+		s.m.inflight.Add(1)
 		defer func() {
 			// Deferred: a proxy whose client vanished mid-body panics with
 			// http.ErrAbortHandler, and that request still counts.
-			s.m.inflight.Dec()
+			s.m.inflight.Add(-1)
 			took := time.Since(start)
 			status := rec.status
 			if status == 0 {

@@ -224,7 +224,7 @@ func hasDotSegment(p string) bool {
 	if !strings.Contains(p, "/.") {
 		return false
 	}
-	for _, seg := range strings.Split(p, "/") {
+	for seg := range strings.SplitSeq(p, "/") {
 		if seg == "." || seg == ".." {
 			return true
 		}
