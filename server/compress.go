@@ -511,10 +511,13 @@ func stripEncodingTags(h http.Header) {
 		if v == "" {
 			continue
 		}
-		r := strings.NewReplacer("-"+encZstd+`"`, `"`, "-"+encGzip+`"`, `"`)
-		h.Set(k, r.Replace(v))
+		h.Set(k, encodingTagSuffixes.Replace(v))
 	}
 }
+
+// encodingTagSuffixes takes the suffix off a compressed answer's tag; made
+// once, not for every revalidation.
+var encodingTagSuffixes = strings.NewReplacer("-"+encZstd+`"`, `"`, "-"+encGzip+`"`, `"`)
 
 // restoreEncodingTag gives a 304 the tag the client revalidated: the
 // upstream confirmed "abc" (its own tag, once stripEncodingTags took the

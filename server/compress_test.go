@@ -396,3 +396,33 @@ func BenchmarkStaticCompression(b *testing.B) {
 		})
 	}
 }
+
+// TestWellKnownCompressedOnlyWhenLongEnough: the discovery documents are
+// shorter than compression.min_length as a rule, and their requests then
+// carry no compression state; a document that is long enough is still
+// compressed, with the Vary that says so.
+func TestWellKnownCompressedOnlyWhenLongEnough(t *testing.T) {
+	for _, tc := range []struct {
+		minLength string
+		gzip      bool
+	}{{"1KiB", false}, {"16B", true}} {
+		ts := startEdge(t, edgeconf.New()+"compression: {min_length: "+tc.minLength+"}\n")
+		resp, body := send(t, ts, "GET", "example.com", "/.well-known/matrix/client", nil, "Accept-Encoding", "gzip")
+		gz := resp.Header.Get("Content-Encoding") == "gzip"
+		if resp.StatusCode != 200 || gz != tc.gzip || (resp.Header.Get("Vary") == "Accept-Encoding") != tc.gzip {
+			t.Fatalf("min_length %s: status %d, Content-Encoding %q, Vary %q; want gzip %v",
+				tc.minLength, resp.StatusCode, resp.Header.Get("Content-Encoding"), resp.Header.Get("Vary"), tc.gzip)
+		}
+		if gz {
+			zr, err := gzip.NewReader(strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(zr)
+			body = string(b)
+		}
+		if body != `{"m.homeserver":{"base_url":"https://matrix.example.com"}}` {
+			t.Fatalf("min_length %s: body %q", tc.minLength, body)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -58,7 +59,8 @@ func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Reque
 			return
 		}
 		var out http.ResponseWriter = rec
-		if st.compressMin > 0 && r.Method != http.MethodHead && r.Header.Get("Range") == "" && !isMediaPath(r.URL.Path) {
+		if st.compressMin > 0 && r.Method != http.MethodHead && r.Header.Get("Range") == "" && !isMediaPath(r.URL.Path) &&
+			(st.compressWellKnown || !strings.HasPrefix(r.URL.Path, wellKnownPrefix)) {
 			if enc := negotiateEncoding(r.Header.Get("Accept-Encoding")); enc != "" {
 				inm := r.Header.Get("If-None-Match")
 				stripEncodingTags(r.Header)

@@ -36,6 +36,10 @@ type site struct {
 	hsts string
 	// compressMin is compression.min_length; 0 when compression is off.
 	compressMin int
+	// compressWellKnown: a discovery document is long enough to compress.
+	// They rarely are, and then their requests, the hottest path, carry
+	// no compression state at all.
+	compressWellKnown bool
 }
 
 // hostRoute is how one name in hosts is served.
@@ -61,6 +65,11 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) *site {
 		hosts:       make(map[string]*hostRoute, len(cfg.Hosts)),
 		wild:        map[string]*hostRoute{},
 		wk:          newWellKnown(cfg.Documents, cfg.Delegation.MaxAge),
+	}
+	for _, d := range []*document{s.wk.server, s.wk.client, s.wk.support} {
+		if d != nil && s.compressMin > 0 && len(d.body) >= s.compressMin {
+			s.compressWellKnown = true
+		}
 	}
 	s.federation = func(w http.ResponseWriter, r *http.Request, _ *hostRoute) {
 		if !isFederationPath(r.URL.Path) {
