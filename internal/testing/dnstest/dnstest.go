@@ -31,13 +31,21 @@ var nxDomain = dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 // without such records. Its sockets are open when it returns, so a
 // TestMain can point net.DefaultResolver at it before any test runs.
 func StartNXDomain() (addr string, stop func(), err error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
+	// The kernel picks a free UDP port; the same number over TCP may be
+	// taken meanwhile (another package's tests run beside these), so a few
+	// ports are tried.
+	var pc net.PacketConn
+	var ln net.Listener
+	for range 20 {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			return "", nil, err
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
 		pc.Close()
+	}
+	if err != nil {
 		return "", nil, err
 	}
 	udp := &dns.Server{PacketConn: pc, Handler: nxDomain}
