@@ -346,15 +346,15 @@ func (c *limitedConn) Close() error {
 	return err
 }
 
-// SetWriteDeadline keeps Write's record of the deadline true, and ignores a
-// request to lift it: net/http lifts it after every request, though Write
-// sets one before every write that needs it, and lifting it moved a
-// runtime timer for nothing.
+// SetWriteDeadline keeps Write's record of the deadline true and, under a
+// send timeout, ignores a request to lift it: net/http lifts it after every
+// request, though Write sets one before every write that needs it, and
+// lifting it moved a runtime timer for nothing.
 func (c *limitedConn) SetWriteDeadline(t time.Time) error {
-	if t.IsZero() {
+	if t.IsZero() && c.c.sendTimeout > 0 {
 		return nil
 	}
-	c.writeDeadline.Store(t.UnixNano())
+	c.writeDeadline.Store(unixNanoOrZero(t))
 	return c.Conn.SetWriteDeadline(t)
 }
 
@@ -364,4 +364,11 @@ func (c *limitedConn) SetDeadline(t time.Time) error {
 		return err
 	}
 	return c.SetWriteDeadline(t)
+}
+
+func unixNanoOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
