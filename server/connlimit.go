@@ -51,11 +51,12 @@ func newConnLimiter(n int, sendTimeout, headerTimeout time.Duration) *connLimite
 
 // sweepHeaders closes, every tick until ctx ends, the connections that
 // have spent longer than headerTimeout on a TLS handshake or on a
-// request's headers. net/http's ReadHeaderTimeout did this with two
-// deadlines per request, each a timer to move in the runtime, which
-// sometimes woke another thread: about 3% of a small request's cost. One
-// look a second at every connection costs nothing per request, and the
-// bound is kept to within a tick.
+// request's headers, and the HTTP/1 ones idle past net/http's IdleTimeout
+// (SetReadDeadline). net/http did both with deadlines, four per request,
+// each a timer to move in the runtime, which sometimes woke another
+// thread: about 6% of a small request's cost. One look a second at every
+// connection costs nothing per request, and the bounds are kept to within
+// a tick.
 func (c *connLimiter) sweepHeaders(ctx context.Context) {
 	tick := min(time.Second, c.headerTimeout/4)
 	t := time.NewTicker(tick)
@@ -67,10 +68,13 @@ func (c *connLimiter) sweepHeaders(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		since := time.Now().Add(-c.headerTimeout).UnixNano()
+		now := time.Now().UnixNano()
+		since := now - int64(c.headerTimeout)
 		c.mu.Lock()
 		for lc := range c.conns {
 			if h := lc.headerSince.Load(); h != 0 && h <= since {
+				late = append(late, lc)
+			} else if u := lc.idleUntil.Load(); u != 0 && u <= now {
 				late = append(late, lc)
 			}
 		}
@@ -177,6 +181,7 @@ func connState(c net.Conn, st http.ConnState) {
 	case http.StateActive:
 		lc.headerSince.Store(0)
 		lc.h1Idle.Store(false)
+		lc.idleUntil.Store(0)
 	case http.StateIdle:
 		// An HTTP/2 connection without streams reads frames (PING,
 		// SETTINGS) that start no request; its idleness is net/http's
@@ -260,6 +265,12 @@ type limitedConn struct {
 	writeDeadline atomic.Int64
 	// proto is protoH1 or protoH2 once http2 has looked, else 0.
 	proto atomic.Int32
+	// idleUntil is when this HTTP/1 connection, idle between requests, is
+	// closed (UnixNano): net/http's IdleTimeout, kept by sweepHeaders
+	// instead of a read deadline; 0 when it is not idle.
+	idleUntil atomic.Int64
+	// readArmed: a read deadline is set on the socket.
+	readArmed atomic.Bool
 }
 
 // http2 reports whether c, the connection net/http serves over lc, speaks
@@ -290,9 +301,30 @@ func (c *limitedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 && c.h1Idle.Load() {
 		c.h1Idle.Store(false)
+		c.idleUntil.Store(0)
 		c.headerSince.Store(time.Now().UnixNano())
 	}
 	return n, err
+}
+
+// SetReadDeadline passes deadlines on, but for two: the idle deadline
+// net/http sets on an HTTP/1 connection between requests becomes
+// idleUntil, for sweepHeaders; and lifting a deadline that is not set is
+// not passed on. All of an HTTP/1 connection's read deadlines are set by
+// the goroutine serving it, one after the other.
+func (c *limitedConn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() && c.h1Idle.Load() {
+		c.idleUntil.Store(t.UnixNano())
+		if c.readArmed.Swap(false) {
+			return c.Conn.SetReadDeadline(time.Time{})
+		}
+		return nil
+	}
+	if t.IsZero() && !c.readArmed.Load() {
+		return nil
+	}
+	c.readArmed.Store(!t.IsZero())
+	return c.Conn.SetReadDeadline(t)
 }
 
 // connOf is the limitedConn a request came on, or nil.
@@ -360,7 +392,7 @@ func (c *limitedConn) SetWriteDeadline(t time.Time) error {
 
 // SetDeadline is SetReadDeadline and SetWriteDeadline.
 func (c *limitedConn) SetDeadline(t time.Time) error {
-	if err := c.Conn.SetReadDeadline(t); err != nil {
+	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
 	return c.SetWriteDeadline(t)

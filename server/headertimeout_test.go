@@ -20,17 +20,18 @@ import (
 
 // TestHeadersAndHandshakesAreBounded: on the public listeners a client has
 // the header timeout for its TLS handshake and first request, and for each
-// later request's headers from their first byte (sweepHeaders); a
-// keep-alive connection idle between requests is not cut by it, nor an
-// idle HTTP/2 connection that pings.
+// later request's headers from their first byte, and an HTTP/1 connection
+// the idle timeout between requests (sweepHeaders); a keep-alive
+// connection idle for less is not cut, nor an idle HTTP/2 connection that
+// pings.
 func TestHeadersAndHandshakesAreBounded(t *testing.T) {
-	const bound = 1500 * time.Millisecond
+	const bound, idle = 1500 * time.Millisecond, 6 * time.Second
 	// Closed no earlier than the bound, and not much later: the sweep looks
 	// every bound/4; a busy machine may be late, never early.
 	const late = bound + 5*time.Second
 	httpAddr, tlsAddr := freeport.Addr(t), freeport.Addr(t)
 	e := startEdge(t, edgeconf.New(edgeconf.Listen(httpAddr, tlsAddr, "", ""), edgeconf.Internal(t.TempDir())),
-		onListeners, withOptions(withHeaderTimeout(bound)))
+		onListeners, withOptions(withHeaderTimeout(bound), withIdleTimeout(idle)))
 	wait.TCP(t, tlsAddr)
 	roots := e.localCA(t, tlsAddr, "example.com")
 	const get = "GET /.well-known/matrix/server HTTP/1.1\r\nHost: example.com\r\n\r\n"
@@ -74,6 +75,27 @@ func TestHeadersAndHandshakesAreBounded(t *testing.T) {
 		go trickle(c, get)
 		closedAfter(t, c, start, bound, late)
 	})
+	for _, tc := range []struct {
+		name, addr string
+		tls        bool
+	}{{"an idle keep-alive connection", httpAddr, false}, {"an idle keep-alive TLS connection", tlsAddr, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := dialT(t, tc.addr)
+			if tc.tls {
+				tc := tls.Client(c, &tls.Config{ServerName: "example.com", RootCAs: roots, NextProtos: []string{"http/1.1"}})
+				t.Cleanup(func() { tc.Close() })
+				c = tc
+			}
+			fmt.Fprint(c, get)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("%v %v", resp, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			closedAfter(t, c, time.Now(), idle, idle+5*time.Second)
+		})
+	}
 	t.Run("idle HTTP/2 with pings", func(t *testing.T) {
 		t.Parallel()
 		tc, err := tls.Dial("tcp", tlsAddr, &tls.Config{ServerName: "example.com", RootCAs: roots, NextProtos: []string{"h2"}})

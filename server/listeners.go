@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -59,7 +60,7 @@ func (s *Server) httpServer(h http.Handler, capped bool) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: rht,
-		IdleTimeout:       120 * time.Second,
+		IdleTimeout:       cmp.Or(s.opts.idleTimeout, 120*time.Second),
 		MaxHeaderBytes:    64 << 10,
 		// One HTTP/2 connection must not be a way around the connection
 		// limit: its streams are requests, each may hold an upstream slot.

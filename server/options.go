@@ -26,6 +26,8 @@ type options struct {
 	selfCheckReadyWait time.Duration
 	// headerTimeout replaces headerTimeout (tests).
 	headerTimeout time.Duration
+	// idleTimeout replaces the 120 s keep-alive idle timeout (tests).
+	idleTimeout time.Duration
 }
 
 // WithSelfCheckReadyWait sets how long the first self-check waits for the
@@ -79,4 +81,9 @@ func WithShortLivedCertificates(checkEvery time.Duration) Option {
 // handshake and a request's headers (tests).
 func withHeaderTimeout(d time.Duration) Option {
 	return func(o *options) { o.headerTimeout = d }
+}
+
+// withIdleTimeout replaces the keep-alive idle timeout (tests).
+func withIdleTimeout(d time.Duration) Option {
+	return func(o *options) { o.idleTimeout = d }
 }
