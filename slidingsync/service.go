@@ -245,6 +245,14 @@ func accessToken(r *http.Request) string {
 // sync answers one request: at once on a new connection, else as soon as
 // something is new for the client or timeout has passed.
 func (s *Service) sync(ctx context.Context, d *device, req *request, pos string, timeout time.Duration) (*response, *matrixError) {
+	// A logout ends the device's poller, which deletes what was stored for
+	// it: a read that finds it gone meanwhile is the logout, not a fault.
+	internal := func(what string, err error) *matrixError {
+		if re := d.revokedErr(); re != nil {
+			return re
+		}
+		return s.internal(what, err)
+	}
 	var prev *connState
 	var gen string
 	var n int64
@@ -255,9 +263,12 @@ func (s *Service) sync(ctx context.Context, d *device, req *request, pos string,
 		}
 		storedGen, raw, err := s.st.connection(ctx, d.dev, req.ConnID, num)
 		if err != nil {
-			return nil, s.internal("reading the connection", err)
+			return nil, internal("reading the connection", err)
 		}
 		if raw == nil || storedGen != g {
+			if re := d.revokedErr(); re != nil {
+				return nil, re
+			}
 			// Another device's position, one long forgotten, or one from
 			// before this connection restarted: the client starts over.
 			return nil, errorf(http.StatusBadRequest, codeUnknownPos, "Unknown position")
@@ -282,7 +293,7 @@ func (s *Service) sync(ctx context.Context, d *device, req *request, pos string,
 		wake := d.changes()
 		_, dpos, dnid, err := s.st.devicePos(ctx, d.dev)
 		if err != nil {
-			return nil, s.internal("reading the device", err)
+			return nil, internal("reading the device", err)
 		}
 		resp, next, changed, err := s.answer(ctx, d, req, prev, dpos, dnid)
 		if err != nil {
@@ -290,7 +301,7 @@ func (s *Service) sync(ctx context.Context, d *device, req *request, pos string,
 			if errors.As(err, &me) {
 				return nil, me
 			}
-			return nil, s.internal("building the answer", err)
+			return nil, internal("building the answer", err)
 		}
 		if prev == nil || changed || !time.Now().Before(deadline) {
 			if prev != nil && !changed {
@@ -300,7 +311,7 @@ func (s *Service) sync(ctx context.Context, d *device, req *request, pos string,
 			}
 			raw, _ := json.Marshal(next)
 			if err := s.st.saveConnection(ctx, d.dev, req.ConnID, n+1, gen, raw, time.Now().UnixMilli()); err != nil {
-				return nil, s.internal("saving the connection", err)
+				return nil, internal("saving the connection", err)
 			}
 			resp.Pos = gen + "_" + strconv.FormatInt(n+1, 10)
 			if woken {
