@@ -16,6 +16,7 @@ type stateCollector struct {
 	supCrashLoop                            *prometheus.Desc
 	connsOpen, connsMax, connsReached       *prometheus.Desc
 	connsEvicted                            *prometheus.Desc
+	connsHeaderTimeouts                     *prometheus.Desc
 	upstreamConns                           *prometheus.Desc
 }
 
@@ -44,6 +45,8 @@ func newStateCollector(s *Server) *stateCollector {
 			"Connections that had to wait for a slot because the cap was reached.", nil, nil),
 		connsEvicted: prometheus.NewDesc("wellknownd_connections_evicted_total",
 			"Connections closed at the cap to make room, each the one that had waited longest on its client (idle keep-alive, unfinished headers, a body not started).", nil, nil),
+		connsHeaderTimeouts: prometheus.NewDesc("wellknownd_connections_header_timeouts_total",
+			"Connections closed for taking longer than 10 s over a TLS handshake or a request's headers.", nil, nil),
 		upstreamConns: prometheus.NewDesc("wellknownd_upstream_connections",
 			"Requests holding a connection to each upstream host, of at most limits.upstream_conns.", []string{"upstream"}, nil),
 	}
@@ -51,7 +54,7 @@ func newStateCollector(s *Server) *stateCollector {
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.notAfter, c.upstreamUp, c.supUp, c.supState, c.supRestarts, c.supUptime, c.supCrashLoop,
-		c.connsOpen, c.connsMax, c.connsReached, c.connsEvicted, c.upstreamConns} {
+		c.connsOpen, c.connsMax, c.connsReached, c.connsEvicted, c.connsHeaderTimeouts, c.upstreamConns} {
 		ch <- d
 	}
 }
@@ -75,6 +78,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.connsMax, prometheus.GaugeValue, float64(cap(cl.slots)))
 	ch <- prometheus.MustNewConstMetric(c.connsReached, prometheus.CounterValue, float64(cl.reached.Load()))
 	ch <- prometheus.MustNewConstMetric(c.connsEvicted, prometheus.CounterValue, float64(cl.evicted.Load()))
+	ch <- prometheus.MustNewConstMetric(c.connsHeaderTimeouts, prometheus.CounterValue, float64(cl.headerTimeouts.Load()))
 	for host, n := range c.s.up.slots.inUse() {
 		ch <- prometheus.MustNewConstMetric(c.upstreamConns, prometheus.GaugeValue, float64(n), host)
 	}

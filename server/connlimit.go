@@ -36,7 +36,8 @@ type connLimiter struct {
 	// request headers, and each later request's headers from their first
 	// byte (sweepHeaders).
 	headerTimeout time.Duration
-	// headerTimeouts counts the connections closed for it.
+	// headerTimeouts counts the connections closed for it (not those
+	// closed idle: net/http's idle timeout was not counted either).
 	headerTimeouts atomic.Uint64
 }
 
@@ -70,17 +71,19 @@ func (c *connLimiter) sweepHeaders(ctx context.Context) {
 		}
 		now := time.Now().UnixNano()
 		since := now - int64(c.headerTimeout)
+		slow := 0
 		c.mu.Lock()
 		for lc := range c.conns {
 			if h := lc.headerSince.Load(); h != 0 && h <= since {
 				late = append(late, lc)
+				slow++
 			} else if u := lc.idleUntil.Load(); u != 0 && u <= now {
 				late = append(late, lc)
 			}
 		}
 		c.mu.Unlock()
+		c.headerTimeouts.Add(uint64(slow))
 		for _, lc := range late {
-			c.headerTimeouts.Add(1)
 			lc.Close()
 		}
 		clear(late)

@@ -49,9 +49,9 @@ func closeAll(lns []listener) {
 // httpServer sets the timeouts an Internet-facing server needs. There is no
 // ReadTimeout or WriteTimeout: a media upload and a /sync long-poll may
 // legitimately take minutes, and they are bounded per request instead. On
-// a capped listener the connection limiter bounds TLS handshakes and
-// request headers (sweepHeaders), and each write (send_timeout); the
-// others keep net/http's ReadHeaderTimeout.
+// a capped listener the connection limiter bounds TLS handshakes, request
+// headers and HTTP/1 idleness (sweepHeaders), and each write
+// (send_timeout); the others keep net/http's ReadHeaderTimeout.
 func (s *Server) httpServer(h http.Handler, capped bool) *http.Server {
 	rht := headerTimeout
 	if capped {
