@@ -10,7 +10,6 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/go-acme/lego/v5/challenge"
 	"github.com/go-acme/lego/v5/providers/dns/digitalocean"
-	"github.com/go-acme/lego/v5/providers/dns/dnsupdate"
 	"github.com/go-acme/lego/v5/providers/dns/gandiv5"
 	"github.com/go-acme/lego/v5/providers/dns/hetzner"
 	"github.com/go-acme/lego/v5/providers/dns/ovh"
@@ -68,13 +67,7 @@ func legoProvider(d config.DNS, secrets map[string]string) (challenge.Provider, 
 		if err != nil {
 			return nil, fmt.Errorf("tls.dns.rfc2136.tsig_key_file: %w", err)
 		}
-		c := dnsupdate.NewDefaultConfig()
-		c.Nameserver = d.RFC2136.Server
-		c.TSIGKey, c.TSIGSecret, c.TSIGAlgorithm = key.Name, key.Secret, key.Algorithm
-		if d.RFC2136.Zone != "" {
-			c.Zones = []string{d.RFC2136.Zone}
-		}
-		return dnsupdate.NewDNSProviderConfig(c)
+		return newRFC2136Provider(d.RFC2136, key)
 	case "route53":
 		return route53Provider(d, secrets)
 	case "digitalocean":

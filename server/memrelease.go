@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
 	"time"
@@ -18,6 +19,10 @@ import (
 // collects and returns it at once: a few milliseconds of one core, once
 // per quiet spell. A server busy all the time never qualifies, and keeps
 // the runtime's own pacing.
+//
+// The release collects twice: the buffers a burst left in the sync.Pools
+// (request and answer buffers, bufio readers and writers) survive one
+// collection in the pools' victim caches, and only the second frees them.
 const (
 	quietTick  = time.Second
 	releaseMin = 1 << 20
@@ -80,6 +85,7 @@ func (s *Server) releaseWhenQuiet(ctx context.Context) {
 		activity: s.hist.activity,
 		enough:   func() bool { return reclaimable() >= releaseMin },
 		release: func() {
+			runtime.GC()
 			debug.FreeOSMemory()
 			s.m.memoryReleases.Inc()
 		},

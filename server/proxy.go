@@ -39,7 +39,7 @@ func newUpstreamProxy(target *url.URL, up upstreamDeps, trusted netList, homeser
 		slots: up.slots.forHost(target.Host), wait: up.slots.wait}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
-		Transport: &slotTransport{next: up.transport, slots: p.slots, wait: p.wait, budget: up.budget, copies: up.buffers},
+		Transport: &slotTransport{next: up.h1, slots: p.slots, wait: p.wait, budget: up.budget, copies: up.buffers},
 		// No periodic flushing: ReverseProxy already flushes every write of
 		// a response without Content-Length (a stream) or of type
 		// text/event-stream, and one with a length goes out as fast as the

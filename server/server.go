@@ -299,7 +299,7 @@ func (s *Server) shutdown(lns []listener, h3s []h3Listener) {
 		})
 	}
 	wg.Wait()
-	s.up.transport.CloseIdleConnections()
+	s.up.h1.CloseIdleConnections()
 }
 
 // Supervisor is the supervisor of the stack behind the edge, or nil.

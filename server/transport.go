@@ -11,6 +11,9 @@ import (
 // connections to upstreams are kept when the configuration changes.
 type upstreamDeps struct {
 	transport *http.Transport
+	// h1 is what the proxies send through: requests without a body go
+	// from the handler's goroutine (h1Transport), the rest to transport.
+	h1 *h1Transport
 	// buffers are the body copy buffers; without them ReverseProxy
 	// allocates (and the GC clears) 32 KiB for every response.
 	buffers *bufferPool
@@ -40,7 +43,7 @@ func newUpstreamDeps(log *slog.Logger, l limits) upstreamDeps {
 	// The proxies' slots keep below this; it is the backstop for the web
 	// site behind base_domain.proxy.
 	t.MaxConnsPerHost = l.upstreamConns
-	return upstreamDeps{transport: t, buffers: newBufferPool(32 << 10), log: log, limits: l,
+	return upstreamDeps{transport: t, h1: newH1Transport(t), buffers: newBufferPool(32 << 10), log: log, limits: l,
 		slots: &upstreamSlots{size: l.upstreamConns, wait: l.upstreamWait}, budget: newBufferBudget(l)}
 }
 
@@ -75,15 +78,17 @@ func newTransport() *http.Transport {
 	}
 }
 
-// Each upstream connection keeps a read and a write buffer for as long as it
-// lives, and a held /sync long-poll holds one connection: with the
-// transport's 4 KiB each, they were 8 of the 37 KiB a long-poll cost. Neither
-// limits what passes: a longer header line is read in pieces, a longer
-// request header is written in two, and a body larger than the buffer is
-// read and written past it, straight between the socket and the proxy's own
-// buffers (answerspool, requestbuffer). 2 KiB holds a Matrix answer's headers
-// and a small JSON body in one read; 1 KiB holds a request's headers, bar a
-// browser's rarely.
+// A connection of http.Transport (the requests with a body, see
+// h1Transport) keeps a read and a write buffer for as long as it lives; with
+// the transport's 4 KiB each, they were 8 of the 37 KiB a held long-poll
+// cost, before long-polls left it. h1Transport's connections take a read
+// buffer of the same size from a pool only while an answer's headers and
+// body are read. Neither size limits what passes: a longer header line is
+// read in pieces, a longer request header is written in two, and a body
+// larger than the buffer is read and written past it, straight between the
+// socket and the proxy's own buffers (answerspool, requestbuffer). 2 KiB
+// holds a Matrix answer's headers and a small JSON body in one read; 1 KiB
+// holds a request's headers, bar a browser's rarely.
 const (
 	upstreamReadBuffer  = 2 << 10
 	upstreamWriteBuffer = 1 << 10
