@@ -84,9 +84,11 @@ type slidingSync struct {
 	// edgeID names this edge in the store's poller leases.
 	edgeID string
 	// transport is the Service's own connection pool to the homeserver,
-	// outside the proxy's slots; probe is the edge's, for the /versions
-	// it fetches itself.
-	transport *http.Transport
+	// outside the proxy's slots; its pollers' long-polls, without a body,
+	// hold a connection each and no goroutine of the transport's
+	// (h1Transport). probe is the edge's, for the /versions it fetches
+	// itself.
+	transport *h1Transport
 	probe     http.RoundTripper
 	// target is the homeserver's client API in force.
 	target func() *url.URL
@@ -134,7 +136,7 @@ type ssService struct {
 func newSlidingSync(log *slog.Logger, l limits, probe http.RoundTripper, target func() *url.URL) *slidingSync {
 	t := newTransport()
 	t.MaxConnsPerHost = l.upstreamConns
-	return &slidingSync{log: log.With("component", "sliding_sync"), edgeID: edgeID(), transport: t, probe: probe, target: target}
+	return &slidingSync{log: log.With("component", "sliding_sync"), edgeID: edgeID(), transport: newH1Transport(t), probe: probe, target: target}
 }
 
 // edgeID is unique among the edges (and the Servers of one test process)
