@@ -113,6 +113,12 @@ var (
 	h1Readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, upstreamReadBuffer) }}
 )
 
+// putReader gives br back to the pool, holding nothing of its connection.
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	h1Readers.Put(br)
+}
+
 // errH1NothingRead marks an exchange that failed before a byte of the
 // answer came back, on a connection that had served before: the upstream
 // closed it while idle (its keep-alive timeout), so an idempotent request
@@ -238,7 +244,7 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 				// reset) the connection before reading the request.
 				err = errH1NothingRead{err}
 			}
-			h1Readers.Put(br)
+			putReader(br)
 			return fail(err)
 		}
 		code := resp.StatusCode
@@ -246,12 +252,12 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 			break
 		}
 		if code == http.StatusSwitchingProtocols || i == h1Max1xx {
-			h1Readers.Put(br)
+			putReader(br)
 			return fail(fmt.Errorf("upstream answered %d to a request that did not ask for it", code))
 		}
 		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
 			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
-				h1Readers.Put(br)
+				putReader(br)
 				return fail(err)
 			}
 		}
@@ -328,8 +334,7 @@ func (b *h1Body) finish(eof bool) {
 	b.mu.Unlock()
 	// stop is false when the client's leaving already set the deadline.
 	keep := b.stop() && eof && b.keep && b.br.Buffered() == 0
-	b.br.Reset(nil)
-	h1Readers.Put(b.br)
+	putReader(b.br)
 	if keep {
 		b.t.putIdle(b.c)
 	} else {
