@@ -120,9 +120,10 @@ func putReader(br *bufio.Reader) {
 }
 
 // errH1NothingRead marks an exchange that failed before a byte of the
-// answer came back, on a connection that had served before: the upstream
-// closed it while idle (its keep-alive timeout), so an idempotent request
-// may be sent again on a new one.
+// answer came back. On a connection that had served before (RoundTrip
+// knows), that is the upstream closing it while idle (its keep-alive
+// timeout) as the request arrived, so a replayable request may be sent
+// again on a new one.
 type errH1NothingRead struct{ err error }
 
 func (e errH1NothingRead) Error() string { return e.err.Error() }
