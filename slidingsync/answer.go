@@ -90,14 +90,10 @@ type sentRoom struct {
 }
 
 // answer computes the answer to req for a client at prev (nil on a new
-// connection), with the device's state as stored at pos and nid. It
-// reports whether the answer carries anything the client lacks.
-func (s *Service) answer(ctx context.Context, d *device, req *request, prev *connState, pos, nid int64) (*response, *connState, bool, error) {
-	st := s.st
-	rooms, err := st.rooms(ctx, d.dev)
-	if err != nil {
-		return nil, nil, false, err
-	}
+// connection), with the device's state as stored at v. It reports
+// whether the answer carries anything the client lacks.
+func (s *Service) answer(ctx context.Context, d *device, req *request, prev *connState, v view) (*response, *connState, bool, error) {
+	rooms, pos, nid := v.rooms, v.pos, v.nid
 	next := &connState{Pos: pos, NID: nid, Rooms: map[string]*sentRoom{}, Lists: map[string]string{}}
 	fresh := prev == nil
 	if fresh {

@@ -81,9 +81,12 @@ func BenchmarkAnswerKnownDevice(b *testing.B) {
 	if merr != nil {
 		b.Fatal(merr)
 	}
-	_, pos, nid, _ := svc.st.devicePos(ctx, dev)
+	v, err := svc.st.view(ctx, dev)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for b.Loop() {
-		resp, _, _, err := svc.answer(ctx, d, req, nil, pos, nid)
+		resp, _, _, err := svc.answer(ctx, d, req, nil, v)
 		if err != nil || len(resp.Rooms) != 20 {
 			b.Fatalf("%v, %d rooms", err, len(resp.Rooms))
 		}

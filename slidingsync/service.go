@@ -288,14 +288,15 @@ func (s *Service) sync(ctx context.Context, d *device, req *request, pos string,
 	deadline := time.Now().Add(timeout)
 	woken := false
 	for {
-		// Read the counters first: whatever the poller stores while this
-		// answer is built is left for the next one, never sent twice.
+		// Read the counters and the rooms as of one apply first: whatever
+		// the poller stores while this answer is built is left for the
+		// next one, never sent twice.
 		wake := d.changes()
-		_, dpos, dnid, err := s.st.devicePos(ctx, d.dev)
+		v, err := s.st.view(ctx, d.dev)
 		if err != nil {
 			return nil, internal("reading the device", err)
 		}
-		resp, next, changed, err := s.answer(ctx, d, req, prev, dpos, dnid)
+		resp, next, changed, err := s.answer(ctx, d, req, prev, v)
 		if err != nil {
 			var me *matrixError
 			if errors.As(err, &me) {

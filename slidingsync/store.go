@@ -30,6 +30,11 @@ type store struct {
 	// sync should not pay.
 	ready  atomic.Bool
 	initMu sync.Mutex
+
+	// testHookBeforeRooms, when set, runs in view between its first read
+	// of the counters and its read of the rooms: a test stores an apply
+	// there, as a poller may.
+	testHookBeforeRooms func()
 }
 
 // schema is the store's tables. bigint and text mean the same in both

@@ -37,6 +37,50 @@ type roomInfo struct {
 	DM   bool
 }
 
+// view is a device's stored state as of one apply: its counters and its
+// rooms as they stood then.
+type view struct {
+	pos, nid int64
+	rooms    map[string]*roomInfo
+}
+
+// maxViewReads bounds how often view reads the rooms again. Each retry
+// means a poller committed meanwhile, and a poller commits once per
+// homeserver answer, so a few reads always settle; the bound keeps a
+// broken store from spinning a request.
+const maxViewReads = 20
+
+// view reads the device's counters and its rooms as of the same apply.
+// A room's row carries no position of its own (a bump or a count is
+// rewritten in place), so the rooms are read between two reads of the
+// counters, and again when an apply committed in between: rooms newer
+// than the counters would send a room's new bump_stamp without the event
+// that moved it, since the timeline is read up to the counters' nid.
+func (s *store) view(ctx context.Context, dev int64) (view, error) {
+	_, pos, nid, err := s.devicePos(ctx, dev)
+	if err != nil {
+		return view{}, fmt.Errorf("reading the device: %w", err)
+	}
+	for range maxViewReads {
+		if s.testHookBeforeRooms != nil {
+			s.testHookBeforeRooms()
+		}
+		rooms, err := s.rooms(ctx, dev)
+		if err != nil {
+			return view{}, err
+		}
+		_, pos2, nid2, err := s.devicePos(ctx, dev)
+		if err != nil {
+			return view{}, fmt.Errorf("reading the device: %w", err)
+		}
+		if pos2 == pos {
+			return view{pos: pos, nid: nid, rooms: rooms}, nil
+		}
+		pos, nid = pos2, nid2
+	}
+	return view{}, fmt.Errorf("reading the rooms: the store changed under %d reads", maxViewReads)
+}
+
 // rooms reads every room of the device with what its lists need.
 func (s *store) rooms(ctx context.Context, dev int64) (map[string]*roomInfo, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT room_id, membership, membership_pos, changed, bump_stamp, heroes,
