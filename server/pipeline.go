@@ -50,8 +50,8 @@ func (s *Server) instrumented(serve func(*site, http.ResponseWriter, *http.Reque
 		if r.ContentLength != 0 && r.ProtoMajor == 1 {
 			defer boundLeftoverBody(rec)
 		}
-		if r.TLS != nil && hr != nil && st.hsts != "" {
-			w.Header()["Strict-Transport-Security"] = []string{st.hsts}
+		if r.TLS != nil && hr != nil && st.hsts != nil {
+			w.Header()["Strict-Transport-Security"] = st.hsts
 		}
 		s.m.byProtocol[min(max(r.ProtoMajor, 1), 3)-1].Inc()
 		if msg := badRequest(r); msg != "" {

@@ -31,9 +31,10 @@ type site struct {
 	federation func(http.ResponseWriter, *http.Request, *hostRoute)
 	// logRequests is log.requests.
 	logRequests bool
-	// hsts is the Strict-Transport-Security value for HTTPS answers to the
-	// names in hosts; "" sends none.
-	hsts string
+	// hsts is the Strict-Transport-Security header value for HTTPS answers
+	// to the names in hosts, built once: every answer shares it (its
+	// capacity is its length, so an append copies); nil sends none.
+	hsts []string
 	// compressMin is compression.min_length; 0 when compression is off.
 	compressMin int
 	// compressWellKnown: a discovery document is long enough to compress.
@@ -60,11 +61,13 @@ func newSite(cfg *config.Config, up upstreamDeps, m *metrics) *site {
 	s := &site{
 		unknown:     m.forHost(hostUnknown),
 		logRequests: cfg.Log.Requests,
-		hsts:        cfg.TLS.HSTSHeader(),
 		compressMin: compressMin(cfg.Compression),
 		hosts:       make(map[string]*hostRoute, len(cfg.Hosts)),
 		wild:        map[string]*hostRoute{},
 		wk:          newWellKnown(cfg.Documents, cfg.Delegation.MaxAge),
+	}
+	if v := cfg.TLS.HSTSHeader(); v != "" {
+		s.hsts = []string{v}
 	}
 	for _, d := range []*document{s.wk.server, s.wk.client, s.wk.support} {
 		if d != nil && s.compressMin > 0 && len(d.body) >= s.compressMin {
