@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# side.sh NAME=BIN... — wellknownd builds side by side with Caddy and the Go floor, peers.sh's
+# scenarios (plain well-known, proxied, HTTPS keep-alive, handshakes), alternating rounds; prints
+# per round rps and server CPU µs per request (from /proc/PID/stat), then medians.
+set -uo pipefail
+secs=${SECS:-5} rounds=${ROUNDS:-4}
+tmp=$(mktemp -d)
+ref=$tmp/refserver
+(cd "$(dirname "$0")/../../../shared/bench/refserver" && go build -o "$ref" .) || { echo "$0: needs ../shared/bench/refserver beside the project" >&2; exit 2; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" \
+  -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost" 2>/dev/null
+UP=127.0.0.1:19590
+$ref upstream $UP & pids+=($!)
+$ref floor 127.0.0.1:19594 & pids+=($!); declare -A pid plain tls; pid[floor]=$!; plain[floor]=127.0.0.1:19594
+$ref proxyfloor 127.0.0.1:19600 $UP & pids+=($!); pid[pfloor]=$!
+$ref tlsfloor 127.0.0.1:19601 $tmp/cert.pem $tmp/key.pem & pids+=($!); pid[tfloor]=$!; tls[floor]=19601
+names=()
+n=0
+for arg in "$@"; do
+  name=${arg%%=*} bin=${arg#*=}; names+=($name); n=$((n+1))
+  hp=$((19610+n)) sp=$((19630+n))
+  mkdir -p $tmp/$name $tmp/${name}s
+  cat > $tmp/$name.yaml <<YAML
+server_name: example.com
+delegation:
+  server: matrix.example.com:443
+  client_base_url: https://matrix.example.com
+hosts: [example.com, matrix.example.com]
+listen:
+  http: "127.0.0.1:$hp"
+  https: ""
+  federation: ""
+  admin: "127.0.0.1:$((19650+n))"
+tls:
+  mode: "off"
+upstream:
+  url: http://$UP
+YAML
+  cat > $tmp/${name}s.yaml <<YAML
+server_name: localhost
+delegation:
+  server: localhost:443
+  client_base_url: https://localhost
+hosts: [localhost]
+listen:
+  http: ""
+  https: "127.0.0.1:$sp"
+  federation: ""
+  admin: "127.0.0.1:$((19670+n))"
+tls:
+  mode: files
+  cert_file: $tmp/cert.pem
+  key_file: $tmp/key.pem
+upstream:
+  url: http://$UP
+YAML
+  XDG_DATA_HOME=$tmp/$name $bin serve -config $tmp/$name.yaml >$tmp/$name.log 2>&1 & pids+=($!); pid[$name]=$!; plain[$name]=127.0.0.1:$hp
+  XDG_DATA_HOME=$tmp/${name}s $bin serve -config $tmp/${name}s.yaml >$tmp/${name}s.log 2>&1 & pids+=($!); pid[${name}s]=$!; tls[$name]=$sp
+done
+cat > $tmp/Caddyfile <<CADDY
+{
+	admin off
+	auto_https disable_redirects
+	default_sni localhost
+	log default {
+		output discard
+	}
+}
+http://example.com:19592 {
+	header /.well-known/matrix/* Access-Control-Allow-Origin "*"
+	header /.well-known/matrix/* Content-Type "application/json"
+	respond /.well-known/matrix/client \`{"m.homeserver":{"base_url":"https://matrix.example.com"}}\`
+	respond 404
+}
+http://matrix.example.com:19592 {
+	reverse_proxy $UP
+}
+https://localhost:19597 {
+	tls $tmp/cert.pem $tmp/key.pem
+	header /.well-known/matrix/* Access-Control-Allow-Origin "*"
+	header /.well-known/matrix/* Content-Type "application/json"
+	respond /.well-known/matrix/client \`{"m.homeserver":{"base_url":"https://localhost"}}\`
+}
+CADDY
+caddy run --config $tmp/Caddyfile --adapter caddyfile >$tmp/caddy.log 2>&1 & pids+=($!); pid[caddy]=$!; plain[caddy]=127.0.0.1:19592; tls[caddy]=19597
+ready() { # URL: answers within 5 s, or the run stops
+  for _ in $(seq 50); do curl -sk -o /dev/null "$1" && return; sleep 0.1; done
+  echo "side.sh: nothing answers at $1" >&2; exit 1
+}
+for s in "${names[@]}" caddy floor; do
+  ready "http://${plain[$s]}/"; ready "https://localhost:${tls[$s]}/"
+done
+ready http://127.0.0.1:19600/
+cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+# one PID URL HOST [extra wrk args] -> "rps cpu_us"
+one() {
+  local p=$1 url=$2 host=$3; shift 3
+  local t0 t1 out n r
+  t0=$(cpu $p); out=$(wrk -t1 -c${C:-64} -d${secs}s -H "Host: $host" "$@" "$url"); t1=$(cpu $p)
+  n=$(awk '/requests in/ {print $1}' <<<"$out"); r=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  awk -v a=$t0 -v b=$t1 -v n=$n -v r=$r 'BEGIN{printf "%.0f %.2f\n", r, (b-a)*10000/n}'
+}
+all=("${names[@]}" caddy floor)
+out=$tmp/results
+for r in $(seq $rounds); do
+  for s in "${all[@]}"; do
+    echo "wk $s $(one ${pid[$s]} http://${plain[$s]}/.well-known/matrix/client example.com)" >>$out
+    if [[ $s == floor ]]; then
+      echo "proxy $s $(one ${pid[pfloor]} http://127.0.0.1:19600/_matrix/client/versions matrix.example.com)" >>$out
+      tp=${pid[tfloor]}
+    else
+      echo "proxy $s $(one ${pid[$s]} http://${plain[$s]}/_matrix/client/versions matrix.example.com)" >>$out
+      tp=${pid[$s]}; [[ $s != caddy ]] && tp=${pid[${s}s]}
+    fi
+    echo "tls $s $(one $tp https://localhost:${tls[$s]}/.well-known/matrix/client localhost)" >>$out
+    echo "handshake $s $(C=32 one $tp https://localhost:${tls[$s]}/.well-known/matrix/client localhost -H 'Connection: close')" >>$out
+  done
+  echo "round $r done" >&2
+done
+cat $out > "${SIDE_OUT:-/dev/null}"
+echo "medians over $rounds rounds of ${secs}s: rps (CPU µs/req)"
+printf '%-10s' scenario; for s in "${all[@]}"; do printf '%22s' $s; done; echo
+for sc in wk proxy tls handshake; do
+  printf '%-10s' $sc
+  for s in "${all[@]}"; do
+    rps=$(awk -v a=$sc -v b=$s '$1==a && $2==b {print $3}' $out | sort -n | awk '{x[NR]=$1} END {print (NR%2)?x[(NR+1)/2]:(x[NR/2]+x[NR/2+1])/2}')
+    c=$(awk -v a=$sc -v b=$s '$1==a && $2==b {print $4}' $out | sort -n | awk '{x[NR]=$1} END {print (NR%2)?x[(NR+1)/2]:(x[NR/2]+x[NR/2+1])/2}')
+    printf '%22s' "$rps ($c)"
+  done; echo
+done
