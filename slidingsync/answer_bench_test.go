@@ -50,6 +50,28 @@ func syntheticSync(n int) *v2Sync {
 	return &r
 }
 
+// storedDevice opens a service on its own SQLite file, with no homeserver
+// behind it, and adds @alice:localhost's device id to its store: what is
+// stored for it is the caller's.
+func storedDevice(tb testing.TB, id string) (*Service, *device) {
+	tb.Helper()
+	ctx := context.Background()
+	u, _ := url.Parse("http://127.0.0.1:1")
+	svc, err := Open(Config{Upstream: u, SQLitePath: filepath.Join(tb.TempDir(), "store.db"), IdleTimeout: time.Minute})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { svc.Close() })
+	if err := svc.st.init(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	dev, err := svc.st.device(ctx, "@alice:localhost", id)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return svc, &device{dev: dev, userID: "@alice:localhost", deviceID: id}
+}
+
 // BenchmarkAnswerKnownDevice is the edge's own cost of a first list for
 // a device whose rooms are stored: the part of "first list" that is not
 // the homeserver's.
@@ -57,31 +79,18 @@ func syntheticSync(n int) *v2Sync {
 //	go test ./slidingsync -run '^$' -bench AnswerKnownDevice -benchtime 50x
 func BenchmarkAnswerKnownDevice(b *testing.B) {
 	ctx := context.Background()
-	u, _ := url.Parse("http://127.0.0.1:1")
-	svc, err := Open(Config{Upstream: u, SQLitePath: filepath.Join(b.TempDir(), "bench.db"), IdleTimeout: time.Minute})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer svc.Close()
-	if err := svc.st.init(ctx); err != nil {
-		b.Fatal(err)
-	}
-	dev, err := svc.st.device(ctx, "@alice:localhost", "BENCH")
-	if err != nil {
-		b.Fatal(err)
-	}
+	svc, d := storedDevice(b, "BENCH")
 	t0 := time.Now()
-	if _, err := svc.st.apply(ctx, dev, "", syntheticSync(benchRooms())); err != nil {
+	if _, err := svc.st.apply(ctx, d.dev, "", syntheticSync(benchRooms())); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("stored a first sync of %d rooms in %v", benchRooms(), time.Since(t0).Round(time.Millisecond))
-	d := &device{dev: dev, userID: "@alice:localhost", deviceID: "BENCH"}
 	raw, _ := json.Marshal(firstListRequest)
 	req, merr := parseRequest(raw)
 	if merr != nil {
 		b.Fatal(merr)
 	}
-	v, err := svc.st.view(ctx, dev)
+	v, err := svc.st.view(ctx, d.dev)
 	if err != nil {
 		b.Fatal(err)
 	}

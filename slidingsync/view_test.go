@@ -3,11 +3,8 @@ package slidingsync
 import (
 	"context"
 	"encoding/json"
-	"net/url"
-	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 )
 
 // TestAnswerDuringApply stores a new message while an answer is being
@@ -18,23 +15,11 @@ import (
 func TestAnswerDuringApply(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	u, _ := url.Parse("http://127.0.0.1:1")
-	svc, err := Open(Config{Upstream: u, SQLitePath: filepath.Join(t.TempDir(), "view.db"), IdleTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	if err := svc.st.init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	dev, err := svc.st.device(ctx, "@alice:localhost", "VIEW")
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, d := storedDevice(t, "VIEW")
+	dev := d.dev
 	if _, err := svc.st.apply(ctx, dev, "", syntheticSync(3)); err != nil {
 		t.Fatal(err)
 	}
-	d := &device{dev: dev, userID: "@alice:localhost", deviceID: "VIEW"}
 	raw, _ := json.Marshal(map[string]any{"lists": map[string]any{"all": map[string]any{
 		"ranges": [][2]int{{0, 1}}, "timeline_limit": 1, "required_state": [][2]string{{"m.room.name", ""}},
 	}}})

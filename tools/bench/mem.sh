@@ -2,33 +2,12 @@
 # mem.sh BIN — idle RSS, after-load RSS and per-long-poll KiB of one wellknownd binary, peers.sh-style.
 set -euo pipefail
 bin=$1; secs=${SECS:-5}; hold_n=${HOLD:-2000}
-tmp=$(mktemp -d)
-ref=$tmp/refserver
-(cd "$(dirname "$0")/../../../shared/bench/refserver" && go build -o "$ref" .) || { echo "$0: needs ../shared/bench/refserver beside the project" >&2; exit 2; }
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
 UP=127.0.0.1:28590 WK=127.0.0.1:28591
 $ref upstream $UP & pids+=($!)
-cat > $tmp/wk.yaml <<YAML
-server_name: example.com
-delegation:
-  server: matrix.example.com:443
-  client_base_url: https://matrix.example.com
-hosts: [example.com, matrix.example.com]
-listen:
-  http: "$WK"
-  https: ""
-  federation: ""
-  admin: "127.0.0.1:28595"
-tls:
-  mode: "off"
-upstream:
-  url: http://$UP
-${EXTRA:-}
-YAML
+{ wk_plain $WK 127.0.0.1:28595 $UP; echo "${EXTRA:-}"; } >$tmp/wk.yaml
 XDG_DATA_HOME=$tmp $bin serve -config $tmp/wk.yaml >$tmp/wk.log 2>&1 & pids+=($!); wk=$!
-for _ in $(seq 50); do curl -s -o /dev/null http://$WK/ && break; sleep 0.1; done
+ready http://$WK/
 sleep 3
 st() { awk '/^(VmRSS|RssAnon|RssFile)/ {printf "%s %s ", $1, $2}' /proc/$wk/status; echo; }
 echo "idle:  $(st)"

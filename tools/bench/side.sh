@@ -4,14 +4,8 @@
 # per round rps and server CPU µs per request (from /proc/PID/stat), then medians.
 set -uo pipefail
 secs=${SECS:-5} rounds=${ROUNDS:-4}
-tmp=$(mktemp -d)
-ref=$tmp/refserver
-(cd "$(dirname "$0")/../../../shared/bench/refserver" && go build -o "$ref" .) || { echo "$0: needs ../shared/bench/refserver beside the project" >&2; exit 2; }
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" \
-  -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost" 2>/dev/null
+. "$(dirname "$0")/lib.sh"
+self_signed
 UP=127.0.0.1:19590
 $ref upstream $UP & pids+=($!)
 $ref floor 127.0.0.1:19594 & pids+=($!); declare -A pid plain tls; pid[floor]=$!; plain[floor]=127.0.0.1:19594
@@ -23,73 +17,13 @@ for arg in "$@"; do
   name=${arg%%=*} bin=${arg#*=}; names+=($name); n=$((n+1))
   hp=$((19610+n)) sp=$((19630+n))
   mkdir -p $tmp/$name $tmp/${name}s
-  cat > $tmp/$name.yaml <<YAML
-server_name: example.com
-delegation:
-  server: matrix.example.com:443
-  client_base_url: https://matrix.example.com
-hosts: [example.com, matrix.example.com]
-listen:
-  http: "127.0.0.1:$hp"
-  https: ""
-  federation: ""
-  admin: "127.0.0.1:$((19650+n))"
-tls:
-  mode: "off"
-upstream:
-  url: http://$UP
-YAML
-  cat > $tmp/${name}s.yaml <<YAML
-server_name: localhost
-delegation:
-  server: localhost:443
-  client_base_url: https://localhost
-hosts: [localhost]
-listen:
-  http: ""
-  https: "127.0.0.1:$sp"
-  federation: ""
-  admin: "127.0.0.1:$((19670+n))"
-tls:
-  mode: files
-  cert_file: $tmp/cert.pem
-  key_file: $tmp/key.pem
-upstream:
-  url: http://$UP
-YAML
+  wk_plain 127.0.0.1:$hp 127.0.0.1:$((19650+n)) $UP >$tmp/$name.yaml
+  wk_tls 127.0.0.1:$sp 127.0.0.1:$((19670+n)) $UP >$tmp/${name}s.yaml
   XDG_DATA_HOME=$tmp/$name $bin serve -config $tmp/$name.yaml >$tmp/$name.log 2>&1 & pids+=($!); pid[$name]=$!; plain[$name]=127.0.0.1:$hp
   XDG_DATA_HOME=$tmp/${name}s $bin serve -config $tmp/${name}s.yaml >$tmp/${name}s.log 2>&1 & pids+=($!); pid[${name}s]=$!; tls[$name]=$sp
 done
-cat > $tmp/Caddyfile <<CADDY
-{
-	admin off
-	auto_https disable_redirects
-	default_sni localhost
-	log default {
-		output discard
-	}
-}
-http://example.com:19592 {
-	header /.well-known/matrix/* Access-Control-Allow-Origin "*"
-	header /.well-known/matrix/* Content-Type "application/json"
-	respond /.well-known/matrix/client \`{"m.homeserver":{"base_url":"https://matrix.example.com"}}\`
-	respond 404
-}
-http://matrix.example.com:19592 {
-	reverse_proxy $UP
-}
-https://localhost:19597 {
-	tls $tmp/cert.pem $tmp/key.pem
-	header /.well-known/matrix/* Access-Control-Allow-Origin "*"
-	header /.well-known/matrix/* Content-Type "application/json"
-	respond /.well-known/matrix/client \`{"m.homeserver":{"base_url":"https://localhost"}}\`
-}
-CADDY
+caddyfile 19592 $UP 19597 >$tmp/Caddyfile
 caddy run --config $tmp/Caddyfile --adapter caddyfile >$tmp/caddy.log 2>&1 & pids+=($!); pid[caddy]=$!; plain[caddy]=127.0.0.1:19592; tls[caddy]=19597
-ready() { # URL: answers within 5 s, or the run stops
-  for _ in $(seq 50); do curl -sk -o /dev/null "$1" && return; sleep 0.1; done
-  echo "side.sh: nothing answers at $1" >&2; exit 1
-}
 for s in "${names[@]}" caddy floor; do
   ready "http://${plain[$s]}/"; ready "https://localhost:${tls[$s]}/"
 done
