@@ -59,7 +59,7 @@ const maxViewReads = 20
 func (s *store) view(ctx context.Context, dev int64) (view, error) {
 	_, pos, nid, err := s.devicePos(ctx, dev)
 	if err != nil {
-		return view{}, fmt.Errorf("reading the device: %w", err)
+		return view{}, fmt.Errorf("reading its counters: %w", err)
 	}
 	for range maxViewReads {
 		if s.testHookBeforeRooms != nil {
@@ -71,7 +71,7 @@ func (s *store) view(ctx context.Context, dev int64) (view, error) {
 		}
 		_, pos2, nid2, err := s.devicePos(ctx, dev)
 		if err != nil {
-			return view{}, fmt.Errorf("reading the device: %w", err)
+			return view{}, fmt.Errorf("reading its counters: %w", err)
 		}
 		if pos2 == pos {
 			return view{pos: pos, nid: nid, rooms: rooms}, nil
