@@ -72,16 +72,11 @@ func (a *Adoption) compose(p *adoptPlan, o ComposeOptions) error {
 		// override mounts there.
 		values.CertFile, _ = filepath.Abs(p.CertFile)
 		values.KeyFile, _ = filepath.Abs(p.KeyFile)
-		if a.check, err = render("wellknownd.yaml.tmpl", values); err != nil {
-			return err
-		}
+		a.check = wellknowndYAML(values)
 	}
 	// Where the override mounts them (with TLSMode files).
 	values.CertFile, values.KeyFile = "/etc/wellknownd/tls/cert.pem", "/etc/wellknownd/tls/key.pem"
-	cfg, err := render("wellknownd.yaml.tmpl", values)
-	if err != nil {
-		return err
-	}
+	cfg := wellknowndYAML(values)
 	if a.check == nil {
 		a.check = cfg
 	}
@@ -122,10 +117,7 @@ func (a *Adoption) compose(p *adoptPlan, o ComposeOptions) error {
 		}
 	}
 	values.Override = ov
-	overrideText, err := render("compose-override.yml.tmpl", values)
-	if err != nil {
-		return err
-	}
+	overrideText := composeOverrideYAML(values)
 	a.Changes = append(a.Changes, fmt.Sprintf("a new service wellknownd publishes 80, 443 and 8448 (and 443 and 8448 over UDP, for HTTP/3), joins the network %s and proxies to Dendrite at %s; its certificates and ACME account live in the volume wellknownd",
 		strings.Join(s.networks, ", "), upstream))
 	for _, svc := range proj.services {

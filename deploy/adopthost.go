@@ -46,10 +46,7 @@ func (a *Adoption) host(p *adoptPlan, o HostOptions) error {
 		values.CertFile, _ = filepath.Abs(p.CertFile)
 		values.KeyFile, _ = filepath.Abs(p.KeyFile)
 	}
-	cfg, err := render("wellknownd.yaml.tmpl", values)
-	if err != nil {
-		return err
-	}
+	cfg := wellknowndYAML(values)
 	a.check = cfg
 	sd, err := unitFor(Options{WellknowndBin: o.WellknowndBin}, dir, cfgPath)
 	if err != nil {

@@ -25,7 +25,7 @@ import (
 	"github.com/wellknownd/wellknownd/internal/yamlfile"
 )
 
-//go:embed systemd/wellknownd.service compose/docker-compose.yml templates/*.tmpl
+//go:embed systemd/wellknownd.service compose/docker-compose.yml
 var files embed.FS
 
 // Unit is the hardened systemd unit, as shipped in deploy/systemd.
@@ -155,35 +155,29 @@ func Generate(o Options) (*Deployment, error) {
 	var out []File
 	add := func(path string, data []byte, mode fs.FileMode) { out = append(out, File{path, data, mode}) }
 	for _, r := range []struct {
-		path, tmpl string
-		data       *templateData
-		mode       fs.FileMode
+		path  string
+		write func(*templateData) []byte
+		data  *templateData
+		mode  fs.FileMode
 	}{
 		// wellknownd.yaml holds no secret (those live in files it names):
 		// readable by the service's own user, whoever wrote it.
-		{"wellknownd.yaml", "wellknownd.yaml.tmpl", &host, 0o644},
-		{"compose/wellknownd.yaml", "wellknownd.yaml.tmpl", &compose, 0o644},
+		{"wellknownd.yaml", wellknowndYAML, &host, 0o644},
+		{"compose/wellknownd.yaml", wellknowndYAML, &compose, 0o644},
 		// Dendrite's holds the registration secret and the database
 		// password; its reader is Dendrite (the service user on a host,
 		// root in Dendrite's image).
-		{"dendrite/dendrite.yaml", "dendrite.yaml.tmpl", &host, 0o600},
-		{"compose/dendrite.yaml", "dendrite.yaml.tmpl", &compose, 0o600},
+		{"dendrite/dendrite.yaml", dendriteYAML, &host, 0o600},
+		{"compose/dendrite.yaml", dendriteYAML, &compose, 0o600},
 	} {
-		b, err := render(r.tmpl, r.data)
-		if err != nil {
-			return nil, err
-		}
-		if r.tmpl == "wellknownd.yaml.tmpl" {
+		b := r.write(r.data)
+		if filepath.Base(r.path) == "wellknownd.yaml" {
 			// init never writes what its own validate rejects; the
 			// compose one as the container would read it, with the
 			// certificate mounted.
 			check := *r.data
 			check.CertFile, check.KeyFile = host.CertFile, host.KeyFile
-			text, err := render(r.tmpl, &check)
-			if err != nil {
-				return nil, err
-			}
-			_, problems := config.Parse(filepath.Join(dir, r.path), text)
+			_, problems := config.Parse(filepath.Join(dir, r.path), wellknowndYAML(&check))
 			// The supervised Dendrite's directory and dendrite.yaml are
 			// written with this file, from the same values: validate reads
 			// them once they are there.
@@ -195,11 +189,7 @@ func Generate(o Options) (*Deployment, error) {
 		add(r.path, b, r.mode)
 	}
 	if o.Postgres {
-		b, err := render("postgres-init.sql.tmpl", &host)
-		if err != nil {
-			return nil, err
-		}
-		add("postgres-init.sql", b, 0o600)
+		add("postgres-init.sql", postgresInitSQL(&host), 0o600)
 	}
 	add("dendrite/matrix_key.pem", key, 0o600)
 	composeFile, _ := files.ReadFile("compose/docker-compose.yml")

@@ -1,23 +1,22 @@
 package deploy
 
-// templates.go owns what the files in templates/ are rendered from: init
-// and adopt write wellknownd.yaml from the same template, so they must fill
-// the same fields. A typed struct makes a misspelt or forgotten field a
-// compile error instead of an empty value in a file someone deploys.
+// templates.go owns what the generated files (genfiles.go) are written
+// from: init and adopt write wellknownd.yaml from the same values, so they
+// must fill the same fields. A typed struct makes a misspelt or forgotten
+// field a compile error instead of an empty value in a file someone
+// deploys.
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
-	"text/template"
 
 	"go.yaml.in/yaml/v3"
 )
 
-// templateData is what every template in templates/ is executed with. A
-// field that a caller has no use for stays zero, which each template reads
-// as "not there".
+// templateData is what every generated file is written from. A field that
+// a caller has no use for stays zero, which each file reads as "not
+// there".
 type templateData struct {
 	// The delegation. wellknownd.yaml and dendrite.yaml are rendered from
 	// the same values so that the documents wellknownd serves and what
@@ -105,7 +104,7 @@ type templateData struct {
 	Override *composeOverride
 }
 
-// composeOverride is what templates/compose-override.yml.tmpl needs beyond
+// composeOverride is what the compose override (composeOverrideYAML) needs beyond
 // templateData: how the services of an adopted compose file change.
 type composeOverride struct {
 	// ComposeFile is the adopted compose file's name, File the override's.
@@ -136,39 +135,34 @@ type portChange struct {
 	Kept []string
 }
 
-// templateFuncs quote values for the language each template writes, so
-// that no value a person gave can change the file's structure.
-var templateFuncs = template.FuncMap{
-	// q is a YAML (and JSON) double-quoted string.
-	"q": func(s string) string { b, _ := json.Marshal(s); return string(b) },
-	// sq is an SQL string literal.
-	"sq": func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" },
-	// yq is a YAML scalar quoted only when it must be, as compose files
-	// are usually written.
-	"yq":   yamlQuote,
-	"join": strings.Join,
-	// indent puts n spaces before every line of s, to nest a YAML text
-	// made elsewhere.
-	"indent": func(n int, s string) string {
-		pad := strings.Repeat(" ", n)
-		return pad + strings.ReplaceAll(s, "\n", "\n"+pad)
-	},
+// text is a file being generated, a line at a time.
+type text struct{ strings.Builder }
+
+// line writes format, filled in with args, and a newline. A value a
+// person gave goes in through q, sq or yq wherever it is a YAML or SQL
+// value, so that it cannot change the file's structure.
+func (t *text) line(format string, args ...any) {
+	fmt.Fprintf(t, format, args...)
+	t.WriteByte('\n')
 }
 
-// render executes one of templates/ with data.
-func render(name string, data *templateData) ([]byte, error) {
-	tmpl, err := template.New("").Funcs(templateFuncs).ParseFS(files, "templates/*.tmpl")
-	if err != nil {
-		return nil, err
-	}
-	var b bytes.Buffer
-	if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
-		return nil, fmt.Errorf("rendering %s: %w", name, err)
-	}
-	return b.Bytes(), nil
-}
+// q is a YAML (and JSON) double-quoted string: no value can change the
+// file's structure.
+func q(s string) string { b, _ := json.Marshal(s); return string(b) }
 
-func yamlQuote(s string) string {
+// sq is an SQL string literal.
+func sq(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// yq is a YAML scalar quoted only when it must be, as compose files are
+// usually written.
+func yq(s string) string {
 	b, _ := yaml.Marshal(s)
 	return strings.TrimSuffix(string(b), "\n")
+}
+
+// indent puts n spaces before every line of s, to nest a YAML text made
+// elsewhere.
+func indent(n int, s string) string {
+	pad := strings.Repeat(" ", n)
+	return pad + strings.ReplaceAll(s, "\n", "\n"+pad)
 }
