@@ -105,10 +105,10 @@ func wellknowndYAML(d *templateData) []byte {
 func dendriteYAML(d *templateData) []byte {
 	var t text
 	// sqlite gives a component its own SQLite file when there is no
-	// PostgreSQL database; key is the component's database key, at indent.
-	sqlite := func(indent, key, file string) {
+	// PostgreSQL database; key is the component's database key.
+	sqlite := func(key, file string) {
 		if d.Database == "" {
-			t.line(`%s%s: {connection_string: "file:%s"}`, indent, key, file)
+			t.line(`  %s: {connection_string: "file:%s"}`, key, file)
 		}
 	}
 	t.line(`# Dendrite %s configuration, written by "wellknownd init" to agree with`, d.DendriteVersion)
@@ -153,7 +153,7 @@ client_api:
   rate_limiting: {enabled: true, threshold: 5, cooloff_ms: 500, exempt_user_ids: []}
 federation_api:
 `)
-	sqlite("  ", "database", "dendrite_federationapi.db")
+	sqlite("database", "dendrite_federationapi.db")
 	t.WriteString(`  send_max_retries: 16
   disable_tls_validation: false
   key_perspectives:
@@ -165,10 +165,10 @@ federation_api:
 `)
 	if d.Database == "" {
 		t.line(`key_server:`)
-		sqlite("  ", "database", "dendrite_keyserver.db")
+		sqlite("database", "dendrite_keyserver.db")
 	}
 	t.line(`media_api:`)
-	sqlite("  ", "database", "dendrite_mediaapi.db")
+	sqlite("database", "dendrite_mediaapi.db")
 	t.line(`  base_path: %s`, q(d.MediaPath))
 	t.line(`  # wellknownd's upstream.max_body is set to the same size.`)
 	t.line(`  max_file_size_bytes: %d`, d.MaxFileSize)
@@ -181,9 +181,9 @@ federation_api:
 room_server:
   default_room_version: "10"
 `)
-	sqlite("  ", "database", "dendrite_roomserver.db")
+	sqlite("database", "dendrite_roomserver.db")
 	t.line(`sync_api:`)
-	sqlite("  ", "database", "dendrite_syncapi.db")
+	sqlite("database", "dendrite_syncapi.db")
 	t.WriteString(`  # wellknownd sets X-Forwarded-For from the real peer, and drops it from anyone else.
   real_ip_header: X-Forwarded-For
   search: {enabled: false, index_path: searchindex, in_memory: false, language: en}
@@ -191,15 +191,15 @@ user_api:
   bcrypt_cost: 10
   openid_token_lifetime_ms: 3600000
 `)
-	sqlite("  ", "account_database", "dendrite_userapi.db")
+	sqlite("account_database", "dendrite_userapi.db")
 	t.line(`  auto_join_rooms: []`)
 	if d.Database == "" {
 		t.line(`relay_api:`)
-		sqlite("  ", "database", "dendrite_relayapi.db")
+		sqlite("database", "dendrite_relayapi.db")
 	}
 	t.line(`mscs:`)
 	t.line(`  mscs: []`)
-	sqlite("  ", "database", "dendrite_mscs.db")
+	sqlite("database", "dendrite_mscs.db")
 	t.WriteString(`tracing: {enabled: false}
 logging:
 - {type: std, level: info}
